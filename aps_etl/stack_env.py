@@ -1,0 +1,103 @@
+"""The dev stack's connection settings, as `infra/stack up` writes them.
+
+`infra/stack` generates credentials into a git-ignored env file (``.stack/stack.env`` by
+default, ``APS_STACK_HOME`` moves the whole state folder). The code and the tests read
+that file through here; values already set in the process environment win, so a
+production deployment sets the same variables and has no file at all.
+
+Nothing in this module prints or logs a value: secrets stay in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Variables the stack file defines. Everything but the *_PASSWORD / *_SECRET_KEY ones
+# is safe to show.
+STACK_VARIABLES = (
+    "APS_PG_HOST",
+    "APS_PG_PORT",
+    "APS_PG_SUPERUSER",
+    "APS_PG_SUPERUSER_PASSWORD",
+    "APS_MES_DB",
+    "APS_MES_OWNER_USER",
+    "APS_MES_OWNER_PASSWORD",
+    "APS_MES_READER_USER",
+    "APS_MES_READER_PASSWORD",
+    "APS_APS_DB",
+    "APS_APS_LOADER_USER",
+    "APS_APS_LOADER_PASSWORD",
+    "APS_S3_ENDPOINT",
+    "APS_S3_REGION",
+    "APS_S3_BUCKET",
+    "APS_S3_ACCESS_KEY",
+    "APS_S3_SECRET_KEY",
+    "APS_TRINO_HOST",
+    "APS_TRINO_PORT",
+    "APS_TRINO_USER",
+)
+
+
+def stack_home() -> Path:
+    return Path(os.environ.get("APS_STACK_HOME", REPO_ROOT / ".stack"))
+
+
+def stack_env_file() -> Path:
+    return stack_home() / "stack.env"
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """Reads KEY=VALUE lines; blank lines and # comments are skipped. No shell expansion."""
+    values: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            # The line may hold a secret: name the line, never its content.
+            raise ValueError(f"{path}:{number}: expected KEY=VALUE")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def load_stack_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The stack settings: the env file overlaid by the process environment."""
+    environ = os.environ if environ is None else environ
+    path = stack_env_file()
+    values = parse_env_file(path) if path.exists() else {}
+    values.update({k: v for k, v in environ.items() if k in STACK_VARIABLES})
+    missing = [k for k in STACK_VARIABLES if k not in values]
+    if missing:
+        raise RuntimeError(
+            f"dev stack settings missing: {', '.join(missing)}. "
+            f"Run `infra/stack up` (it writes {path}) or set them in the environment."
+        )
+    return values
+
+
+def export_stack_env() -> dict[str, str]:
+    """Loads the stack settings into os.environ (for dg.EnvVar) and returns them."""
+    values = load_stack_env()
+    os.environ.update(values)
+    return values
+
+
+def postgres_uri(values: Mapping[str, str], database: str, role: str) -> str:
+    """libpq URI for `role` in ('superuser', 'mes_owner', 'mes_reader', 'aps_loader')."""
+    from urllib.parse import quote
+
+    user_key, password_key = {
+        "superuser": ("APS_PG_SUPERUSER", "APS_PG_SUPERUSER_PASSWORD"),
+        "mes_owner": ("APS_MES_OWNER_USER", "APS_MES_OWNER_PASSWORD"),
+        "mes_reader": ("APS_MES_READER_USER", "APS_MES_READER_PASSWORD"),
+        "aps_loader": ("APS_APS_LOADER_USER", "APS_APS_LOADER_PASSWORD"),
+    }[role]
+    return (
+        f"postgresql://{quote(values[user_key], safe='')}:{quote(values[password_key], safe='')}"
+        f"@{values['APS_PG_HOST']}:{values['APS_PG_PORT']}/{quote(database, safe='')}"
+    )
