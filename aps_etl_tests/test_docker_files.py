@@ -1,0 +1,92 @@
+"""The Docker route (compose file and Dockerfile), validated without a Docker engine."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE = REPO / "infra" / "docker-compose.yml"
+EXAMPLE_ENV = REPO / "infra" / ".env.example"
+
+
+def _compose_config(env_file: Path) -> subprocess.CompletedProcess[str]:
+    docker_compose = shutil.which("docker-compose")
+    assert docker_compose, "docker-compose (Debian package) is missing: run scripts/test-tools"
+    return subprocess.run(
+        [docker_compose, "--env-file", str(env_file), "-f", str(COMPOSE), "config"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _filled_env(tmp_path: Path) -> Path:
+    lines = []
+    for line in EXAMPLE_ENV.read_text().splitlines():
+        if line.endswith("="):
+            line += "test-value-" + line.split("=")[0].lower()
+        lines.append(line)
+    env_file = tmp_path / "compose.env"
+    env_file.write_text("\n".join(lines) + "\n")
+    return env_file
+
+
+def test_compose_file_resolves_with_every_service(tmp_path: Path) -> None:
+    result = _compose_config(_filled_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    assert set(config["services"]) == {
+        "postgres",
+        "minio",
+        "minio-init",
+        "trino",
+        "code-location",
+        "webserver",
+        "daemon",
+    }
+    assert config["services"]["trino"]["image"] == "trinodb/trino:476"
+    # Every published port is bound to loopback only.
+    for service in config["services"].values():
+        for port in service.get("ports", []):
+            # compose v1 prints the short syntax "127.0.0.1:55432:5432"
+            host_ip = port.get("host_ip") if isinstance(port, dict) else port.split(":")[0]
+            assert host_ip == "127.0.0.1", port
+
+
+def test_compose_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
+    env_file = _filled_env(tmp_path)
+    kept = [
+        line
+        for line in env_file.read_text().splitlines()
+        if not line.startswith("APS_S3_SECRET_KEY=")
+    ]
+    env_file.write_text("\n".join(kept) + "\n")
+    result = _compose_config(env_file)
+    assert result.returncode != 0
+    assert "APS_S3_SECRET_KEY" in result.stderr
+
+
+def test_no_secret_value_is_committed_in_the_example_env() -> None:
+    for line in EXAMPLE_ENV.read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        key, _, value = line.partition("=")
+        if key.endswith(("_PASSWORD", "_SECRET_KEY", "_ACCESS_KEY")):
+            assert value == "", f"{key} has a value in {EXAMPLE_ENV}"
+
+
+@pytest.mark.parametrize("path", ["Dockerfile"])
+def test_dockerfile_passes_hadolint(path: str) -> None:
+    hadolint = shutil.which("hadolint") or str(REPO / ".venv" / "bin" / "hadolint")
+    result = subprocess.run(
+        [hadolint, "--failure-threshold", "info", str(REPO / path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
