@@ -1,0 +1,17 @@
+"""The Parquet lake: layout, storage, atomic writes and the Dagster IO manager."""
+
+from aps_etl.lake.atomic import ImmutablePartitionError
+from aps_etl.lake.io_manager import REUSED, LakeIOManager, ReusedPartition
+from aps_etl.lake.layout import LakeTable, PartitionKeyError, parse_date_key
+from aps_etl.lake.storage import LakeResource
+
+__all__ = [
+    "REUSED",
+    "ImmutablePartitionError",
+    "LakeIOManager",
+    "LakeResource",
+    "LakeTable",
+    "PartitionKeyError",
+    "ReusedPartition",
+    "parse_date_key",
+]

@@ -1,0 +1,94 @@
+"""Writing one Parquet file so that a reader sees all of it or nothing.
+
+A LazyFrame is streamed (sink_parquet, never collected whole) into a temporary file that
+no reader looks at, then published in one step:
+- local folder: a hard link (write-once: fails if the target exists) or os.replace
+  (overwrite), both atomic on POSIX;
+- S3: one PUT (multipart for large files), which S3 and MinIO only make visible once it
+  completes.
+A crash before publishing leaves at most a `.tmp-*` file, which readers skip (Hive and
+Trino ignore names starting with '.' or '_', and the IO manager only opens `data.parquet`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from aps_etl.lake.storage import LakeResource
+
+
+class ImmutablePartitionError(RuntimeError):
+    """An attempt to overwrite a write-once (extract) partition."""
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    uri: str
+    rows: int
+    size_bytes: int
+
+
+def _sink(frame: pl.LazyFrame | pl.DataFrame, path: Path) -> int:
+    if isinstance(frame, pl.LazyFrame):
+        frame.sink_parquet(path, compression="zstd", statistics=True)
+    else:
+        frame.write_parquet(path, compression="zstd", statistics=True)
+    return pq.read_metadata(path).num_rows
+
+
+def write_parquet(
+    lake: LakeResource,
+    parts: tuple[str, ...],
+    frame: pl.LazyFrame | pl.DataFrame,
+    *,
+    immutable: bool,
+) -> WrittenFile:
+    """Writes `frame` at lake path `parts` atomically; refuses to replace it if immutable."""
+    uri = lake.uri(*parts)
+    fs = lake.fs
+    if lake.is_s3:
+        if immutable and fs.exists(uri):
+            raise ImmutablePartitionError(_immutable_message(uri))
+        with tempfile.TemporaryDirectory(prefix="aps-lake-") as spool:
+            tmp = Path(spool) / "data.parquet"
+            rows = _sink(frame, tmp)
+            size = tmp.stat().st_size
+            # Re-check right before publishing: another run may have won the race.
+            if immutable and fs.exists(uri):
+                raise ImmutablePartitionError(_immutable_message(uri))
+            fs.put_file(str(tmp), uri)
+        return WrittenFile(uri, rows, size)
+
+    final = Path(uri)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if immutable and final.exists():
+        raise ImmutablePartitionError(_immutable_message(uri))
+    tmp = final.parent / f".tmp-{uuid.uuid4().hex}.parquet"
+    try:
+        rows = _sink(frame, tmp)
+        size = tmp.stat().st_size
+        if immutable:
+            try:
+                os.link(tmp, final)  # atomic create-if-absent
+            except FileExistsError:
+                raise ImmutablePartitionError(_immutable_message(uri)) from None
+        else:
+            os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return WrittenFile(uri, rows, size)
+
+
+def _immutable_message(uri: str) -> str:
+    return (
+        f"refusing to overwrite immutable lake partition {uri}: extract partitions are "
+        "write-once. To extract again, supersede it explicitly "
+        "(`aps-etl lake supersede`), which keeps the old snapshot."
+    )

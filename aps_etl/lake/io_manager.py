@@ -1,0 +1,177 @@
+"""Dagster IO manager that keeps Polars frames as Hive-partitioned Parquet in the lake.
+
+Built on dagster's UPathIOManager as dagster-polars builds on it, and past its limits:
+- Hive-style folders (see layout.py) instead of `<asset>/<partition>.parquet`;
+- LazyFrames are streamed to Parquet, and the row count is read back from the file
+  footer, so every output records `row_count` even when it was never collected;
+- write-once partitions for extracts, atomic publication for everything (atomic.py);
+- one output spanning several partitions (a single-run backfill) is split by the
+  table's partition column instead of refused.
+Inputs load as LazyFrames (one partition or several concatenated): nothing is read until
+the consumer collects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+import polars as pl
+import pyarrow.parquet as pq
+from dagster import UPathIOManager
+from pydantic import PrivateAttr
+
+from aps_etl.lake.atomic import WrittenFile, write_parquet
+from aps_etl.lake.layout import LakeTable, parse_date_key
+from aps_etl.lake.storage import LakeResource
+
+if TYPE_CHECKING:
+    from upath import UPath
+
+
+class ReusedPartition:
+    """Returned by an asset whose write-once partition already exists in the lake: the
+    IO manager records it without writing (reprocessing regenerates from Parquet)."""
+
+
+REUSED = ReusedPartition()
+
+
+def lake_table_of(context: dg.InputContext | dg.OutputContext) -> LakeTable:
+    if isinstance(context, dg.InputContext):
+        upstream = context.upstream_output
+        metadata = upstream.definition_metadata if upstream else {}
+    else:
+        metadata = context.definition_metadata
+    return LakeTable.from_metadata(metadata or {}, context.asset_key.to_user_string())
+
+
+class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
+    """Persists Polars frames to `<root>/<stage>/job_name=<job>/<dim>=<key>/<table>/`."""
+
+    lake: LakeResource
+    _base_path = PrivateAttr()
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._base_path = self.lake.upath()
+
+    # UPathIOManager's path hook: our layout comes from the table, not the asset key.
+    def _get_paths_for_partitions(
+        self, context: dg.InputContext | dg.OutputContext
+    ) -> dict[str, UPath]:
+        table = lake_table_of(context)
+        return {
+            key: self.lake.upath(*table.file_parts(key)) for key in context.asset_partition_keys
+        }
+
+    def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
+        raise NotImplementedError("handle_output writes through write_parquet")
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> pl.LazyFrame:
+        return self._scan([str(path)], context)
+
+    # ---- output -----------------------------------------------------------------------
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        table = lake_table_of(context)
+        keys = context.asset_partition_keys if context.has_asset_partitions else []
+        if not keys:
+            raise ValueError(
+                f"lake table {table.table} is partitioned by {table.partition_name}; "
+                f"asset {context.asset_key.to_user_string()} has no partition"
+            )
+        if isinstance(obj, ReusedPartition):
+            written = [self._existing(table, key) for key in keys]
+            context.log.info(
+                f"reusing existing write-once partition(s) of {table.table}: "
+                + ", ".join(w.uri for w in written)
+            )
+        else:
+            if not isinstance(obj, pl.LazyFrame | pl.DataFrame):
+                raise TypeError(
+                    f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; "
+                    "the lake stores Polars DataFrames or LazyFrames"
+                )
+            written = [
+                write_parquet(
+                    self.lake,
+                    table.file_parts(key),
+                    self._slice(obj, table, key, len(keys)),
+                    immutable=table.immutable,
+                )
+                for key in keys
+            ]
+        context.add_output_metadata(
+            self._metadata(obj, written, reused=isinstance(obj, ReusedPartition))
+        )
+
+    def _slice(
+        self, frame: pl.LazyFrame | pl.DataFrame, table: LakeTable, key: str, n_keys: int
+    ) -> pl.LazyFrame | pl.DataFrame:
+        if n_keys == 1:
+            return frame
+        if not table.partition_column:
+            raise ValueError(
+                f"lake table {table.table} got one output for {n_keys} partitions but declares "
+                "no partition_column to split it by"
+            )
+        value: Any = parse_date_key(key) if table.partition_name == "date" else key
+        return frame.filter(pl.col(table.partition_column) == value)
+
+    def _existing(self, table: LakeTable, key: str) -> WrittenFile:
+        uri = self.lake.uri(*table.file_parts(key))
+        if not self.lake.fs.exists(uri):
+            raise FileNotFoundError(f"asset reported reuse of {uri}, which does not exist")
+        with self.lake.fs.open(uri, "rb") as handle:
+            meta = pq.read_metadata(handle)
+        return WrittenFile(uri, meta.num_rows, self.lake.fs.size(uri))
+
+    def _metadata(
+        self, obj: Any, written: list[WrittenFile], *, reused: bool
+    ) -> dict[str, dg.MetadataValue]:
+        rows = sum(w.rows for w in written)
+        metadata: dict[str, Any] = {
+            "row_count": dg.MetadataValue.int(rows),
+            "dagster/row_count": dg.MetadataValue.int(rows),
+            "parquet_path": dg.MetadataValue.path(written[0].uri),
+            "size_bytes": dg.MetadataValue.int(sum(w.size_bytes for w in written)),
+            "reused": dg.MetadataValue.bool(reused),
+        }
+        if len(written) > 1:
+            metadata["parquet_paths"] = dg.MetadataValue.json([w.uri for w in written])
+        if isinstance(obj, pl.LazyFrame | pl.DataFrame):
+            metadata["dagster/column_schema"] = dg.TableSchema(
+                columns=[
+                    dg.TableColumn(name=name, type=str(dtype))
+                    for name, dtype in obj.collect_schema().items()
+                ]
+            )
+        return metadata
+
+    # ---- input ------------------------------------------------------------------------
+
+    def load_input(self, context: dg.InputContext) -> pl.LazyFrame:
+        table = lake_table_of(context)
+        keys = context.asset_partition_keys if context.has_asset_partitions else []
+        if not keys:
+            raise ValueError(f"input {context.asset_key.to_user_string()} has no partition")
+        uris = [self.lake.uri(*table.file_parts(key)) for key in keys]
+        missing = [uri for uri in uris if not self.lake.fs.exists(uri)]
+        if missing:
+            raise FileNotFoundError(
+                f"lake partition(s) of {table.table} not found: {', '.join(missing)}. "
+                f"Materialize {context.asset_key.to_user_string()} for these partitions first."
+            )
+        return self._scan(uris, context)
+
+    def _scan(self, uris: list[str], context: dg.InputContext) -> pl.LazyFrame:
+        del context
+        return pl.scan_parquet(uris, storage_options=self.lake.polars_storage_options())
+
+
+def partition_date(context: dg.AssetExecutionContext) -> dt.date:
+    """The business day of a daily-partitioned run, with a clear error on a bad key."""
+    return parse_date_key(context.partition_key)
