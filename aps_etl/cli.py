@@ -67,20 +67,38 @@ def _print_seed_report(env: str, report: object) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    """The main job on the embedded default: seed a few days, then report."""
-    from aps_etl.devdata import seed_source
-    from aps_etl.embedded import SOURCE_DB, local_home, start_embedded_postgres
+    """The main job for one partition; on `local`, after seeding the embedded source."""
+    import time
+
+    from aps_etl import demo
 
     env = _environment(args.env)
-    if env != "local":
-        raise SystemExit("aps-etl run: only the embedded `local` environment is wired so far")
-    pg = start_embedded_postgres()
-    print(f"embedded PostgreSQL ready (data in {local_home() / 'postgres'})")
-    report = seed_source(
-        pg.uri(SOURCE_DB), start_date=args.start_date, days=args.days, seed=args.seed
-    )
-    _print_seed_report(env, report)
-    return 0
+    os.environ["APS_ENV"] = env
+    if env == "local":
+        from aps_etl.devdata import seed_source
+        from aps_etl.embedded import SOURCE_DB, local_home, start_embedded_postgres
+
+        pg = start_embedded_postgres()
+        print(f"embedded PostgreSQL ready (data in {local_home() / 'postgres'})")
+        report = seed_source(
+            pg.uri(SOURCE_DB), start_date=demo.DEMO_START, days=demo.DEMO_DAYS, seed=args.seed
+        )
+        _print_seed_report(env, report)
+    partition = args.date or demo.DEMO_PARTITION
+    from aps_etl.lake import parse_partition_key
+
+    parse_partition_key(partition)
+    instance = demo.dagster_instance()
+    started = time.perf_counter()
+    result = demo.run_job(partition, instance)
+    demo.print_report(result, instance, partition, time.perf_counter() - started)
+    if result.success:
+        counts = demo.target_rows(partition)
+        print("target PostgreSQL `aps` now holds for this partition:")
+        for table, rows in counts.items():
+            print(f"  {table:<28} {rows:>9,} rows")
+        print(f"lake: {demo.lake_root()}   Dagster instance: {os.environ['DAGSTER_HOME']}")
+    return 0 if result.success else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,10 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--quiet", action="store_true", help="no progress bar")
     seed.set_defaults(func=_seed)
 
-    run = sub.add_parser("run", help="run the main job on the embedded default")
+    run = sub.add_parser("run", help="run the daily job for one partition (default: embedded)")
     run.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
-    run.add_argument("--start-date", type=_date, default=default_start)
-    run.add_argument("--days", type=int, default=3)
+    run.add_argument("--date", help="partition key YYYY-MM-DD (default: a day of the demo data)")
     run.add_argument("--seed", type=int, default=42)
     run.set_defaults(func=_run)
     return parser

@@ -1,8 +1,9 @@
 """The Parquet lake: layout, storage, atomic writes and the Dagster IO manager."""
 
+from aps_etl.calendar import PartitionKeyError, parse_partition_key
 from aps_etl.lake.atomic import ImmutablePartitionError
 from aps_etl.lake.io_manager import REUSED, LakeIOManager, ReusedPartition
-from aps_etl.lake.layout import LakeTable, PartitionKeyError, parse_date_key
+from aps_etl.lake.layout import LakeTable
 from aps_etl.lake.storage import LakeResource
 
 __all__ = [
@@ -13,5 +14,5 @@ __all__ = [
     "LakeTable",
     "PartitionKeyError",
     "ReusedPartition",
-    "parse_date_key",
+    "parse_partition_key",
 ]

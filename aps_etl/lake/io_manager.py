@@ -22,8 +22,9 @@ import pyarrow.parquet as pq
 from dagster import UPathIOManager
 from pydantic import PrivateAttr
 
+from aps_etl.calendar import parse_partition_key
 from aps_etl.lake.atomic import WrittenFile, write_parquet
-from aps_etl.lake.layout import LakeTable, parse_date_key
+from aps_etl.lake.layout import LakeTable
 from aps_etl.lake.storage import LakeResource
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
                 f"lake table {table.table} got one output for {n_keys} partitions but declares "
                 "no partition_column to split it by"
             )
-        value: Any = parse_date_key(key) if table.partition_name == "date" else key
+        value: Any = parse_partition_key(key) if table.partition_name == "date" else key
         return frame.filter(pl.col(table.partition_column) == value)
 
     def _existing(self, table: LakeTable, key: str) -> WrittenFile:
@@ -174,4 +175,4 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
 
 def partition_date(context: dg.AssetExecutionContext) -> dt.date:
     """The business day of a daily-partitioned run, with a clear error on a bad key."""
-    return parse_date_key(context.partition_key)
+    return parse_partition_key(context.partition_key)

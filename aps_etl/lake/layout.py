@@ -11,36 +11,22 @@ partition key (ISO dates), which Trino reads as a DATE.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aps_etl.calendar import PartitionKeyError, parse_partition_key
+
 DATA_FILE = "data.parquet"
 STAGES = ("extract", "transform")
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _META_PREFIX = "lake/"
 
 
-class PartitionKeyError(ValueError):
-    """A partition key that cannot name a lake folder."""
-
-
-def parse_date_key(key: str) -> dt.date:
-    """The date of a daily partition key; only `YYYY-MM-DD` naming a real day passes."""
-    if not isinstance(key, str) or not _ISO_DATE.fullmatch(key):
-        raise PartitionKeyError(f"malformed partition key {key!r}: expected YYYY-MM-DD")
-    try:
-        return dt.date.fromisoformat(key)
-    except ValueError as exc:
-        raise PartitionKeyError(f"malformed partition key {key!r}: {exc}") from None
-
-
 def check_partition_key(partition_name: str, key: str) -> str:
     if partition_name == "date":
-        parse_date_key(key)
+        parse_partition_key(key)
     elif not isinstance(key, str) or not _SAFE_KEY.fullmatch(key):
         raise PartitionKeyError(
             f"malformed partition key {key!r} for {partition_name}: "

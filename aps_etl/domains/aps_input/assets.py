@@ -1,0 +1,59 @@
+"""Scenario 1 (PRD §10.1) wiring: MES results -> lake -> APS input tables -> PostgreSQL."""
+
+from __future__ import annotations
+
+from aps_etl.domains.aps_input import logic
+from aps_etl.domains.aps_input.schema import (
+    APS_INPUT_CYCLE_TIME,
+    APS_INPUT_LEAD_TIME,
+    APS_INPUT_WIP,
+)
+from aps_etl.factories import (
+    build_extract_asset,
+    build_load_asset,
+    build_transform_asset,
+    extract_key,
+)
+from aps_etl.partitions import DAILY
+from aps_etl.sources.mes import APS_INPUT_SOURCES
+
+JOB = "aps_input"
+OUTPUTS = (APS_INPUT_WIP, APS_INPUT_CYCLE_TIME, APS_INPUT_LEAD_TIME)
+
+
+def _inputs(*names: str) -> dict:
+    return {name: extract_key(JOB, name) for name in names}
+
+
+extract_assets = [build_extract_asset(spec, JOB, DAILY) for spec in APS_INPUT_SOURCES]
+
+transform_assets = [
+    build_transform_asset(
+        APS_INPUT_WIP,
+        JOB,
+        logic.aps_input_wip,
+        _inputs("lot_history", "product", "route_step"),
+        DAILY,
+        "WIP per product and step at the end of the business day (WAIT and RUN lots).",
+    ),
+    build_transform_asset(
+        APS_INPUT_CYCLE_TIME,
+        JOB,
+        logic.aps_input_cycle_time,
+        _inputs("process_result", "lot_history", "product", "route_step"),
+        DAILY,
+        "Cycle time per product and step from the day's first passes of normal lots.",
+    ),
+    build_transform_asset(
+        APS_INPUT_LEAD_TIME,
+        JOB,
+        logic.aps_input_lead_time,
+        _inputs("lot_history"),
+        DAILY,
+        "Lead time (create to complete) per product of the lots completed that day.",
+    ),
+]
+
+load_assets = [build_load_asset(table, JOB, DAILY) for table in OUTPUTS]
+
+assets = [*extract_assets, *transform_assets, *load_assets]

@@ -1,0 +1,82 @@
+"""Scenario 1's output tables (contract: aps_outputs.md), declared once for the logic's
+dtypes, the validation rules and the target DDL."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from aps_etl.output_tables import Column, OutputTable, RowRule, le_rule
+
+
+def _key(name: str) -> Column:
+    return Column(name, pl.String())
+
+
+BASE_DATE = Column("base_date", pl.Date())
+
+APS_INPUT_WIP = OutputTable(
+    name="aps_input_wip",
+    grain=("base_date", "product_id", "step_id"),
+    columns=(
+        BASE_DATE,
+        _key("product_id"),
+        _key("step_id"),
+        Column("process_id", pl.String()),
+        # a row exists only because at least one lot is there
+        Column("wip_lots", pl.Int64(), min=1),
+        Column("wip_qty", pl.Int64(), min=0),
+        Column("run_lots", pl.Int64(), min=0),
+        Column("run_qty", pl.Int64(), min=0),
+    ),
+    rules=(le_rule("run_lots", "wip_lots"), le_rule("run_qty", "wip_qty")),
+)
+
+APS_INPUT_CYCLE_TIME = OutputTable(
+    name="aps_input_cycle_time",
+    grain=("base_date", "product_id", "step_id"),
+    columns=(
+        BASE_DATE,
+        _key("product_id"),
+        _key("step_id"),
+        Column("process_id", pl.String()),
+        Column("passes", pl.Int64(), min=1),
+        Column("in_qty", pl.Int64(), min=0),
+        Column("out_qty", pl.Int64(), min=0),
+        Column("scrap_qty", pl.Int64(), min=0),
+        Column("ct_avg_min", pl.Float64(), min=0),
+        Column("ct_p50_min", pl.Float64(), min=0),
+        Column("ct_p90_min", pl.Float64(), min=0),
+        Column("std_cycle_min", pl.Float64(), min=0, min_exclusive=True),
+        Column("ct_ratio", pl.Float64(), min=0),
+    ),
+    rules=(
+        le_rule("ct_p50_min", "ct_p90_min"),
+        # the source guarantees in_qty = out_qty + scrap_qty per row, so the sums keep it
+        RowRule(
+            "in_qty=out_qty+scrap_qty",
+            ("in_qty", "out_qty", "scrap_qty"),
+            pl.col("in_qty") == pl.col("out_qty") + pl.col("scrap_qty"),
+        ),
+    ),
+)
+
+APS_INPUT_LEAD_TIME = OutputTable(
+    name="aps_input_lead_time",
+    grain=("base_date", "product_id"),
+    columns=(
+        BASE_DATE,
+        _key("product_id"),
+        Column("completed_lots", pl.Int64(), min=1),
+        Column("completed_qty", pl.Int64(), min=0),
+        # not nullable: logic leaves these null when a completed lot has no CREATE event, so
+        # such a partition fails validation instead of loading a lead time of a subset
+        Column("lt_avg_h", pl.Float64(), min=0),
+        Column("lt_p50_h", pl.Float64(), min=0),
+        Column("lt_p90_h", pl.Float64(), min=0),
+    ),
+    rules=(le_rule("lt_p50_h", "lt_p90_h"),),
+)
+
+TABLES: dict[str, OutputTable] = {
+    t.name: t for t in (APS_INPUT_WIP, APS_INPUT_CYCLE_TIME, APS_INPUT_LEAD_TIME)
+}

@@ -1,0 +1,132 @@
+"""Asset factories: the thin Dagster wiring that every scenario shares.
+
+- extract: one asset per ExtractSpec, write-once in the lake, reused when present;
+- transform: a pure Polars function, validated against its declared OutputTable before
+  the lake sees it (a violation stops the run: nothing is written, nothing loaded);
+- load: the lake partition into its PostgreSQL table through the TargetLoader.
+"""
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from aps_etl.calendar import business_day_window
+from aps_etl.lake import REUSED, LakeResource, LakeTable, parse_partition_key
+from aps_etl.sources.database import SourceDatabase, SourceError
+from aps_etl.sources.specs import ExtractSpec
+from aps_etl.validation import raise_on_violations
+from aps_etl.warehouse.loaders import TargetLoader
+
+# Transient failures (a database restart, an S3 hiccup, Trino busy) are retried with
+# backoff; validation failures raise dg.Failure(allow_retries=False) and are not.
+TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+
+
+def extract_key(job_name: str, name: str) -> dg.AssetKey:
+    return dg.AssetKey(["extract", job_name, name])
+
+
+def transform_key(job_name: str, name: str) -> dg.AssetKey:
+    return dg.AssetKey(["transform", job_name, name])
+
+
+def build_extract_asset(
+    spec: ExtractSpec, job_name: str, partitions_def: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
+    lake_table = LakeTable("extract", job_name, spec.name, immutable=True)
+
+    @dg.asset(
+        key=extract_key(job_name, spec.name),
+        partitions_def=partitions_def,
+        metadata={**lake_table.as_metadata(), "extract_mode": spec.mode},
+        description=spec.description,
+        group_name=f"{job_name}_extract",
+        kinds={"postgres", "parquet"},
+        retry_policy=TRANSIENT_RETRY,
+    )
+    def _extract(context: dg.AssetExecutionContext, source: SourceDatabase, lake: LakeResource):
+        key = context.partition_key
+        day = parse_partition_key(key)
+        if lake.fs.exists(lake.uri(*lake_table.file_parts(key))):
+            # Write-once: reprocessing regenerates from this Parquet, never re-queries.
+            return REUSED
+        start, end = business_day_window(day)
+        try:
+            frame = source.extract(spec, start, end)
+        except SourceError as exc:
+            if exc.transient:
+                raise  # RetryPolicy retries it with backoff
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        context.log.info(f"extracted {frame.height} rows of {spec.name} for {key}")
+        context.add_output_metadata(
+            {"source": source.describe(), "window_utc": f"[{start.isoformat()}, {end.isoformat()})"}
+        )
+        return frame.lazy()
+
+    return _extract
+
+
+def build_transform_asset(
+    output: Any,
+    job_name: str,
+    logic: Callable[..., pl.LazyFrame],
+    inputs: Mapping[str, dg.AssetKey],
+    partitions_def: dg.PartitionsDefinition,
+    description: str | None = None,
+) -> dg.AssetsDefinition:
+    """`logic(**frames, day=date)` computes the table; `inputs` maps its parameters to
+    upstream asset keys."""
+    lake_table = LakeTable(
+        "transform", job_name, output.name, partition_column=output.partition_column
+    )
+    wants_day = "day" in inspect.signature(logic).parameters
+
+    @dg.asset(
+        key=transform_key(job_name, output.name),
+        ins={param: dg.AssetIn(key=key) for param, key in inputs.items()},
+        partitions_def=partitions_def,
+        metadata={**lake_table.as_metadata(), "grain": ", ".join(output.grain)},
+        description=description or (logic.__doc__ or "").strip().split("\n")[0],
+        group_name=job_name,
+        kinds={"polars", "parquet"},
+    )
+    def _transform(context: dg.AssetExecutionContext, **frames: pl.LazyFrame) -> pl.DataFrame:
+        day = parse_partition_key(context.partition_key)
+        kwargs: dict[str, Any] = dict(frames)
+        if wants_day:
+            kwargs["day"] = day
+        frame = logic(**kwargs).collect()
+        raise_on_violations(context, output, frame)
+        return frame
+
+    return _transform
+
+
+def build_load_asset(
+    output: Any, job_name: str, partitions_def: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
+    lake_table = LakeTable(
+        "transform", job_name, output.name, partition_column=output.partition_column
+    )
+
+    @dg.asset(
+        key=dg.AssetKey(["load", job_name, output.name]),
+        deps=[transform_key(job_name, output.name)],
+        partitions_def=partitions_def,
+        description=f"{output.name} loaded into the target PostgreSQL, one partition at a time.",
+        group_name=f"{job_name}_load",
+        kinds={"trino", "postgres"},
+        retry_policy=TRANSIENT_RETRY,
+    )
+    def _load(context: dg.AssetExecutionContext, loader: TargetLoader) -> dg.MaterializeResult:
+        report = loader.load(output, lake_table, context.partition_key)
+        context.log.info(
+            f"loaded {report.rows} rows into {output.name} for {context.partition_key} "
+            f"via {report.loader} in {report.seconds:.2f} s"
+        )
+        return dg.MaterializeResult(metadata=report.metadata())
+
+    return _load

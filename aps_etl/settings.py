@@ -1,0 +1,101 @@
+"""Environments: one variable (`APS_ENV`) selects a complete set of resources.
+
+| env             | source / target            | lake          | loader    |
+| local (default) | embedded PostgreSQL        | local folder  | ADBC COPY |
+| dev             | PostgreSQL from infra/     | MinIO         | Trino     |
+| prod            | from the environment       | AWS S3        | Trino     |
+
+Secrets are read only through dg.EnvVar, so Dagster shows the variable's name, never
+its value. In `dev` the variables come from the stack's env file (`infra/stack up`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dagster as dg
+
+from aps_etl.embedded import SOURCE_DB, TARGET_DB, local_home
+from aps_etl.lake import LakeIOManager, LakeResource
+from aps_etl.sources.database import PostgresConnection, SourceDatabase
+from aps_etl.warehouse.loaders import TargetLoader
+from aps_etl.warehouse.trino import TrinoResource
+
+ENVIRONMENTS = ("local", "dev", "prod")
+
+
+class ConfigurationError(RuntimeError):
+    pass
+
+
+def current_environment() -> str:
+    env = os.environ.get("APS_ENV", "local")
+    if env not in ENVIRONMENTS:
+        raise ConfigurationError(f"APS_ENV={env!r} is not one of {', '.join(ENVIRONMENTS)}")
+    return env
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigurationError(f"environment variable {name} is not set (APS_ENV needs it)")
+    return value
+
+
+def _env_int(name: str) -> int:
+    value = _required(name)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name} must be an integer port number") from None
+
+
+def resources_for(env: str | None = None) -> dict[str, Any]:
+    env = env or current_environment()
+    if env == "local":
+        home = local_home()
+        pgdata = str(home / "postgres")
+        lake = LakeResource(root=str(home / "lake"))
+        source = SourceDatabase(database=SOURCE_DB, embedded_pgdata=pgdata)
+        target = PostgresConnection(database=TARGET_DB, embedded_pgdata=pgdata)
+        trino = None
+    else:
+        if env == "dev":
+            from aps_etl.stack_env import export_stack_env
+
+            export_stack_env()
+        lake = LakeResource(
+            root="s3://" + _required("APS_S3_BUCKET"),
+            s3_endpoint=os.environ.get("APS_S3_ENDPOINT"),
+            s3_region=os.environ.get("APS_S3_REGION", "us-east-1"),
+            s3_access_key=dg.EnvVar("APS_S3_ACCESS_KEY"),
+            s3_secret_key=dg.EnvVar("APS_S3_SECRET_KEY"),
+        )
+        host, port = _required("APS_PG_HOST"), _env_int("APS_PG_PORT")
+        source = SourceDatabase(
+            database=dg.EnvVar("APS_MES_DB"),
+            host=host,
+            port=port,
+            user=dg.EnvVar("APS_MES_READER_USER"),
+            password=dg.EnvVar("APS_MES_READER_PASSWORD"),
+        )
+        target = PostgresConnection(
+            database=dg.EnvVar("APS_APS_DB"),
+            host=host,
+            port=port,
+            user=dg.EnvVar("APS_APS_LOADER_USER"),
+            password=dg.EnvVar("APS_APS_LOADER_PASSWORD"),
+        )
+        trino = TrinoResource(
+            host=_required("APS_TRINO_HOST"),
+            port=_env_int("APS_TRINO_PORT"),
+            user=dg.EnvVar("APS_TRINO_USER"),
+        )
+    batch = int(os.environ.get("APS_LOAD_BATCH_SIZE", "10000"))
+    return {
+        "lake": lake,
+        "io_manager": LakeIOManager(lake=lake),
+        "source": source,
+        "loader": TargetLoader(target=target, lake=lake, trino=trino, batch_size=batch),
+    }

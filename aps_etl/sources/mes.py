@@ -1,0 +1,128 @@
+"""The MES source's extract specs (contract: ../shared/contracts/mes_source.sql)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from aps_etl.sources.specs import TS, ExtractSpec
+
+I64, I32, F64, STR, BOOL, DATE = pl.Int64, pl.Int32, pl.Float64, pl.String, pl.Boolean, pl.Date
+
+PRODUCT = ExtractSpec(
+    name="product",
+    table="product",
+    mode="full",
+    columns={"product_id": STR, "product_name": STR, "route_id": STR, "lot_size": I32},
+    description="Products and their routes (master data, a full snapshot per day).",
+)
+
+ROUTE_STEP = ExtractSpec(
+    name="route_step",
+    table="route_step",
+    mode="full",
+    columns={
+        "route_id": STR,
+        "step_seq": I32,
+        "step_id": STR,
+        "process_id": STR,
+        "eqp_group_id": STR,
+        "std_cycle_min": F64,
+    },
+    description="Ordered process steps of each route (master data, a full snapshot per day).",
+)
+
+EQUIPMENT = ExtractSpec(
+    name="equipment",
+    table="equipment",
+    mode="full",
+    columns={
+        "equipment_id": STR,
+        "eqp_group_id": STR,
+        "process_id": STR,
+        "capacity_per_hour": F64,
+        "active": BOOL,
+    },
+    description="Equipment and its parallel groups (master data, a full snapshot per day).",
+)
+
+_LOT_HISTORY_COLUMNS = {
+    "event_id": I64,
+    "lot_id": STR,
+    "product_id": STR,
+    "event_type": STR,
+    "event_ts": TS,
+    "step_seq": I32,
+    "step_id": STR,
+    "equipment_id": STR,
+    "lot_status": STR,
+    "qty": I32,
+    "hold_reason": STR,
+    "updated_at": TS,
+}
+
+# WIP needs each lot's state at the end of D, lead time its CREATE event, which may be
+# days old: so D's extract holds the whole history (up to the end of D) of every lot that
+# was still alive at the start of D. Lots that ended earlier cannot be WIP, cannot
+# complete in D and cannot have results in D.
+LOT_HISTORY = ExtractSpec(
+    name="lot_history",
+    mode="query",
+    query="""
+        select h.* from lot_history h
+        where h.event_ts < {end}
+          and not exists (
+            select 1 from lot_history t
+            where t.lot_id = h.lot_id
+              and t.event_type in ('COMPLETE', 'SCRAP')
+              and t.event_ts < {start})
+    """,
+    columns=_LOT_HISTORY_COLUMNS,
+    nullable=frozenset({"equipment_id", "hold_reason"}),
+    description="History up to the end of D of every lot alive at the start of D.",
+)
+
+PROCESS_RESULT = ExtractSpec(
+    name="process_result",
+    table="process_result",
+    mode="incremental",
+    partition_column="track_out_ts",
+    columns={
+        "result_id": I64,
+        "lot_id": STR,
+        "product_id": STR,
+        "step_seq": I32,
+        "step_id": STR,
+        "process_id": STR,
+        "equipment_id": STR,
+        "track_in_ts": TS,
+        "track_out_ts": TS,
+        "in_qty": I32,
+        "out_qty": I32,
+        "scrap_qty": I32,
+        "is_rework": BOOL,
+        "updated_at": TS,
+    },
+    description="Finished passes whose track-out falls in D.",
+)
+
+EQUIPMENT_EVENT = ExtractSpec(
+    name="equipment_event",
+    mode="query",
+    query="""
+        select e.* from equipment_event e
+        where e.start_ts < {end} and (e.end_ts is null or e.end_ts > {start})
+    """,
+    columns={
+        "event_id": I64,
+        "equipment_id": STR,
+        "state": STR,
+        "start_ts": TS,
+        "end_ts": TS,
+        "reason_code": STR,
+        "updated_at": TS,
+    },
+    nullable=frozenset({"end_ts", "reason_code"}),
+    description="Equipment state intervals that overlap D (open ones included).",
+)
+
+APS_INPUT_SOURCES = (PRODUCT, ROUTE_STEP, EQUIPMENT, LOT_HISTORY, PROCESS_RESULT, EQUIPMENT_EVENT)

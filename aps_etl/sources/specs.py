@@ -1,0 +1,107 @@
+"""Declarative extract specs: a new source is one spec here plus its test.
+
+A spec names a table (or a query), how rows are chosen for the business day D
+(`full`: all rows; `incremental`: rows whose `partition_column` lies in W(D);
+`query`: a SQL text with `{start}` / `{end}` placeholders), and the declared schema, which
+is also the contract that schema drift is measured against. The SELECT casts every column
+explicitly to its declared type: ADBC would otherwise hand PostgreSQL `numeric` over as an
+opaque string.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Literal
+
+import polars as pl
+import sqlglot
+from sqlglot import exp
+
+Mode = Literal["full", "incremental", "query"]
+
+# PostgreSQL cast target for each declared Polars type.
+_PG_CAST: dict[type[pl.DataType], str] = {
+    pl.Int64: "bigint",
+    pl.Int32: "integer",
+    pl.Float64: "double precision",
+    pl.String: "text",
+    pl.Boolean: "boolean",
+    pl.Date: "date",
+    pl.Datetime: "timestamptz",
+}
+
+TS = pl.Datetime("us", "UTC")
+
+
+@dataclass(frozen=True)
+class ExtractSpec:
+    name: str
+    columns: dict[str, pl.DataType]
+    mode: Mode
+    table: str | None = None
+    partition_column: str | None = None
+    query: str | None = None
+    # Columns whose values may legitimately be null (the rest are checked not null).
+    nullable: frozenset[str] = field(default_factory=frozenset)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.mode == "query":
+            if not self.query:
+                raise ValueError(f"extract spec {self.name}: mode 'query' needs a query")
+        elif not self.table:
+            raise ValueError(f"extract spec {self.name}: mode {self.mode!r} needs a table")
+        if self.mode == "incremental" and self.partition_column not in self.columns:
+            raise ValueError(
+                f"extract spec {self.name}: incremental needs a declared partition_column"
+            )
+
+    @property
+    def source_table(self) -> str:
+        return self.table or self.name
+
+    def polars_schema(self) -> pl.Schema:
+        return pl.Schema(self.columns)
+
+    def select_sql(self, start: dt.datetime, end: dt.datetime) -> str:
+        """The extract query for the window [start, end) in UTC."""
+        projections = [
+            exp.Cast(
+                this=exp.column(name, table="src", quoted=True),
+                to=exp.DataType.build(_pg_type(dtype), dialect="postgres"),
+            ).as_(name, quoted=True)
+            for name, dtype in self.columns.items()
+        ]
+        start_literal, end_literal = _timestamptz(start), _timestamptz(end)
+        if self.mode == "query":
+            inner = self.query.format(start=start_literal, end=end_literal)  # type: ignore[union-attr]
+            source: exp.Expression = sqlglot.parse_one(inner, dialect="postgres").subquery("src")
+        else:
+            source = exp.alias_(
+                exp.to_table(self.source_table, dialect="postgres"), "src", table=True
+            )
+        select = exp.select(*projections).from_(source)
+        if self.mode == "incremental":
+            column = exp.column(self.partition_column, table="src", quoted=True)
+            select = select.where(
+                exp.and_(
+                    column >= sqlglot.parse_one(start_literal, dialect="postgres"),
+                    column < sqlglot.parse_one(end_literal, dialect="postgres"),
+                )
+            )
+        return select.sql(dialect="postgres")
+
+
+def _pg_type(dtype: pl.DataType) -> str:
+    base = dtype.base_type() if isinstance(dtype, pl.DataType) else dtype
+    try:
+        return _PG_CAST[base]
+    except KeyError:
+        raise ValueError(f"no PostgreSQL cast declared for {dtype}") from None
+
+
+def _timestamptz(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("extract window bounds must be timezone-aware")
+    return f"CAST('{value.astimezone(dt.UTC).isoformat()}' AS TIMESTAMPTZ)"

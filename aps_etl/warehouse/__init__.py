@@ -1,0 +1,1 @@
+"""Target PostgreSQL: DDL, schema checks, and the Trino / ADBC partition loaders."""

@@ -1,0 +1,75 @@
+"""The lake as Trino sees it: one Hive table per lake table, one registered partition per
+written lake partition (file metastore, the partition folder as its location)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aps_etl.lake.layout import LakeTable
+from aps_etl.lake.storage import LakeResource
+from aps_etl.warehouse.trino import TrinoResource
+
+_TRINO_TYPES = {
+    "bigint": "BIGINT",
+    "integer": "INTEGER",
+    "double precision": "DOUBLE",
+    "text": "VARCHAR",
+    "date": "DATE",
+    "boolean": "BOOLEAN",
+    "timestamptz": "TIMESTAMP(6)",
+}
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class TrinoLake:
+    def __init__(self, trino: TrinoResource, lake: LakeResource) -> None:
+        if not lake.is_s3:
+            raise ValueError("Trino reads the lake from S3; this lake is a local folder")
+        self.trino, self.lake = trino, lake
+
+    def table_name(self, lake_table: LakeTable) -> str:
+        schema = f"{lake_table.stage}_{lake_table.job_name}"
+        return f"{_q(self.trino.lake_catalog)}.{_q(schema)}.{_q(lake_table.table)}"
+
+    def ensure_table(self, table: Any, lake_table: LakeTable) -> None:
+        catalog = _q(self.trino.lake_catalog)
+        schema = f"{lake_table.stage}_{lake_table.job_name}"
+        job_uri = self.lake.uri(*lake_table.job_parts()) + "/"
+        self.trino.execute(
+            f"CREATE SCHEMA IF NOT EXISTS {catalog}.{_q(schema)} "
+            f"WITH (location = {_literal(job_uri)})"
+        )
+        columns = ", ".join(f"{_q(c.name)} {_TRINO_TYPES[c.pg_type]}" for c in table.columns)
+        dim = lake_table.partition_name
+        dim_type = "DATE" if dim == "date" else "VARCHAR"
+        self.trino.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.table_name(lake_table)} "
+            f"({columns}, {_q(dim)} {dim_type}) WITH (format = 'PARQUET', "
+            f"external_location = {_literal(job_uri)}, partitioned_by = ARRAY[{_literal(dim)}])"
+        )
+
+    def ensure_partition(self, table: Any, lake_table: LakeTable, key: str) -> str:
+        """Registers the partition if needed; returns the FROM clause that selects it."""
+        self.ensure_table(table, lake_table)
+        dim = lake_table.partition_name
+        value = f"DATE {_literal(key)}" if dim == "date" else _literal(key)
+        where = f"{_q(dim)} = {value}"
+        partitions = self.table_name(lake_table)[:-1] + '$partitions"'
+        known = self.trino.execute(f"SELECT count(*) FROM {partitions} WHERE {where}")
+        if not known[0][0]:
+            schema = f"{lake_table.stage}_{lake_table.job_name}"
+            location = self.lake.uri(*lake_table.partition_parts(key))
+            self.trino.execute(
+                f"CALL {_q(self.trino.lake_catalog)}.system.register_partition("
+                f"schema_name => {_literal(schema)}, table_name => {_literal(lake_table.table)}, "
+                f"partition_columns => ARRAY[{_literal(dim)}], "
+                f"partition_values => ARRAY[{_literal(key)}], location => {_literal(location)})"
+            )
+        return f"{self.table_name(lake_table)} WHERE {where}"

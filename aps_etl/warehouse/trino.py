@@ -1,0 +1,55 @@
+"""Trino as a Dagster resource (the dev/prod loader's engine)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+
+class TrinoError(RuntimeError):
+    """A Trino statement failed; the message names the statement's purpose and cause."""
+
+
+class TrinoResource(dg.ConfigurableResource):
+    host: str
+    port: int = 8080
+    user: str = "aps_etl"
+    http_scheme: str = "http"
+    password: str | None = Field(default=None, description="set with dg.EnvVar (https only)")
+    lake_catalog: str = "lake"
+    target_catalog: str = "aps"
+    request_timeout_s: float = 600.0
+
+    def connect(self, session_properties: dict[str, str] | None = None) -> Any:
+        import trino
+
+        auth = None
+        if self.password:
+            auth = trino.auth.BasicAuthentication(self.user, self.password)
+        return trino.dbapi.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            http_scheme=self.http_scheme,
+            auth=auth,
+            session_properties=session_properties or {},
+            request_timeout=self.request_timeout_s,
+        )
+
+    def execute(
+        self, statement: str, session_properties: dict[str, str] | None = None
+    ) -> list[tuple[Any, ...]]:
+        connection = self.connect(session_properties)
+        try:
+            cursor = connection.cursor()
+            cursor.execute(statement)
+            return cursor.fetchall()
+        except Exception as exc:
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise TrinoError(
+                f"Trino at {self.host}:{self.port} failed: {first_line}\nstatement: {statement}"
+            ) from None
+        finally:
+            connection.close()
