@@ -49,7 +49,7 @@ def run_job(
 ) -> dg.ExecuteInProcessResult:
     from aps_etl.definitions import defs
 
-    job = defs.get_job_def(JOB_NAME)
+    job = defs.resolve_job_def(JOB_NAME)
     return job.execute_in_process(
         partition_key=partition_key,
         instance=instance or dagster_instance(),

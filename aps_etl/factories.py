@@ -106,15 +106,20 @@ def build_transform_asset(
 
 
 def build_load_asset(
-    output: Any, job_name: str, partitions_def: dg.PartitionsDefinition
+    output: Any,
+    job_name: str,
+    partitions_def: dg.PartitionsDefinition,
+    gate: tuple[Any, ...] = (),
 ) -> dg.AssetsDefinition:
+    """`gate`: the other outputs of the scenario whose validation must pass too, so that
+    one invalid table stops every load of the run, not just its own."""
     lake_table = LakeTable(
         "transform", job_name, output.name, partition_column=output.partition_column
     )
 
     @dg.asset(
         key=dg.AssetKey(["load", job_name, output.name]),
-        deps=[transform_key(job_name, output.name)],
+        deps=[transform_key(job_name, t.name) for t in (output, *gate) if t is not None],
         partitions_def=partitions_def,
         description=f"{output.name} loaded into the target PostgreSQL, one partition at a time.",
         group_name=f"{job_name}_load",

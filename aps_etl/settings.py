@@ -56,7 +56,7 @@ def resources_for(env: str | None = None) -> dict[str, Any]:
     if env == "local":
         home = local_home()
         pgdata = str(home / "postgres")
-        lake = LakeResource(root=str(home / "lake"))
+        lake = LakeResource(root=os.environ.get("APS_LAKE_ROOT") or str(home / "lake"))
         source = SourceDatabase(database=SOURCE_DB, embedded_pgdata=pgdata)
         target = PostgresConnection(database=TARGET_DB, embedded_pgdata=pgdata)
         trino = None
@@ -66,7 +66,8 @@ def resources_for(env: str | None = None) -> dict[str, Any]:
 
             export_stack_env()
         lake = LakeResource(
-            root="s3://" + _required("APS_S3_BUCKET"),
+            # APS_LAKE_ROOT may add a prefix inside the bucket (tests use their own).
+            root=os.environ.get("APS_LAKE_ROOT") or "s3://" + _required("APS_S3_BUCKET"),
             s3_endpoint=os.environ.get("APS_S3_ENDPOINT"),
             s3_region=os.environ.get("APS_S3_REGION", "us-east-1"),
             s3_access_key=dg.EnvVar("APS_S3_ACCESS_KEY"),
@@ -91,6 +92,7 @@ def resources_for(env: str | None = None) -> dict[str, Any]:
             host=_required("APS_TRINO_HOST"),
             port=_env_int("APS_TRINO_PORT"),
             user=dg.EnvVar("APS_TRINO_USER"),
+            lake_schema_prefix=os.environ.get("APS_TRINO_LAKE_SCHEMA_PREFIX", ""),
         )
     batch = int(os.environ.get("APS_LOAD_BATCH_SIZE", "10000"))
     return {

@@ -2,15 +2,12 @@
 
 import dagster as dg
 
-from aps_etl.partitions import DAILY
-
 # Scenario 1 end to end for one business day: extract -> transform -> load.
 aps_input_daily = dg.define_asset_job(
     name="aps_input_daily",
     selection=dg.AssetSelection.key_prefixes(
         ["extract", "aps_input"], ["transform", "aps_input"], ["load", "aps_input"]
     ),
-    partitions_def=DAILY,
     description="Scenario 1 for one business day: MES results to APS input tables.",
 )
 

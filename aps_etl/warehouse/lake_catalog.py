@@ -34,13 +34,16 @@ class TrinoLake:
             raise ValueError("Trino reads the lake from S3; this lake is a local folder")
         self.trino, self.lake = trino, lake
 
+    def schema_name(self, lake_table: LakeTable) -> str:
+        return f"{self.trino.lake_schema_prefix}{lake_table.stage}_{lake_table.job_name}"
+
     def table_name(self, lake_table: LakeTable) -> str:
-        schema = f"{lake_table.stage}_{lake_table.job_name}"
+        schema = self.schema_name(lake_table)
         return f"{_q(self.trino.lake_catalog)}.{_q(schema)}.{_q(lake_table.table)}"
 
     def ensure_table(self, table: Any, lake_table: LakeTable) -> None:
         catalog = _q(self.trino.lake_catalog)
-        schema = f"{lake_table.stage}_{lake_table.job_name}"
+        schema = self.schema_name(lake_table)
         job_uri = self.lake.uri(*lake_table.job_parts()) + "/"
         self.trino.execute(
             f"CREATE SCHEMA IF NOT EXISTS {catalog}.{_q(schema)} "
@@ -64,7 +67,7 @@ class TrinoLake:
         partitions = self.table_name(lake_table)[:-1] + '$partitions"'
         known = self.trino.execute(f"SELECT count(*) FROM {partitions} WHERE {where}")
         if not known[0][0]:
-            schema = f"{lake_table.stage}_{lake_table.job_name}"
+            schema = self.schema_name(lake_table)
             location = self.lake.uri(*lake_table.partition_parts(key))
             self.trino.execute(
                 f"CALL {_q(self.trino.lake_catalog)}.system.register_partition("

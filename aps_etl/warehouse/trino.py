@@ -20,6 +20,8 @@ class TrinoResource(dg.ConfigurableResource):
     password: str | None = Field(default=None, description="set with dg.EnvVar (https only)")
     lake_catalog: str = "lake"
     target_catalog: str = "aps"
+    # Lake tables live in schema `<prefix><stage>_<job>`; a prefix keeps test runs apart.
+    lake_schema_prefix: str = ""
     request_timeout_s: float = 600.0
 
     def connect(self, session_properties: dict[str, str] | None = None) -> Any:

@@ -42,6 +42,14 @@ def _elapsed(end: str, start: str, us_per_unit: float) -> pl.Expr:
     return (pl.col(end) - pl.col(start)).dt.total_microseconds() / us_per_unit
 
 
+def _exact_mean(end: str, start: str, us_per_unit: float) -> pl.Expr:
+    """Mean duration from the integer sum of microseconds: exact and independent of row
+    order (a float sum is not: joins and group_by leave rows in no fixed order, so a rerun
+    could differ in the last bit)."""
+    us = (pl.col(end) - pl.col(start)).dt.total_microseconds()
+    return us.sum() / (pl.len() * us_per_unit)
+
+
 def _lot_event(*cols: str, last: bool = True) -> pl.Expr:
     """In a group_by("lot_id"): the lot's last (or first) event's `cols` as struct `_event`.
     One sort per lot by the contract's (event_ts, event_id), never the input's row order."""
@@ -153,7 +161,7 @@ def aps_input_cycle_time(
             in_qty=pl.col("in_qty").sum(),
             out_qty=pl.col("out_qty").sum(),
             scrap_qty=pl.col("scrap_qty").sum(),
-            ct_avg_min=ct.mean(),
+            ct_avg_min=_exact_mean("track_out_ts", "track_in_ts", _US_PER_MIN),
             ct_p50_min=ct.quantile(0.5, interpolation="linear"),
             ct_p90_min=ct.quantile(0.9, interpolation="linear"),
         )
@@ -199,7 +207,7 @@ def aps_input_lead_time(lot_history: Frame, day: date) -> pl.LazyFrame:
         .agg(
             completed_lots=pl.len(),
             completed_qty=pl.col("qty").sum(),
-            lt_avg_h=pl.when(known).then(lt.mean()),
+            lt_avg_h=pl.when(known).then(_exact_mean("event_ts", "created_ts", _US_PER_HOUR)),
             lt_p50_h=pl.when(known).then(lt.quantile(0.5, interpolation="linear")),
             lt_p90_h=pl.when(known).then(lt.quantile(0.9, interpolation="linear")),
         )

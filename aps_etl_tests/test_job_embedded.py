@@ -1,0 +1,151 @@
+"""Scenario 1 end to end on the embedded default (local folder lake, ADBC COPY loader),
+checked row by row against an independent SQL implementation of the contract run on the
+source itself."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from aps_etl.devdata import seed_source
+from aps_etl.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
+from aps_etl.settings import resources_for
+from aps_etl_tests.pipeline_harness import (
+    assert_rows_equal,
+    fetch,
+    reference_partition,
+    run_daily,
+    step_failures,
+    target_partition,
+)
+
+START = dt.date(2026, 11, 20)
+DAYS = ("2026-11-20", "2026-11-21", "2026-11-22")
+TABLES = ("aps_input_wip", "aps_input_cycle_time", "aps_input_lead_time")
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("local-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("APS_LOCAL_HOME", str(home))
+        mp.setenv("APS_ENV", "local")
+        mp.delenv("APS_LAKE_ROOT", raising=False)
+        pg = start_embedded_postgres(home / "postgres")
+        seed_source(pg.uri(SOURCE_DB), start_date=START, days=3, lots=900, progress=False)
+        yield {
+            "home": home,
+            "source": pg.uri(SOURCE_DB),
+            "target": pg.uri(TARGET_DB),
+            "resources": resources_for("local"),
+            "instance": dg.DagsterInstance.ephemeral(),
+        }
+
+
+@pytest.fixture(scope="module")
+def loaded(local):
+    results = {day: run_daily(local["resources"], day, local["instance"]) for day in DAYS}
+    for day, result in results.items():
+        assert result.success, f"{day}: {step_failures(result)}"
+    return results
+
+
+@pytest.mark.parametrize("table", TABLES)
+@pytest.mark.parametrize("day", DAYS)
+def test_target_matches_the_contract_computed_on_the_source(local, loaded, day, table) -> None:
+    date = dt.date.fromisoformat(day)
+    want = reference_partition(local["source"], table, date)
+    got = target_partition(local["target"], table, date)
+    assert want, f"the generated plant should give {table} rows on {day}"
+    assert_rows_equal(table, got, want)
+
+
+def test_lake_holds_the_same_rows_as_the_target(local, loaded) -> None:
+    for table in TABLES:
+        path = (
+            Path(local["home"])
+            / f"lake/transform/job_name=aps_input/date=2026-11-21/{table}/data.parquet"
+        )
+        lake_rows = pq.read_table(path).num_rows
+        target_rows = len(target_partition(local["target"], table, dt.date(2026, 11, 21)))
+        assert lake_rows == target_rows > 0
+
+
+def test_rerun_leaves_the_same_rows_and_reuses_extracts(local, loaded) -> None:
+    day = dt.date(2026, 11, 21)
+    before = {t: target_partition(local["target"], t, day) for t in TABLES}
+    others = fetch(
+        local["target"], "select count(*) as n from aps_input_wip where base_date <> $1", day
+    )
+    rerun = run_daily(local["resources"], "2026-11-21", local["instance"])
+    assert rerun.success, step_failures(rerun)
+    after = {t: target_partition(local["target"], t, day) for t in TABLES}
+    for table in TABLES:
+        for old, new in zip(before[table], after[table], strict=True):
+            assert old == new, f"{table}: {old} became {new}"
+    assert (
+        fetch(local["target"], "select count(*) as n from aps_input_wip where base_date <> $1", day)
+        == others
+    )
+    reused = {
+        event.asset_key.path[-1]: event.materialization.metadata["reused"].value
+        for event in rerun.get_asset_materialization_events()
+        if event.asset_key.path[0] == "extract"
+    }
+    assert reused and all(reused.values()), reused
+
+
+def test_empty_day_loads_empty_partitions(local) -> None:
+    result = run_daily(local["resources"], "2026-10-01", local["instance"])
+    assert result.success, step_failures(result)
+    for table in TABLES:
+        assert target_partition(local["target"], table, dt.date(2026, 10, 1)) == []
+
+
+def test_invalid_data_stops_the_run_with_nothing_loaded(local, loaded) -> None:
+    # A lot at a step that is not on its product's route: WIP gets a null process_id.
+    day = "2026-11-22"
+    fetch(
+        local["source"],
+        """insert into lot_history (event_id, lot_id, product_id, event_type, event_ts,
+             step_seq, step_id, lot_status, qty, updated_at)
+           select 990000001, 'BAD-LOT', product_id, 'CREATE',
+                  timestamptz '2026-11-23 10:00+09', 99, 'NO-SUCH-STEP', 'WAIT', 25,
+                  timestamptz '2026-11-23 10:00+09'
+           from product order by product_id limit 1
+           returning event_id""",
+    )
+    try:
+        result = run_daily(local["resources"], "2026-11-23", local["instance"])
+    finally:
+        fetch(local["source"], "delete from lot_history where lot_id = 'BAD-LOT' returning 1")
+    assert not result.success
+    failures = step_failures(result)
+    assert "transform__aps_input__aps_input_wip" in failures
+    assert "validation failed" in failures["transform__aps_input__aps_input_wip"]
+    assert "process_id" in failures["transform__aps_input__aps_input_wip"]
+    # Nothing loaded for the day, not even the tables that were valid.
+    for table in TABLES:
+        assert target_partition(local["target"], table, dt.date(2026, 11, 23)) == []
+    wip_path = (
+        Path(local["home"]) / "lake/transform/job_name=aps_input/date=2026-11-23/aps_input_wip"
+    )
+    assert not (wip_path / "data.parquet").exists()
+    del day
+
+
+def test_missing_source_table_is_named_and_not_retried(local) -> None:
+    fetch(local["source"], "alter table equipment_event rename to equipment_event_moved")
+    try:
+        result = run_daily(local["resources"], "2026-11-10", local["instance"])
+    finally:
+        fetch(local["source"], "alter table equipment_event_moved rename to equipment_event")
+    failures = step_failures(result)
+    message = failures["extract__aps_input__equipment_event"]
+    assert "source table 'equipment_event' does not exist" in message
+    restarts = [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
+    assert restarts == []
