@@ -101,6 +101,25 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if result.success else 1
 
 
+def _supersede(args: argparse.Namespace) -> int:
+    """Explicit re-extraction: move a write-once extract partition aside, keeping it."""
+    import logging
+
+    from aps_etl.lake.layout import LakeTable
+    from aps_etl.lake.supersede import supersede
+    from aps_etl.settings import resources_for
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    env = _environment(args.env)
+    lake = resources_for(env)["lake"]
+    table = LakeTable("extract", args.job, args.table, partition_name=args.partition_name)
+    for key in args.partitions:
+        result = supersede(lake, table, key)
+        print(f"superseded {result.moved_from}\n  old snapshot kept at {result.kept_at}")
+    print("the next run of the job extracts these partitions afresh")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aps-etl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--date", help="partition key YYYY-MM-DD (default: a day of the demo data)")
     run.add_argument("--seed", type=int, default=42)
     run.set_defaults(func=_run)
+
+    lake = sub.add_parser("lake", help="operator actions on the lake")
+    lake_sub = lake.add_subparsers(dest="lake_command", required=True)
+    sup = lake_sub.add_parser(
+        "supersede", help="re-extract: move write-once extract partitions aside (kept)"
+    )
+    sup.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
+    sup.add_argument("--job", required=True, help="e.g. aps_input")
+    sup.add_argument("--table", required=True, help="e.g. process_result")
+    sup.add_argument("--partition-name", default="date", help="date (default) or run_id")
+    sup.add_argument("partitions", nargs="+", help="partition keys, e.g. 2026-11-25")
+    sup.set_defaults(func=_supersede)
     return parser
 
 

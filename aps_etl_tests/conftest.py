@@ -1,0 +1,36 @@
+"""Fixtures shared by the suites that talk to the dev stack (infra/stack)."""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+
+import pytest
+
+from aps_etl.lake import LakeResource
+from aps_etl.stack_env import load_stack_env
+
+# platformdirs warns about a missing XDG_RUNTIME_DIR on headless machines: noise.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> dict[str, str]:
+    """The running dev stack's settings; an error (never a skip) when it is not up."""
+    return load_stack_env()
+
+
+@pytest.fixture
+def minio_lake(stack_settings: dict[str, str]):
+    """A LakeResource on MinIO under a unique prefix of the bucket, removed afterwards."""
+    prefix = f"tests/{uuid.uuid4().hex[:12]}"
+    lake = LakeResource(
+        root=f"s3://{stack_settings['APS_S3_BUCKET']}/{prefix}",
+        s3_endpoint=stack_settings["APS_S3_ENDPOINT"],
+        s3_region=stack_settings["APS_S3_REGION"],
+        s3_access_key=stack_settings["APS_S3_ACCESS_KEY"],
+        s3_secret_key=stack_settings["APS_S3_SECRET_KEY"],
+    )
+    yield lake
+    if lake.fs.exists(lake.root):
+        lake.fs.rm(lake.root, recursive=True)

@@ -1,0 +1,220 @@
+"""The lake IO manager: Hive layout, metadata, write-once extracts, crash safety, on a local
+folder and on MinIO (the dev stack)."""
+
+
+import datetime as dt
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from aps_etl.calendar import PartitionKeyError
+from aps_etl.lake import ImmutablePartitionError, LakeIOManager, LakeResource, LakeTable
+from aps_etl.lake.atomic import write_parquet
+from aps_etl.lake.supersede import supersede
+
+DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01")
+EXTRACT = LakeTable("extract", "aps_input", "things", immutable=True)
+TRANSFORM = LakeTable("transform", "aps_input", "summary", partition_column="base_date")
+
+
+@dg.asset(partitions_def=DAILY, metadata=EXTRACT.as_metadata())
+def things(context: dg.AssetExecutionContext) -> pl.LazyFrame:
+    n = int(context.run.tags.get("rows", "1000"))
+    return pl.LazyFrame({"i": pl.int_range(n, eager=True)}).with_columns(
+        day=pl.lit(context.partition_key)
+    )
+
+
+@dg.asset(partitions_def=DAILY, metadata=TRANSFORM.as_metadata())
+def summary(context: dg.AssetExecutionContext, things: pl.LazyFrame) -> pl.LazyFrame:
+    day = dt.date.fromisoformat(context.partition_key)
+    return things.select(n=pl.len(), total=pl.col("i").sum()).with_columns(base_date=pl.lit(day))
+
+
+@pytest.fixture(params=["local", "minio"])
+def lake(request: pytest.FixtureRequest, tmp_path: Path) -> LakeResource:
+    if request.param == "local":
+        return LakeResource(root=str(tmp_path / "lake"))
+    return request.getfixturevalue("minio_lake")
+
+
+def materialize(lake: LakeResource, assets: list, key: str, rows: int = 1000):
+    return dg.materialize(
+        assets,
+        partition_key=key,
+        resources={"io_manager": LakeIOManager(lake=lake)},
+        tags={"rows": str(rows)},
+        raise_on_error=False,
+    )
+
+
+def metadata_of(result, asset: str) -> dict:
+    (event,) = [
+        e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == asset
+    ]
+    return {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
+
+
+def test_hive_layout_and_metadata(lake: LakeResource) -> None:
+    result = materialize(lake, [things, summary], "2026-11-25", rows=12_345)
+    assert result.success
+    extract_uri = lake.uri("extract/job_name=aps_input/date=2026-11-25/things/data.parquet")
+    transform_uri = lake.uri("transform/job_name=aps_input/date=2026-11-25/summary/data.parquet")
+    assert lake.fs.exists(extract_uri) and lake.fs.exists(transform_uri)
+    meta = metadata_of(result, "things")
+    # a LazyFrame output still records its row count (read from the Parquet footer)
+    assert meta["row_count"] == meta["dagster/row_count"] == 12_345
+    assert meta["parquet_path"] == extract_uri
+    assert meta["size_bytes"] > 0
+    assert [c.name for c in meta["dagster/column_schema"].columns] == ["i", "day"]
+    assert pl.read_parquet(
+        transform_uri, storage_options=lake.polars_storage_options()
+    ).to_dicts() == [
+        {"n": 12_345, "total": 12_345 * 12_344 // 2, "base_date": dt.date(2026, 11, 25)}
+    ]
+
+
+def test_extract_partitions_are_write_once(lake: LakeResource) -> None:
+    assert materialize(lake, [things], "2026-11-24", rows=10).success
+    uri = lake.uri(*EXTRACT.file_parts("2026-11-24"))
+    before = lake.fs.cat_file(uri)
+    second = materialize(lake, [things], "2026-11-24", rows=99)
+    assert not second.success
+    (failure,) = [e for e in second.all_events if e.is_step_failure]
+    message = failure.step_failure_data.error.cause.message
+    assert "ImmutablePartitionError" in message and uri in message
+    assert lake.fs.cat_file(uri) == before
+
+
+def test_transform_partitions_are_overwritten(lake: LakeResource) -> None:
+    write_parquet(
+        lake, TRANSFORM.file_parts("2026-11-24"), pl.DataFrame({"a": [1]}), immutable=False
+    )
+    write_parquet(
+        lake, TRANSFORM.file_parts("2026-11-24"), pl.DataFrame({"a": [2, 3]}), immutable=False
+    )
+    uri = lake.uri(*TRANSFORM.file_parts("2026-11-24"))
+    assert pl.read_parquet(uri, storage_options=lake.polars_storage_options())["a"].to_list() == [
+        2,
+        3,
+    ]
+
+
+def test_supersede_keeps_the_old_snapshot_and_allows_a_new_extract(lake: LakeResource) -> None:
+    assert materialize(lake, [things], "2026-11-23", rows=10).success
+    moved = supersede(lake, EXTRACT, "2026-11-23")
+    assert "/_superseded/extract/job_name=aps_input/date=2026-11-23/things/" in moved.kept_at
+    assert (
+        pl.read_parquet(moved.kept_at, storage_options=lake.polars_storage_options()).height == 10
+    )
+    assert materialize(lake, [things], "2026-11-23", rows=20).success
+    assert (
+        pl.read_parquet(moved.moved_from, storage_options=lake.polars_storage_options()).height
+        == 20
+    )
+
+
+def _failing_frame() -> pl.LazyFrame:
+    def explode(batch: pl.DataFrame) -> pl.DataFrame:
+        raise RuntimeError("source connection lost mid-stream")
+
+    return pl.LazyFrame({"a": list(range(10))}).map_batches(explode, schema={"a": pl.Int64})
+
+
+def test_a_failed_write_leaves_no_partition_and_keeps_the_previous_one(lake: LakeResource) -> None:
+    parts = EXTRACT.file_parts("2026-11-22")
+    with pytest.raises(Exception, match="source connection lost"):
+        write_parquet(lake, parts, _failing_frame(), immutable=True)
+    assert not lake.fs.exists(lake.uri(*parts))  # nothing a reader could take as complete
+
+    overwrite = TRANSFORM.file_parts("2026-11-22")
+    write_parquet(lake, overwrite, pl.DataFrame({"a": [1, 2]}), immutable=False)
+    with pytest.raises(Exception, match="source connection lost"):
+        write_parquet(lake, overwrite, _failing_frame(), immutable=False)
+    kept = pl.read_parquet(lake.uri(*overwrite), storage_options=lake.polars_storage_options())
+    assert kept["a"].to_list() == [1, 2]
+    visible = [p.rsplit("/", 1)[-1] for p in lake.fs.ls(lake.uri(*overwrite[:-1]))]
+    assert [name for name in visible if not name.startswith((".", "_"))] == ["data.parquet"]
+
+
+def test_a_killed_process_leaves_no_partition(lake: LakeResource, tmp_path: Path) -> None:
+    """SIGKILL in the middle of streaming the Parquet file: the partition does not exist."""
+    script = tmp_path / "crash.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, signal, polars as pl
+            from aps_etl.lake import LakeResource, LakeTable
+            from aps_etl.lake.atomic import write_parquet
+            lake = LakeResource.model_validate({lake.model_dump()!r})
+            calls = 0
+            def crash_midway(batch):
+                global calls
+                calls += 1
+                if calls == 3:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return batch
+            frame = pl.LazyFrame({{"a": pl.int_range(3_000_000, eager=True)}}).map_batches(
+                crash_midway, schema={{"a": pl.Int64}}, streamable=True)
+            write_parquet(lake, LakeTable("extract", "aps_input", "things").file_parts(
+                "2026-11-21"), frame, immutable=True)
+            print("finished")
+            """
+        )
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert "finished" not in done.stdout
+    assert not lake.fs.exists(lake.uri(*EXTRACT.file_parts("2026-11-21")))
+    # and a reader is told it is missing
+    result = materialize(lake, [things, summary], "2026-11-21")
+    assert result.success  # the extract is simply taken again
+
+
+def test_missing_upstream_partition_is_named(lake: LakeResource) -> None:
+    result = dg.materialize(
+        [summary, things.to_source_asset()],
+        partition_key="2026-11-20",
+        resources={"io_manager": LakeIOManager(lake=lake)},
+        raise_on_error=False,
+    )
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    text = str(failure.step_failure_data.error)
+    assert "lake partition(s) of things not found" in text
+    assert "date=2026-11-20/things/data.parquet" in text
+
+
+@pytest.mark.parametrize("key", ["2026-1-5", "20261125", "2026-02-30", "../etc", ""])
+def test_malformed_partition_key_is_named(key: str) -> None:
+    with pytest.raises(PartitionKeyError, match="invalid partition key"):
+        EXTRACT.file_parts(key)
+
+
+def test_one_output_for_several_partitions_is_split_by_its_partition_column(tmp_path: Path) -> None:
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    days = [dt.date(2026, 11, 1) + dt.timedelta(days=i) for i in range(3)]
+
+    @dg.asset(
+        partitions_def=DAILY,
+        metadata=TRANSFORM.as_metadata(),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def summary(context: dg.AssetExecutionContext) -> pl.DataFrame:
+        return pl.DataFrame({"base_date": days * 2, "v": list(range(6))})
+
+    result = dg.materialize(
+        [summary],
+        resources={"io_manager": LakeIOManager(lake=lake)},
+        tags={
+            "dagster/asset_partition_range_start": "2026-11-01",
+            "dagster/asset_partition_range_end": "2026-11-03",
+        },
+    )
+    assert result.success
+    for i, day in enumerate(days):
+        frame = pl.read_parquet(lake.uri(*TRANSFORM.file_parts(day.isoformat())))
+        assert frame["v"].to_list() == [i, i + 3]
