@@ -129,7 +129,7 @@ def target_rows(partition_key: str) -> dict[str, int]:
     from aps_etl.settings import resources_for
     from aps_etl.warehouse.target import TARGET_SCHEMA, ident
 
-    loader = resources_for()["loader"]
+    loader = resources_for()["loader"].process_config_and_initialize()  # resolves EnvVars
     counts = {}
     with loader.target.connect() as connection, connection.cursor() as cursor:
         for table in OUTPUTS:

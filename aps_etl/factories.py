@@ -19,6 +19,7 @@ from aps_etl.sources.database import SourceDatabase, SourceError
 from aps_etl.sources.specs import ExtractSpec
 from aps_etl.validation import raise_on_violations
 from aps_etl.warehouse.loaders import TargetLoader
+from aps_etl.warehouse.target import PermanentLoadError
 
 # Transient failures (a database restart, an S3 hiccup, Trino busy) are retried with
 # backoff; validation failures raise dg.Failure(allow_retries=False) and are not.
@@ -127,7 +128,11 @@ def build_load_asset(
         retry_policy=TRANSIENT_RETRY,
     )
     def _load(context: dg.AssetExecutionContext, loader: TargetLoader) -> dg.MaterializeResult:
-        report = loader.load(output, lake_table, context.partition_key)
+        try:
+            report = loader.load(output, lake_table, context.partition_key)
+        except PermanentLoadError as exc:
+            # A drifted target or inconsistent stage will not heal by retrying.
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
         context.log.info(
             f"loaded {report.rows} rows into {output.name} for {context.partition_key} "
             f"via {report.loader} in {report.seconds:.2f} s"

@@ -31,7 +31,11 @@ class TableDecl(Protocol):
     columns: Any  # sequence of ColumnDecl
 
 
-class TargetSchemaMismatch(RuntimeError):
+class PermanentLoadError(RuntimeError):
+    """A load failure that retrying cannot fix (unlike a lost connection or a busy Trino)."""
+
+
+class TargetSchemaMismatch(PermanentLoadError):
     """The target table's columns differ from the transform output's declared schema."""
 
 
@@ -155,7 +159,7 @@ def swap_partition(connection: Any, table: TableDecl, partition_value: Any, stag
         (foreign,) = cursor.fetchone()
         if foreign:
             connection.rollback()
-            raise RuntimeError(
+            raise PermanentLoadError(
                 f"stage for {table.name} holds {foreign} rows outside partition "
                 f"{partition_value}; nothing was swapped"
             )
