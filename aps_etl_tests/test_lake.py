@@ -1,7 +1,6 @@
 """The lake IO manager: Hive layout, metadata, write-once extracts, crash safety, on a local
 folder and on MinIO (the dev stack)."""
 
-
 import datetime as dt
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import polars as pl
 import pytest
 
 from aps_etl.calendar import PartitionKeyError
-from aps_etl.lake import ImmutablePartitionError, LakeIOManager, LakeResource, LakeTable
+from aps_etl.lake import LakeIOManager, LakeResource, LakeTable
 from aps_etl.lake.atomic import write_parquet
 from aps_etl.lake.supersede import supersede
 
