@@ -1,5 +1,6 @@
 """The code location loads, as `dagster dev` and the webserver load it."""
 
+import datetime
 import subprocess
 import sys
 
@@ -21,3 +22,17 @@ def test_dagster_cli_lists_the_code_location() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_daily_schedule_runs_the_day_that_just_ended() -> None:
+    from aps_etl.definitions import defs
+
+    schedule = defs.get_schedule_def("aps_input_daily_schedule")
+    assert schedule.cron_schedule == "0 2 * * *"
+    assert schedule.execution_timezone == "Asia/Seoul"
+    # 2026-11-26 02:00 KST: the last complete business day is 2026-11-25 (D-1).
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime.datetime.fromisoformat("2026-11-26T02:00:00+09:00")
+    )
+    (request,) = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == "2026-11-25"
