@@ -13,9 +13,9 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from aps_etl.calendar import business_day_window
 from aps_etl.lake import REUSED, LakeResource, LakeTable, parse_partition_key
 from aps_etl.sources.database import SourceDatabase, SourceError
+from aps_etl.sources.extraction import extract_partition
 from aps_etl.sources.specs import ExtractSpec
 from aps_etl.validation import raise_on_violations
 from aps_etl.warehouse.loaders import TargetLoader
@@ -34,15 +34,22 @@ def transform_key(job_name: str, name: str) -> dg.AssetKey:
     return dg.AssetKey(["transform", job_name, name])
 
 
+def extract_table(spec: ExtractSpec, job_name: str, partition_name: str = "date") -> LakeTable:
+    return LakeTable("extract", job_name, spec.name, partition_name, immutable=True)
+
+
 def build_extract_asset(
-    spec: ExtractSpec, job_name: str, partitions_def: dg.PartitionsDefinition
+    spec: ExtractSpec,
+    job_name: str,
+    partitions_def: dg.PartitionsDefinition,
+    partition_name: str = "date",
 ) -> dg.AssetsDefinition:
-    lake_table = LakeTable("extract", job_name, spec.name, immutable=True)
+    lake_table = extract_table(spec, job_name, partition_name)
 
     @dg.asset(
         key=extract_key(job_name, spec.name),
         partitions_def=partitions_def,
-        metadata={**lake_table.as_metadata(), "extract_mode": spec.mode},
+        metadata=lake_table.as_metadata(),
         description=spec.description,
         group_name=f"{job_name}_extract",
         kinds={"postgres", "parquet"},
@@ -50,24 +57,28 @@ def build_extract_asset(
     )
     def _extract(context: dg.AssetExecutionContext, source: SourceDatabase, lake: LakeResource):
         key = context.partition_key
-        day = parse_partition_key(key)
         if lake.fs.exists(lake.uri(*lake_table.file_parts(key))):
             # Write-once: reprocessing regenerates from this Parquet, never re-queries.
             return REUSED
-        start, end = business_day_window(day)
         try:
-            frame = source.extract(spec, start, end)
+            frame, metadata = extract_partition(source, spec, partition_name, key)
         except SourceError as exc:
             if exc.transient:
                 raise  # RetryPolicy retries it with backoff
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         context.log.info(f"extracted {frame.height} rows of {spec.name} for {key}")
-        context.add_output_metadata(
-            {"source": source.describe(), "window_utc": f"[{start.isoformat()}, {end.isoformat()})"}
-        )
+        context.add_output_metadata(metadata)
         return frame.lazy()
 
     return _extract
+
+
+def transform_table(output: Any, job_name: str) -> LakeTable:
+    """Daily outputs carry base_date (lake folders date=...), plan outputs run_id."""
+    partition_name = "date" if output.partition_column == "base_date" else output.partition_column
+    return LakeTable(
+        "transform", job_name, output.name, partition_name, partition_column=output.partition_column
+    )
 
 
 def build_transform_asset(
@@ -80,10 +91,8 @@ def build_transform_asset(
 ) -> dg.AssetsDefinition:
     """`logic(**frames, day=date)` computes the table; `inputs` maps its parameters to
     upstream asset keys."""
-    lake_table = LakeTable(
-        "transform", job_name, output.name, partition_column=output.partition_column
-    )
-    wants_day = "day" in inspect.signature(logic).parameters
+    lake_table = transform_table(output, job_name)
+    wanted = inspect.signature(logic).parameters
 
     @dg.asset(
         key=transform_key(job_name, output.name),
@@ -95,10 +104,11 @@ def build_transform_asset(
         kinds={"polars", "parquet"},
     )
     def _transform(context: dg.AssetExecutionContext, **frames: pl.LazyFrame) -> pl.DataFrame:
-        day = parse_partition_key(context.partition_key)
         kwargs: dict[str, Any] = dict(frames)
-        if wants_day:
-            kwargs["day"] = day
+        if "day" in wanted:
+            kwargs["day"] = parse_partition_key(context.partition_key)
+        if "partition_key" in wanted:
+            kwargs["partition_key"] = context.partition_key
         frame = logic(**kwargs).collect()
         raise_on_violations(context, output, frame)
         return frame
@@ -114,9 +124,7 @@ def build_load_asset(
 ) -> dg.AssetsDefinition:
     """`gate`: the other outputs of the scenario whose validation must pass too, so that
     one invalid table stops every load of the run, not just its own."""
-    lake_table = LakeTable(
-        "transform", job_name, output.name, partition_column=output.partition_column
-    )
+    lake_table = transform_table(output, job_name)
 
     @dg.asset(
         key=dg.AssetKey(["load", job_name, output.name]),

@@ -91,9 +91,16 @@ class PostgresConnection(dg.ConfigurableResource):
 class SourceDatabase(PostgresConnection):
     """The MES source."""
 
-    def extract(self, spec: ExtractSpec, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
-        """Rows of `spec` for the window [start, end), typed exactly as declared."""
-        sql = spec.select_sql(start, end)
+    def extract(
+        self,
+        spec: ExtractSpec,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        *,
+        key: str | None = None,
+    ) -> pl.DataFrame:
+        """Rows of `spec` for the window [start, end) or the key, typed exactly as declared."""
+        sql = spec.select_sql(start, end, key=key)
         try:
             table = self.fetch_arrow(sql)
         except SourceError:

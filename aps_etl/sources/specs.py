@@ -2,7 +2,9 @@
 
 A spec names a table (or a query), how rows are chosen for the business day D
 (`full`: all rows; `incremental`: rows whose `partition_column` lies in W(D);
-`query`: a SQL text with `{start}` / `{end}` placeholders), and the declared schema, which
+`query`: a SQL text with `{start}` / `{end}` placeholders; `key`: rows whose
+`partition_column` equals a non-date partition key such as a plan run_id), and the
+declared schema, which
 is also the contract that schema drift is measured against. The SELECT casts every column
 explicitly to its declared type: ADBC would otherwise hand PostgreSQL `numeric` over as an
 opaque string.
@@ -18,7 +20,7 @@ import polars as pl
 import sqlglot
 from sqlglot import exp
 
-Mode = Literal["full", "incremental", "query"]
+Mode = Literal["full", "incremental", "query", "key"]
 
 # PostgreSQL cast target for each declared Polars type.
 _PG_CAST: dict[type[pl.DataType], str] = {
@@ -52,9 +54,9 @@ class ExtractSpec:
                 raise ValueError(f"extract spec {self.name}: mode 'query' needs a query")
         elif not self.table:
             raise ValueError(f"extract spec {self.name}: mode {self.mode!r} needs a table")
-        if self.mode == "incremental" and self.partition_column not in self.columns:
+        if self.mode in ("incremental", "key") and self.partition_column not in self.columns:
             raise ValueError(
-                f"extract spec {self.name}: incremental needs a declared partition_column"
+                f"extract spec {self.name}: {self.mode} needs a declared partition_column"
             )
 
     @property
@@ -64,8 +66,14 @@ class ExtractSpec:
     def polars_schema(self) -> pl.Schema:
         return pl.Schema(self.columns)
 
-    def select_sql(self, start: dt.datetime, end: dt.datetime) -> str:
-        """The extract query for the window [start, end) in UTC."""
+    def select_sql(
+        self,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        *,
+        key: str | None = None,
+    ) -> str:
+        """The extract query for the window [start, end) in UTC, or for a partition key."""
         projections = [
             exp.Cast(
                 this=exp.column(name, table="src", quoted=True),
@@ -73,6 +81,18 @@ class ExtractSpec:
             ).as_(name, quoted=True)
             for name, dtype in self.columns.items()
         ]
+        if self.mode == "key":
+            if key is None:
+                raise ValueError(f"extract spec {self.name}: mode 'key' needs a partition key")
+            column = exp.column(self.partition_column, table="src", quoted=True)
+            return (
+                exp.select(*projections)
+                .from_(exp.alias_(exp.to_table(self.source_table), "src", table=True))
+                .where(column.eq(exp.Literal.string(key)))
+                .sql(dialect="postgres")
+            )
+        if start is None or end is None:
+            raise ValueError(f"extract spec {self.name}: mode {self.mode!r} needs a window")
         start_literal, end_literal = _timestamptz(start), _timestamptz(end)
         if self.mode == "query":
             inner = self.query.format(start=start_literal, end=end_literal)  # type: ignore[union-attr]

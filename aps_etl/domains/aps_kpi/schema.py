@@ -1,0 +1,128 @@
+"""Scenario 3's output tables, plan vs actual (contract: aps_outputs.md), declared once for the
+logic's dtypes, the validation rules and the target DDL."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from aps_etl.output_tables import Column, OutputTable, RowRule
+
+
+def _key(name: str) -> Column:
+    return Column(name, pl.String())
+
+
+BASE_DATE = Column("base_date", pl.Date())
+# null exactly when no plan is in force for D
+PLAN_RUN_ID = Column("plan_run_id", pl.String(), nullable=True)
+
+
+def _util(name: str, nullable: bool = False) -> Column:
+    return Column(name, pl.Float64(), nullable=nullable, min=0, max=1)
+
+
+def _one_plan_per_day() -> RowRule:
+    # one partition is compared against one plan: every row names the same run (or none)
+    return RowRule(
+        "plan_run_id_constant",
+        ("plan_run_id",),
+        pl.col("plan_run_id").eq_missing(pl.col("plan_run_id").first()),
+    )
+
+
+def _null_without_plan(planned: str) -> RowRule:
+    # "when there is no plan in force, plan_run_id and every planned value are null", and a
+    # plan in force gives every row a planned value (0 for a missing side)
+    return RowRule(
+        f"{planned}_null_iff_no_plan",
+        ("plan_run_id", planned),
+        pl.col("plan_run_id").is_null() == pl.col(planned).is_null(),
+    )
+
+
+APS_KPI_PLAN_VS_ACTUAL = OutputTable(
+    name="aps_kpi_plan_vs_actual",
+    grain=("base_date", "product_id", "step_id"),
+    columns=(
+        BASE_DATE,
+        _key("product_id"),
+        _key("step_id"),
+        PLAN_RUN_ID,
+        Column("planned_qty", pl.Int64(), nullable=True, min=0),
+        Column("actual_qty", pl.Int64(), min=0),
+        Column("deviation_qty", pl.Int64(), nullable=True),
+        Column("attainment", pl.Float64(), nullable=True, min=0),
+    ),
+    rules=(
+        _one_plan_per_day(),
+        _null_without_plan("planned_qty"),
+        RowRule(
+            "deviation_qty=actual_qty-planned_qty",
+            ("deviation_qty", "actual_qty", "planned_qty"),
+            pl.col("deviation_qty") == pl.col("actual_qty") - pl.col("planned_qty"),
+        ),
+        # also requires attainment to be null when planned_qty is 0 or null
+        RowRule(
+            "attainment=actual_qty/planned_qty",
+            ("attainment", "actual_qty", "planned_qty"),
+            pl.when(pl.col("planned_qty") > 0)
+            .then(pl.col("attainment") == pl.col("actual_qty") / pl.col("planned_qty"))
+            .otherwise(pl.col("attainment").is_null()),
+        ),
+    ),
+)
+
+APS_KPI_EQUIPMENT_UTIL = OutputTable(
+    name="aps_kpi_equipment_util",
+    grain=("base_date", "equipment_id"),
+    columns=(
+        BASE_DATE,
+        _key("equipment_id"),
+        PLAN_RUN_ID,
+        Column("eqp_group_id", pl.String()),
+        _util("planned_util", nullable=True),
+        _util("actual_util"),
+        Column("util_gap", pl.Float64(), nullable=True, min=-1, max=1),
+    ),
+    rules=(
+        _one_plan_per_day(),
+        _null_without_plan("planned_util"),
+        RowRule(
+            "util_gap=actual_util-planned_util",
+            ("util_gap", "actual_util", "planned_util"),
+            pl.col("util_gap") == pl.col("actual_util") - pl.col("planned_util"),
+        ),
+    ),
+)
+
+APS_KPI_BOTTLENECK = OutputTable(
+    name="aps_kpi_bottleneck",
+    grain=("base_date", "eqp_group_id"),
+    columns=(
+        BASE_DATE,
+        _key("eqp_group_id"),
+        Column("process_id", pl.String()),
+        Column("equipment_count", pl.Int64(), min=1),
+        _util("avg_actual_util"),
+        Column("waiting_wip_qty", pl.Int64(), min=0),
+        Column("util_rank", pl.Int64(), min=1),
+        Column("is_bottleneck", pl.Boolean()),
+    ),
+    rules=(
+        # ranks are 1, 2, ..., n: each once, none above the row count
+        RowRule(
+            "util_rank_is_1..n",
+            ("util_rank",),
+            pl.col("util_rank").is_unique() & (pl.col("util_rank") <= pl.len()),
+        ),
+        RowRule(
+            "is_bottleneck=(util_rank=1)",
+            ("is_bottleneck", "util_rank"),
+            pl.col("is_bottleneck") == (pl.col("util_rank") == 1),
+        ),
+    ),
+)
+
+TABLES: dict[str, OutputTable] = {
+    t.name: t for t in (APS_KPI_PLAN_VS_ACTUAL, APS_KPI_EQUIPMENT_UTIL, APS_KPI_BOTTLENECK)
+}
