@@ -22,7 +22,7 @@ from aps_etl.stack_env import REPO_ROOT
 DEMO_START = dt.date(2026, 11, 20)
 DEMO_DAYS = 3
 DEMO_PARTITION = "2026-11-21"
-JOB_NAME = "aps_input_daily"
+JOB_NAME = "aps_daily"
 
 
 def dagster_instance() -> dg.DagsterInstance:
@@ -125,14 +125,16 @@ def print_report(
 
 def target_rows(partition_key: str) -> dict[str, int]:
     """Rows per target table for the partition, read back from PostgreSQL."""
-    from aps_etl.domains.aps_input.assets import OUTPUTS
+    from aps_etl.domains.aps_balance.assets import OUTPUTS as BALANCE
+    from aps_etl.domains.aps_input.assets import OUTPUTS as APS_INPUT
+    from aps_etl.domains.aps_kpi.assets import OUTPUTS as KPI
     from aps_etl.settings import resources_for
     from aps_etl.warehouse.target import TARGET_SCHEMA, ident
 
-    loader = resources_for()["loader"].process_config_and_initialize()  # resolves EnvVars
+    target = resources_for()["loader"].target.process_config_and_initialize()  # resolves EnvVars
     counts = {}
-    with loader.target.connect() as connection, connection.cursor() as cursor:
-        for table in OUTPUTS:
+    with target.connect() as connection, connection.cursor() as cursor:
+        for table in (*APS_INPUT, *KPI, *BALANCE):
             cursor.execute(
                 f"select count(*) from {ident(TARGET_SCHEMA, table.name)} where base_date = $1",
                 parameters=(dt.date.fromisoformat(partition_key),),

@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 import dagster as dg
+from dagster_duckdb import DuckDBResource
 
 from aps_etl.embedded import SOURCE_DB, TARGET_DB, local_home
 from aps_etl.lake import LakeIOManager, LakeResource
@@ -96,6 +97,8 @@ def resources_for(env: str | None = None) -> dict[str, Any]:
         )
     batch = int(os.environ.get("APS_LOAD_BATCH_SIZE", "10000"))
     return {
+        # The plan-vs-actual joins run in an in-process DuckDB reading the lake in place.
+        "duckdb": DuckDBResource(database=":memory:"),
         "lake": lake,
         "io_manager": LakeIOManager(lake=lake),
         "source": source,

@@ -12,10 +12,17 @@ import polars as pl
 from aps_etl.output_tables import validate
 
 
-def raise_on_violations(context: dg.AssetExecutionContext, table: Any, frame: pl.DataFrame) -> None:
+def raise_on_violations(
+    context: dg.AssetExecutionContext,
+    table: Any,
+    frame: pl.DataFrame,
+    output_name: str | None = None,
+) -> None:
     report = validate(table, frame)
     if report.ok:
-        context.add_output_metadata({"validation": f"{report.rows} rows valid"})
+        context.add_output_metadata(
+            {"validation": f"{report.rows} rows valid"}, output_name=output_name
+        )
         return
     counts = {f"{column} {rule}": n for (column, rule), n in report.counts.items()}
     samples = json.dumps(report.samples[:10], default=str, indent=1)

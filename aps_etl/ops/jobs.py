@@ -2,16 +2,30 @@
 
 import dagster as dg
 
-# Scenario 1 end to end for one business day: extract -> transform -> load.
-aps_input_daily = dg.define_asset_job(
-    name="aps_input_daily",
-    selection=dg.AssetSelection.key_prefixes(
-        ["extract", "aps_input"], ["transform", "aps_input"], ["load", "aps_input"]
-    ),
-    description="Scenario 1 for one business day: MES results to APS input tables.",
+DAILY_PREFIXES = [
+    [stage, job]
+    for job in ("aps_input", "aps_kpi", "aps_balance")
+    for stage in ("extract", "transform", "load")
+]
+
+# Every daily scenario for one business day: MES results to APS inputs (§10.1), plan vs
+# actual KPIs (§10.3) and parallel-group balance (§10.4), each extracted, validated, loaded.
+aps_daily = dg.define_asset_job(
+    name="aps_daily",
+    selection=dg.AssetSelection.key_prefixes(*DAILY_PREFIXES),
+    description="All daily scenarios for one business day: extract, transform, load.",
 )
 
 # Runs at 02:00 Asia/Seoul for the day that just ended (D-1): the last complete partition.
-aps_input_daily_schedule = dg.build_schedule_from_partitioned_job(
-    aps_input_daily, hour_of_day=2, minute_of_hour=0
+aps_daily_schedule = dg.build_schedule_from_partitioned_job(
+    aps_daily, hour_of_day=2, minute_of_hour=0
+)
+
+# One COMPLETED APS plan run (§10.2): snapshot, checks, load, diff against the previous run.
+aps_plan_snapshot = dg.define_asset_job(
+    name="aps_plan_snapshot",
+    selection=dg.AssetSelection.key_prefixes(
+        ["extract", "aps_plan"], ["transform", "aps_plan"], ["load", "aps_plan"]
+    ),
+    description="Snapshot one APS plan run (a partition per run_id) and load it.",
 )

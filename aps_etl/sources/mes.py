@@ -125,4 +125,59 @@ EQUIPMENT_EVENT = ExtractSpec(
     description="Equipment state intervals that overlap D (open ones included).",
 )
 
-APS_INPUT_SOURCES = (PRODUCT, ROUTE_STEP, EQUIPMENT, LOT_HISTORY, PROCESS_RESULT, EQUIPMENT_EVENT)
+PLAN_RUN = ExtractSpec(
+    name="plan_run",
+    table="plan_run",
+    mode="full",
+    columns={
+        "run_id": STR,
+        "base_date": DATE,
+        "horizon_days": I32,
+        "created_at": TS,
+        "status": STR,
+    },
+    description="Every APS engine run so far (which plan is in force, which run came before).",
+)
+
+# A plan run's results, taken whole as the run's immutable snapshot.
+PLAN_PRODUCTION = ExtractSpec(
+    name="plan_production",
+    table="plan_production",
+    mode="key",
+    partition_column="run_id",
+    columns={
+        "run_id": STR,
+        "plan_date": DATE,
+        "product_id": STR,
+        "step_id": STR,
+        "process_id": STR,
+        "planned_qty": I32,
+    },
+    description="All plan_production rows of one APS run (immutable snapshot).",
+)
+
+PLAN_EQUIPMENT = ExtractSpec(
+    name="plan_equipment",
+    table="plan_equipment",
+    mode="key",
+    partition_column="run_id",
+    columns={
+        "run_id": STR,
+        "plan_date": DATE,
+        "equipment_id": STR,
+        "planned_qty": I32,
+        "planned_load_min": F64,
+    },
+    description="All plan_equipment rows of one APS run (immutable snapshot).",
+)
+
+APS_INPUT_SOURCES = (
+    PRODUCT,
+    ROUTE_STEP,
+    EQUIPMENT,
+    LOT_HISTORY,
+    PROCESS_RESULT,
+    EQUIPMENT_EVENT,
+    PLAN_RUN,
+)
+APS_PLAN_SOURCES = (PLAN_RUN, PLAN_PRODUCTION, PLAN_EQUIPMENT)

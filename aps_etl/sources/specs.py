@@ -91,6 +91,9 @@ class ExtractSpec:
                 .where(column.eq(exp.Literal.string(key)))
                 .sql(dialect="postgres")
             )
+        table = exp.alias_(exp.to_table(self.source_table, dialect="postgres"), "src", table=True)
+        if self.mode == "full":
+            return exp.select(*projections).from_(table).sql(dialect="postgres")
         if start is None or end is None:
             raise ValueError(f"extract spec {self.name}: mode {self.mode!r} needs a window")
         start_literal, end_literal = _timestamptz(start), _timestamptz(end)
@@ -98,9 +101,7 @@ class ExtractSpec:
             inner = self.query.format(start=start_literal, end=end_literal)  # type: ignore[union-attr]
             source: exp.Expression = sqlglot.parse_one(inner, dialect="postgres").subquery("src")
         else:
-            source = exp.alias_(
-                exp.to_table(self.source_table, dialect="postgres"), "src", table=True
-            )
+            source = table
         select = exp.select(*projections).from_(source)
         if self.mode == "incremental":
             column = exp.column(self.partition_column, table="src", quoted=True)

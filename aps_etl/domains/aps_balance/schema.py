@@ -45,8 +45,7 @@ APS_BALANCE_MONITOR = OutputTable(
         RowRule(
             "flagged=abs(deviation)>threshold",
             ("flagged", "deviation", "threshold"),
-            pl.col("flagged")
-            == (pl.col("deviation").abs() > pl.col("threshold")).fill_null(False),
+            pl.col("flagged") == (pl.col("deviation").abs() > pl.col("threshold")).fill_null(False),
         ),
     ),
 )

@@ -98,14 +98,10 @@ def aps_plan_equipment(plan_equipment: Frame, plan_run: Frame, run_id: str) -> p
 
 
 def _plan_dates(plan_production: Frame, run_id: str) -> pl.LazyFrame:
-    return (
-        plan_production.lazy().filter(pl.col("run_id") == run_id).select("plan_date").unique()
-    )
+    return plan_production.lazy().filter(pl.col("run_id") == run_id).select("plan_date").unique()
 
 
-def _compared_dates(
-    current: Frame, previous: Frame, run_id: str, prev_run_id: str
-) -> pl.LazyFrame:
+def _compared_dates(current: Frame, previous: Frame, run_id: str, prev_run_id: str) -> pl.LazyFrame:
     return _plan_dates(current, run_id).join(
         _plan_dates(previous, prev_run_id), on="plan_date", how="inner"
     )

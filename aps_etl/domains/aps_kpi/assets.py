@@ -1,0 +1,113 @@
+"""Scenario 3 (PRD §10.3) wiring: plan vs actual KPIs of a business day, joined in DuckDB
+straight from the lake: the plan in force's snapshot Parquet and the day's actual Parquet."""
+
+import dagster as dg
+import polars as pl
+from dagster_duckdb import DuckDBResource
+
+from aps_etl.calendar import parse_partition_key
+from aps_etl.domains.aps_input.assets import JOB as EXTRACT_JOB
+from aps_etl.domains.aps_kpi import logic
+from aps_etl.domains.aps_kpi.schema import (
+    APS_KPI_BOTTLENECK,
+    APS_KPI_EQUIPMENT_UTIL,
+    APS_KPI_PLAN_VS_ACTUAL,
+)
+from aps_etl.domains.aps_plan.assets import JOB as PLAN_JOB
+from aps_etl.factories import (
+    build_load_asset,
+    extract_key,
+    extract_table,
+    transform_key,
+    transform_table,
+)
+from aps_etl.lake import LakeResource
+from aps_etl.lake.duckdb_views import attach_lake, create_empty_view, create_view
+from aps_etl.partitions import DAILY
+from aps_etl.sources.database import SourceDatabase
+from aps_etl.sources.extraction import ensure_extract
+from aps_etl.sources.mes import (
+    EQUIPMENT,
+    EQUIPMENT_EVENT,
+    LOT_HISTORY,
+    PLAN_EQUIPMENT,
+    PLAN_PRODUCTION,
+    PLAN_RUN,
+    PROCESS_RESULT,
+    PRODUCT,
+    ROUTE_STEP,
+)
+from aps_etl.validation import raise_on_violations
+
+JOB = "aps_kpi"
+OUTPUTS = (APS_KPI_PLAN_VS_ACTUAL, APS_KPI_EQUIPMENT_UTIL, APS_KPI_BOTTLENECK)
+ACTUALS = (PROCESS_RESULT, EQUIPMENT_EVENT, EQUIPMENT, LOT_HISTORY, PRODUCT, ROUTE_STEP)
+PLANS = (PLAN_PRODUCTION, PLAN_EQUIPMENT)
+
+
+@dg.multi_asset(
+    outs={
+        table.name: dg.AssetOut(
+            key=transform_key(JOB, table.name),
+            metadata={**transform_table(table, JOB).as_metadata(), "grain": ", ".join(table.grain)},
+            kinds={"duckdb", "parquet"},
+        )
+        for table in OUTPUTS
+    },
+    deps=[extract_key(EXTRACT_JOB, spec.name) for spec in (*ACTUALS, PLAN_RUN)],
+    partitions_def=DAILY,
+    group_name=JOB,
+    description="Plan vs actual quantity, utilisation gap per equipment and bottleneck ranking "
+    "for the day, against the plan in force (recorded in every row).",
+)
+def aps_kpi(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    source: SourceDatabase,
+    duckdb: DuckDBResource,
+):
+    key = context.partition_key
+    day = parse_partition_key(key)
+    uri = {
+        spec.name: lake.uri(*extract_table(spec, EXTRACT_JOB).file_parts(key))
+        for spec in (*ACTUALS, PLAN_RUN)
+    }
+    plan_run = pl.read_parquet(uri["plan_run"], storage_options=lake.polars_storage_options())
+    run_id = logic.plan_in_force(plan_run, day)
+    context.log.info(f"plan in force for {key}: {run_id or 'none'}")
+    with duckdb.get_connection() as con:
+        attach_lake(con, lake)
+        for spec in ACTUALS:
+            create_view(con, spec.name, uri[spec.name])
+        for spec in PLANS:
+            if run_id is None:
+                create_empty_view(con, spec.name, spec.polars_schema())
+                continue
+            # The plan in force's immutable snapshot; taken now if its sensor run has not yet.
+            table = extract_table(spec, PLAN_JOB, "run_id")
+            create_view(con, spec.name, ensure_extract(source, lake, spec, table, run_id))
+        frames = {
+            APS_KPI_PLAN_VS_ACTUAL.name: logic.aps_kpi_plan_vs_actual(con, day, run_id),
+            APS_KPI_EQUIPMENT_UTIL.name: logic.aps_kpi_equipment_util(con, day, run_id),
+            APS_KPI_BOTTLENECK.name: logic.aps_kpi_bottleneck(con, day),
+        }
+    for table in OUTPUTS:
+        raise_on_violations(context, table, frames[table.name], output_name=table.name)
+    bottleneck = frames[APS_KPI_BOTTLENECK.name].filter(pl.col("is_bottleneck"))
+    for table in OUTPUTS:
+        yield dg.Output(
+            frames[table.name],
+            output_name=table.name,
+            metadata={
+                "plan_run_id": run_id or "",
+                "bottleneck": ", ".join(bottleneck["eqp_group_id"].to_list()),
+            },
+        )
+
+
+load_assets = [
+    build_load_asset(table, JOB, DAILY, gate=tuple(t for t in OUTPUTS if t is not table))
+    for table in OUTPUTS
+]
+
+assets = [aps_kpi, *load_assets]

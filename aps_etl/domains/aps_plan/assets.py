@@ -1,0 +1,123 @@
+"""Scenario 2 (PRD §10.2) wiring: each COMPLETED APS run as an immutable snapshot
+(`extract/job_name=aps_plan/run_id=<id>/`), loaded into PostgreSQL, and compared with the
+run before it."""
+
+import dagster as dg
+import polars as pl
+
+from aps_etl.domains.aps_plan import logic
+from aps_etl.domains.aps_plan.schema import APS_PLAN_DIFF, APS_PLAN_EQUIPMENT, APS_PLAN_PRODUCTION
+from aps_etl.factories import (
+    build_extract_asset,
+    build_load_asset,
+    extract_key,
+    extract_table,
+    transform_key,
+    transform_table,
+)
+from aps_etl.lake import LakeResource
+from aps_etl.partitions import PLAN_RUNS
+from aps_etl.sources.database import SourceDatabase
+from aps_etl.sources.extraction import ensure_extract
+from aps_etl.sources.mes import APS_PLAN_SOURCES, PLAN_PRODUCTION
+from aps_etl.validation import raise_on_violations
+
+JOB = "aps_plan"
+OUTPUTS = (APS_PLAN_PRODUCTION, APS_PLAN_EQUIPMENT, APS_PLAN_DIFF)
+
+extract_assets = [
+    build_extract_asset(spec, JOB, PLAN_RUNS, partition_name="run_id") for spec in APS_PLAN_SOURCES
+]
+
+
+def _snapshot_asset(output, source_name: str, logic_fn) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=transform_key(JOB, output.name),
+        ins={
+            "rows": dg.AssetIn(key=extract_key(JOB, source_name)),
+            "plan_run": dg.AssetIn(key=extract_key(JOB, "plan_run")),
+        },
+        partitions_def=PLAN_RUNS,
+        metadata={**transform_table(output, JOB).as_metadata(), "grain": ", ".join(output.grain)},
+        description=f"All {source_name} rows of the plan run plus its base_date "
+        "(type and range checks only).",
+        group_name=JOB,
+        kinds={"polars", "parquet"},
+    )
+    def _snapshot(
+        context: dg.AssetExecutionContext, rows: pl.LazyFrame, plan_run: pl.LazyFrame
+    ) -> pl.DataFrame:
+        run_id = context.partition_key
+        base_date = logic.completed_run_base_date(plan_run, run_id)
+        frame = logic_fn(rows, plan_run, run_id).collect()
+        raise_on_violations(context, output, frame)
+        # traceability: which run, which base date, in the UI and in the lake's metadata
+        context.add_output_metadata({"run_id": run_id, "base_date": base_date.isoformat()})
+        return frame
+
+    return _snapshot
+
+
+@dg.asset(
+    key=transform_key(JOB, APS_PLAN_DIFF.name),
+    ins={
+        "plan_production": dg.AssetIn(key=extract_key(JOB, "plan_production")),
+        "plan_run": dg.AssetIn(key=extract_key(JOB, "plan_run")),
+    },
+    partitions_def=PLAN_RUNS,
+    metadata={
+        **transform_table(APS_PLAN_DIFF, JOB).as_metadata(),
+        "grain": ", ".join(APS_PLAN_DIFF.grain),
+    },
+    description="What changed against the previous COMPLETED run: ADDED, REMOVED and "
+    "CHANGED plan_production keys on the plan dates both runs cover.",
+    group_name=JOB,
+    kinds={"polars", "parquet"},
+)
+def aps_plan_diff(
+    context: dg.AssetExecutionContext,
+    source: SourceDatabase,
+    lake: LakeResource,
+    plan_production: pl.LazyFrame,
+    plan_run: pl.LazyFrame,
+) -> pl.DataFrame:
+    run_id = context.partition_key
+    previous_id = logic.previous_run(plan_run, run_id)
+    previous = plan_production.clear()
+    if previous_id is not None:
+        # The previous run's own immutable snapshot; taken now if the sensor has not yet.
+        uri = ensure_extract(
+            source,
+            lake,
+            PLAN_PRODUCTION,
+            extract_table(PLAN_PRODUCTION, JOB, "run_id"),
+            previous_id,
+        )
+        previous = pl.scan_parquet(uri, storage_options=lake.polars_storage_options())
+    frame = logic.aps_plan_diff(plan_production, previous, run_id, previous_id).collect()
+    raise_on_violations(context, APS_PLAN_DIFF, frame)
+    dates = logic.compared_plan_dates(plan_production, previous, run_id, previous_id)
+    summary = logic.diff_summary(frame, dates)
+    context.log.info(f"plan {run_id} vs {previous_id}: {summary}")
+    context.add_output_metadata(
+        {
+            "run_id": run_id,
+            "prev_run_id": previous_id or "",
+            "summary": dg.MetadataValue.json(summary),
+        }
+    )
+    return frame
+
+
+transform_assets = [
+    _snapshot_asset(APS_PLAN_PRODUCTION, "plan_production", logic.aps_plan_production),
+    _snapshot_asset(APS_PLAN_EQUIPMENT, "plan_equipment", logic.aps_plan_equipment),
+    aps_plan_diff,
+]
+
+load_assets = [
+    build_load_asset(table, JOB, PLAN_RUNS, gate=tuple(t for t in OUTPUTS if t is not table))
+    for table in OUTPUTS
+]
+
+assets = [*extract_assets, *transform_assets, *load_assets]
