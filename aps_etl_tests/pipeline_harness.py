@@ -13,7 +13,7 @@ from aps_etl.definitions import build_defs
 from aps_etl.domains.aps_input.assets import OUTPUTS
 from aps_etl_tests.reference_sql import REFERENCE
 
-JOB = "aps_input_daily"
+JOB = "aps_daily"
 
 
 def run_daily(resources: dict[str, Any], partition: str, instance: dg.DagsterInstance):

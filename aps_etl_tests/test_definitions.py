@@ -27,7 +27,7 @@ def test_dagster_cli_lists_the_code_location() -> None:
 def test_daily_schedule_runs_the_day_that_just_ended() -> None:
     from aps_etl.definitions import defs
 
-    schedule = defs.get_schedule_def("aps_input_daily_schedule")
+    schedule = defs.get_schedule_def("aps_daily_schedule")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.execution_timezone == "Asia/Seoul"
     # 2026-11-26 02:00 KST: the last complete business day is 2026-11-25 (D-1).

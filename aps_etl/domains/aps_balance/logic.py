@@ -57,8 +57,9 @@ def _finish(lf: pl.LazyFrame, table: OutputTable, day: date | None = None) -> pl
 
 def _exact_sum(values: Iterable[float]) -> Fraction | float:
     """The exact sum of doubles as a rational (every finite double is one). A NaN or infinity
-    (impossible for valid source data) cannot be a rational: it propagates as a float instead
-    of raising, and validation reports it."""
+    cannot be a rational: it propagates as a float instead of raising. (PostgreSQL's numeric
+    admits 'NaN', which passes `capacity_per_hour >= 0`; a NaN capacity_qty then fails the
+    not-null check of validation, pandera counting NaN as null.)"""
     values = list(values)
     if not all(math.isfinite(v) for v in values):
         return sum(values, 0.0)
@@ -148,7 +149,8 @@ def aps_balance_monitor(
 ) -> pl.LazyFrame:
     """Per equipment of the population: out_qty, available hours, capacity, load ratio, its
     deviation from the group's mean ratio and the flag abs(deviation) > threshold."""
-    if not (isinstance(threshold, int | float) and math.isfinite(threshold) and threshold >= 0):
+    number = isinstance(threshold, int | float) and not isinstance(threshold, bool)
+    if not (number and math.isfinite(threshold) and threshold >= 0):
         raise ValueError(f"balance threshold must be a finite number >= 0, got {threshold!r}")
     _, _, day_us = _window(day)
     capacity = pl.col("capacity_qty")
