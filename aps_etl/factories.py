@@ -116,19 +116,41 @@ def build_transform_asset(
     return _transform
 
 
+def gate_key(run_name: str) -> dg.AssetKey:
+    return dg.AssetKey(["validated", run_name])
+
+
+def build_gate_asset(
+    run_name: str, transforms: list[dg.AssetKey], partitions_def: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
+    """Passes only when every transform of the run validated: each load waits for it, so
+    one invalid table stops every load of the run before anything is written."""
+
+    @dg.asset(
+        key=gate_key(run_name),
+        deps=transforms,
+        partitions_def=partitions_def,
+        group_name="validation_gates",
+        description=f"All outputs of {run_name} passed their Null / Type / Range rules.",
+    )
+    def _gate(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"validated_tables": len(transforms)})
+
+    return _gate
+
+
 def build_load_asset(
     output: Any,
     job_name: str,
     partitions_def: dg.PartitionsDefinition,
-    gate: tuple[Any, ...] = (),
+    gate: str,
 ) -> dg.AssetsDefinition:
-    """`gate`: the other outputs of the scenario whose validation must pass too, so that
-    one invalid table stops every load of the run, not just its own."""
+    """`gate`: the run whose validation gate (see build_gate_asset) the load waits for."""
     lake_table = transform_table(output, job_name)
 
     @dg.asset(
         key=dg.AssetKey(["load", job_name, output.name]),
-        deps=[transform_key(job_name, t.name) for t in (output, *gate) if t is not None],
+        deps=[transform_key(job_name, output.name), gate_key(gate)],
         partitions_def=partitions_def,
         description=f"{output.name} loaded into the target PostgreSQL, one partition at a time.",
         group_name=f"{job_name}_load",

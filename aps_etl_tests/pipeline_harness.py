@@ -10,8 +10,22 @@ import adbc_driver_postgresql.dbapi as adbc
 import dagster as dg
 
 from aps_etl.definitions import build_defs
-from aps_etl.domains.aps_input.assets import OUTPUTS
+from aps_etl.domains.aps_balance.assets import OUTPUTS as BALANCE
+from aps_etl.domains.aps_input.assets import OUTPUTS as APS_INPUT
+from aps_etl.domains.aps_kpi.assets import OUTPUTS as KPI
+from aps_etl.domains.aps_plan.assets import OUTPUTS as PLAN
 from aps_etl_tests.reference_sql import REFERENCE
+from aps_etl_tests.reference_sql_kpi import REFERENCE_KPI, parameters
+
+OUTPUTS = (*APS_INPUT, *KPI, *BALANCE, *PLAN)
+DAILY_TABLES = tuple(t.name for t in (*APS_INPUT, *KPI, *BALANCE))
+# the lake job folder of each output table
+TABLE_JOB = {
+    **{t.name: "aps_input" for t in APS_INPUT},
+    **{t.name: "aps_kpi" for t in KPI},
+    **{t.name: "aps_balance" for t in BALANCE},
+    **{t.name: "aps_plan" for t in PLAN},
+}
 
 JOB = "aps_daily"
 
@@ -29,14 +43,40 @@ def fetch(uri: str, sql: str, *params: Any) -> list[dict[str, Any]]:
         return rows
 
 
-def target_partition(uri: str, table: str, day: dt.date) -> list[dict[str, Any]]:
-    grain = next(t.grain for t in OUTPUTS if t.name == table)
-    order = ", ".join(f'"{c}"' for c in grain)
-    return fetch(uri, f'select * from public."{table}" where base_date = $1 order by {order}', day)
+def target_partition(uri: str, table: str, key: Any) -> list[dict[str, Any]]:
+    """The rows of one partition (a business day, or a plan run_id) of a target table."""
+    output = next(t for t in OUTPUTS if t.name == table)
+    # byte order, as the pipeline sorts, whatever the database's collation
+    order = ", ".join(
+        f'"{c}" collate "C"' if _is_text(output, c) else f'"{c}"' for c in output.grain
+    )
+    return fetch(
+        uri,
+        f'select * from public."{table}" where "{output.partition_column}" = $1 order by {order}',
+        key,
+    )
+
+
+def _is_text(output: Any, column: str) -> bool:
+    return next(c for c in output.columns if c.name == column).pg_type == "text"
 
 
 def reference_partition(source_uri: str, table: str, day: dt.date) -> list[dict[str, Any]]:
-    return fetch(source_uri, REFERENCE[table], day)
+    """The contract computed by independent SQL on the source, in the same row order."""
+    if table in REFERENCE:
+        rows = fetch(source_uri, REFERENCE[table], day)
+    else:
+        rows = fetch(source_uri, REFERENCE_KPI[table], *parameters(table, day))
+    return sorted_by_grain(table, rows)
+
+
+def sorted_by_grain(table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    output = next(t for t in OUTPUTS if t.name == table)
+    return sorted(rows, key=lambda r: tuple(_sort_key(r[c]) for c in output.grain))
+
+
+def _sort_key(value: Any) -> Any:
+    return value.encode() if isinstance(value, str) else value
 
 
 def assert_rows_equal(table: str, got: list[dict], want: list[dict]) -> None:
@@ -45,7 +85,7 @@ def assert_rows_equal(table: str, got: list[dict], want: list[dict]) -> None:
     for loaded, expected in zip(got, want, strict=True):
         for column, value in expected.items():
             actual = loaded[column]
-            if isinstance(value, float):
+            if isinstance(value, float) and isinstance(actual, float):
                 assert math.isclose(actual, value, rel_tol=1e-12, abs_tol=1e-9), (
                     f"{table}.{column}: loaded {actual}, reference {value} in {expected}"
                 )

@@ -11,23 +11,27 @@ import dagster as dg
 import pytest
 import trino
 
+from aps_etl.definitions import build_defs
 from aps_etl.devdata import seed_source
 from aps_etl.settings import resources_for
 from aps_etl.stack_env import postgres_uri
 from aps_etl_tests.pipeline_harness import (
+    DAILY_TABLES,
     assert_rows_equal,
     fetch,
     reference_partition,
     run_daily,
+    sorted_by_grain,
     step_failures,
     target_partition,
 )
+from aps_etl_tests.reference_sql_kpi import PLAN_DIFF
 
 pytestmark = pytest.mark.stack
 
 START = dt.date(2026, 11, 20)
 DAYS = ("2026-11-20", "2026-11-21", "2026-11-22")
-TABLES = ("aps_input_wip", "aps_input_cycle_time", "aps_input_lead_time")
+TABLES = DAILY_TABLES
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +126,90 @@ def test_target_schema_drift_stops_the_load_before_any_write(dev, loaded) -> Non
     assert "does not match the output schema" in message
     assert "unexpected column planner_note" in message
     assert target_partition(dev["target"], "aps_input_lead_time", day) == before
+
+
+# Scenario 2: plan snapshots by run_id ------------------------------------------------------
+
+
+def _sensor_tick(dev):
+    defs = build_defs(dev["resources"])
+    sensor = defs.get_sensor_def("plan_run_sensor")
+    context = dg.build_sensor_context(
+        instance=dev["instance"],
+        resources={"source": dev["resources"]["source"]},
+        repository_def=defs.get_repository_def(),
+    )
+    result = sensor(context)  # the sensor's own answer: SensorResult or SkipReason
+    return result if isinstance(result, dg.SensorResult) else dg.SensorResult(skip_reason=result)
+
+
+@pytest.fixture(scope="module")
+def plans(dev):
+    tick = _sensor_tick(dev)
+    requested = [request.partition_key for request in tick.run_requests]
+    (add,) = tick.dynamic_partitions_requests
+    assert list(add.partition_keys) == requested
+    dev["instance"].add_dynamic_partitions(add.partitions_def_name, requested)
+    # snapshot the runs in the order they were made, as the sensor's runs would
+    job = build_defs(dev["resources"]).resolve_job_def("aps_plan_snapshot")
+    for run_id in requested:
+        result = job.execute_in_process(
+            partition_key=run_id, instance=dev["instance"], raise_on_error=False
+        )
+        assert result.success, f"{run_id}: {step_failures(result)}"
+    return requested
+
+
+def test_sensor_requests_exactly_the_completed_runs(dev, plans) -> None:
+    completed = fetch(
+        dev["source"],
+        "select run_id from plan_run where status = 'COMPLETED' order by created_at, run_id",
+    )
+    assert plans == [row["run_id"] for row in completed]
+    others = fetch(dev["source"], "select count(*) as n from plan_run where status <> 'COMPLETED'")
+    assert others[0]["n"] > 0, "the generated plant should have RUNNING/FAILED runs to ignore"
+    assert not _sensor_tick(dev).run_requests  # nothing new the second time
+
+
+def test_snapshots_are_loaded_whole_with_their_base_date(dev, plans) -> None:
+    for run_id in plans:
+        want = fetch(
+            dev["source"],
+            """select p.run_id, r.base_date, p.plan_date, p.product_id, p.step_id, p.process_id,
+                      p.planned_qty::bigint as planned_qty
+               from plan_production p join plan_run r using (run_id)
+               where p.run_id = $1
+               order by p.plan_date, p.product_id collate "C", p.step_id collate "C" """,
+            run_id,
+        )
+        assert target_partition(dev["target"], "aps_plan_production", run_id) == want
+        lake = dev["resources"]["lake"].process_config_and_initialize()
+        snapshot = lake.uri(
+            f"extract/job_name=aps_plan/run_id={run_id}/plan_production/data.parquet"
+        )
+        assert lake.fs.exists(snapshot)
+
+
+def test_plan_diff_matches_the_contract(dev, plans) -> None:
+    nonempty = 0
+    for run_id in plans:
+        want = fetch(dev["source"], PLAN_DIFF, run_id)
+        got = target_partition(dev["target"], "aps_plan_diff", run_id)
+        assert_rows_equal("aps_plan_diff", got, sorted_by_grain("aps_plan_diff", want))
+        nonempty += bool(got)
+    assert nonempty >= len(plans) - 1  # every run but the first differs from its predecessor
+
+
+def test_a_new_plan_run_is_picked_up_by_the_sensor(dev, plans) -> None:
+    new_id = f"TEST-{dev['run']}"
+    fetch(
+        dev["source"],
+        """insert into plan_run (run_id, base_date, horizon_days, created_at, status)
+           values ($1, date '2026-11-23', 3, timestamptz '2026-11-23 08:00+09', 'COMPLETED')""",
+        new_id,
+    )
+    try:
+        tick = _sensor_tick(dev)
+    finally:
+        fetch(dev["source"], "delete from plan_run where run_id = $1", new_id)
+    assert [request.partition_key for request in tick.run_requests] == [new_id]

@@ -15,6 +15,8 @@ from aps_etl.devdata import seed_source
 from aps_etl.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
 from aps_etl.settings import resources_for
 from aps_etl_tests.pipeline_harness import (
+    DAILY_TABLES,
+    TABLE_JOB,
     assert_rows_equal,
     fetch,
     reference_partition,
@@ -25,7 +27,7 @@ from aps_etl_tests.pipeline_harness import (
 
 START = dt.date(2026, 11, 20)
 DAYS = ("2026-11-20", "2026-11-21", "2026-11-22")
-TABLES = ("aps_input_wip", "aps_input_cycle_time", "aps_input_lead_time")
+TABLES = DAILY_TABLES
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +70,7 @@ def test_lake_holds_the_same_rows_as_the_target(local, loaded) -> None:
     for table in TABLES:
         path = (
             Path(local["home"])
-            / f"lake/transform/job_name=aps_input/date=2026-11-21/{table}/data.parquet"
+            / f"lake/transform/job_name={TABLE_JOB[table]}/date=2026-11-21/{table}/data.parquet"
         )
         lake_rows = pq.read_table(path).num_rows
         target_rows = len(target_partition(local["target"], table, dt.date(2026, 11, 21)))
@@ -99,11 +101,19 @@ def test_rerun_leaves_the_same_rows_and_reuses_extracts(local, loaded) -> None:
     assert reused and all(reused.values()), reused
 
 
-def test_empty_day_loads_empty_partitions(local) -> None:
-    result = run_daily(local["resources"], "2026-10-01", local["instance"])
+def test_a_day_without_production_loads_what_the_contract_says(local) -> None:
+    """No lot events before the plant's data starts: scenario 1 is empty; equipment-based
+    tables still list every active equipment (utilization 0, no plan in force)."""
+    day = dt.date(2026, 10, 1)
+    result = run_daily(local["resources"], day.isoformat(), local["instance"])
     assert result.success, step_failures(result)
+    for table in ("aps_input_wip", "aps_input_cycle_time", "aps_input_lead_time"):
+        assert target_partition(local["target"], table, day) == []
     for table in TABLES:
-        assert target_partition(local["target"], table, dt.date(2026, 10, 1)) == []
+        want = reference_partition(local["source"], table, day)
+        assert_rows_equal(table, target_partition(local["target"], table, day), want)
+    util = target_partition(local["target"], "aps_kpi_equipment_util", day)
+    assert util and all(r["actual_util"] == 0 and r["plan_run_id"] is None for r in util)
 
 
 def test_invalid_data_stops_the_run_with_nothing_loaded(local, loaded) -> None:

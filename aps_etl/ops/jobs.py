@@ -12,7 +12,7 @@ DAILY_PREFIXES = [
 # actual KPIs (§10.3) and parallel-group balance (§10.4), each extracted, validated, loaded.
 aps_daily = dg.define_asset_job(
     name="aps_daily",
-    selection=dg.AssetSelection.key_prefixes(*DAILY_PREFIXES),
+    selection=dg.AssetSelection.key_prefixes(*DAILY_PREFIXES, ["validated", "aps_daily"]),
     description="All daily scenarios for one business day: extract, transform, load.",
 )
 
@@ -25,7 +25,10 @@ aps_daily_schedule = dg.build_schedule_from_partitioned_job(
 aps_plan_snapshot = dg.define_asset_job(
     name="aps_plan_snapshot",
     selection=dg.AssetSelection.key_prefixes(
-        ["extract", "aps_plan"], ["transform", "aps_plan"], ["load", "aps_plan"]
+        ["extract", "aps_plan"],
+        ["transform", "aps_plan"],
+        ["load", "aps_plan"],
+        ["validated", "aps_plan_snapshot"],
     ),
     description="Snapshot one APS plan run (a partition per run_id) and load it.",
 )

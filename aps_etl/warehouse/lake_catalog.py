@@ -41,6 +41,14 @@ class TrinoLake:
         schema = self.schema_name(lake_table)
         return f"{_q(self.trino.lake_catalog)}.{_q(schema)}.{_q(lake_table.table)}"
 
+    @staticmethod
+    def partition_column(table: Any, lake_table: LakeTable) -> str:
+        """The Hive partition column: the folder's name (`date`), unless the data already has
+        a column of that name (`run_id`): partitions are registered with explicit
+        locations, so the column need not match the folder."""
+        dim = lake_table.partition_name
+        return f"{dim}_partition" if dim in {c.name for c in table.columns} else dim
+
     def ensure_table(self, table: Any, lake_table: LakeTable) -> None:
         catalog = _q(self.trino.lake_catalog)
         schema = self.schema_name(lake_table)
@@ -50,8 +58,8 @@ class TrinoLake:
             f"WITH (location = {_literal(job_uri)})"
         )
         columns = ", ".join(f"{_q(c.name)} {_TRINO_TYPES[c.pg_type]}" for c in table.columns)
-        dim = lake_table.partition_name
-        dim_type = "DATE" if dim == "date" else "VARCHAR"
+        dim = self.partition_column(table, lake_table)
+        dim_type = "DATE" if lake_table.partition_name == "date" else "VARCHAR"
         self.trino.execute(
             f"CREATE TABLE IF NOT EXISTS {self.table_name(lake_table)} "
             f"({columns}, {_q(dim)} {dim_type}) WITH (format = 'PARQUET', "
@@ -61,8 +69,8 @@ class TrinoLake:
     def ensure_partition(self, table: Any, lake_table: LakeTable, key: str) -> str:
         """Registers the partition if needed; returns the FROM clause that selects it."""
         self.ensure_table(table, lake_table)
-        dim = lake_table.partition_name
-        value = f"DATE {_literal(key)}" if dim == "date" else _literal(key)
+        dim = self.partition_column(table, lake_table)
+        value = f"DATE {_literal(key)}" if lake_table.partition_name == "date" else _literal(key)
         where = f"{_q(dim)} = {value}"
         partitions = self.table_name(lake_table)[:-1] + '$partitions"'
         known = self.trino.execute(f"SELECT count(*) FROM {partitions} WHERE {where}")

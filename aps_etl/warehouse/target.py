@@ -8,6 +8,7 @@ because the DELETE of the old rows and the INSERT of the new ones commit togethe
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -125,7 +126,9 @@ def ensure_target(connection: Any, table: TableDecl) -> None:
 
 
 def new_stage_name(table: TableDecl, partition_key: str) -> str:
-    suffix = partition_key.replace("-", "")[:40]
+    """Lower case letters and digits only: Trino folds identifiers to lower case, and a
+    unique suffix keeps concurrent loads of one partition apart."""
+    suffix = re.sub(r"[^a-z0-9]", "", partition_key.lower())[:30]
     return f"{table.name}__{suffix}__{uuid.uuid4().hex[:8]}"
 
 

@@ -77,9 +77,6 @@ balance_correction = build_transform_asset(
     "Each member's share of its group's capacity vs its share of the group's output.",
 )
 
-load_assets = [
-    build_load_asset(table, JOB, DAILY, gate=tuple(t for t in OUTPUTS if t is not table))
-    for table in OUTPUTS
-]
+load_assets = [build_load_asset(table, JOB, DAILY, gate="aps_daily") for table in OUTPUTS]
 
 assets = [aps_balance_monitor, balance_correction, *load_assets]

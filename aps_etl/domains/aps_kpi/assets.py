@@ -105,9 +105,6 @@ def aps_kpi(
         )
 
 
-load_assets = [
-    build_load_asset(table, JOB, DAILY, gate=tuple(t for t in OUTPUTS if t is not table))
-    for table in OUTPUTS
-]
+load_assets = [build_load_asset(table, JOB, DAILY, gate="aps_daily") for table in OUTPUTS]
 
 assets = [aps_kpi, *load_assets]

@@ -116,8 +116,7 @@ transform_assets = [
 ]
 
 load_assets = [
-    build_load_asset(table, JOB, PLAN_RUNS, gate=tuple(t for t in OUTPUTS if t is not table))
-    for table in OUTPUTS
+    build_load_asset(table, JOB, PLAN_RUNS, gate="aps_plan_snapshot") for table in OUTPUTS
 ]
 
 assets = [*extract_assets, *transform_assets, *load_assets]
