@@ -5,15 +5,17 @@ Built on dagster's UPathIOManager as dagster-polars builds on it, and past its l
 - LazyFrames are streamed to Parquet, and the row count is read back from the file
   footer, so every output records `row_count` even when it was never collected;
 - write-once partitions for extracts, atomic publication for everything (atomic.py);
-- one output spanning several partitions (a single-run backfill) is split by the
-  table's partition column instead of refused.
-Inputs load as LazyFrames (one partition or several concatenated): nothing is read until
-the consumer collects.
+- one output spanning several partitions (a single-run backfill) is written per partition,
+  from a {partition key: frame} mapping or split by the table's partition column, instead
+  of refused.
+Inputs load as LazyFrames (a {partition key: LazyFrame} mapping for several partitions):
+nothing is read until the consumer collects.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -84,35 +86,40 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
                 f"lake table {table.table} is partitioned by {table.partition_name}; "
                 f"asset {context.asset_key.to_user_string()} has no partition"
             )
-        if isinstance(obj, ReusedPartition):
-            written = [self._existing(table, key) for key in keys]
-            context.log.info(
-                f"reusing existing write-once partition(s) of {table.table}: "
-                + ", ".join(w.uri for w in written)
-            )
+        if isinstance(obj, Mapping):
+            if set(obj) != set(keys):
+                raise ValueError(
+                    f"{context.asset_key.to_user_string()} returned partitions "
+                    f"{sorted(obj)} for a run of {sorted(keys)}"
+                )
+            parts = {key: obj[key] for key in keys}
         else:
-            if not isinstance(obj, pl.LazyFrame | pl.DataFrame):
+            parts = {key: self._slice(obj, table, key, len(keys)) for key in keys}
+        written, reused = [], []
+        for key, part in parts.items():
+            if isinstance(part, ReusedPartition):
+                written.append(self._existing(table, key))
+                reused.append(key)
+                continue
+            if not isinstance(part, pl.LazyFrame | pl.DataFrame):
                 raise TypeError(
-                    f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; "
+                    f"{context.asset_key.to_user_string()} returned {type(part).__name__}; "
                     "the lake stores Polars DataFrames or LazyFrames"
                 )
-            written = [
-                write_parquet(
-                    self.lake,
-                    table.file_parts(key),
-                    self._slice(obj, table, key, len(keys)),
-                    immutable=table.immutable,
-                )
-                for key in keys
-            ]
+            written.append(
+                write_parquet(self.lake, table.file_parts(key), part, immutable=table.immutable)
+            )
+        if reused:
+            context.log.info(
+                f"reusing existing write-once partition(s) of {table.table}: {', '.join(reused)}"
+            )
+        frames = [p for p in parts.values() if not isinstance(p, ReusedPartition)]
         context.add_output_metadata(
-            self._metadata(obj, written, reused=isinstance(obj, ReusedPartition))
+            self._metadata(frames[0] if frames else None, written, reused=len(reused) == len(parts))
         )
 
-    def _slice(
-        self, frame: pl.LazyFrame | pl.DataFrame, table: LakeTable, key: str, n_keys: int
-    ) -> pl.LazyFrame | pl.DataFrame:
-        if n_keys == 1:
+    def _slice(self, frame: Any, table: LakeTable, key: str, n_keys: int) -> Any:
+        if n_keys == 1 or isinstance(frame, ReusedPartition):
             return frame
         if not table.partition_column:
             raise ValueError(
@@ -154,7 +161,7 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
 
     # ---- input ------------------------------------------------------------------------
 
-    def load_input(self, context: dg.InputContext) -> pl.LazyFrame:
+    def load_input(self, context: dg.InputContext) -> pl.LazyFrame | dict[str, pl.LazyFrame]:
         table = lake_table_of(context)
         keys = context.asset_partition_keys if context.has_asset_partitions else []
         if not keys:
@@ -166,7 +173,9 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
                 f"lake partition(s) of {table.table} not found: {', '.join(missing)}. "
                 f"Materialize {context.asset_key.to_user_string()} for these partitions first."
             )
-        return self._scan(uris, context)
+        if len(keys) == 1:
+            return self._scan(uris, context)
+        return {key: self._scan([uri], context) for key, uri in zip(keys, uris, strict=True)}
 
     def _scan(self, uris: list[str], context: dg.InputContext) -> pl.LazyFrame:
         del context

@@ -1,5 +1,8 @@
 """Scenario 4 (PRD §10.4) wiring: EVEN / parallel-group balance of a business day."""
 
+import time
+from typing import Any
+
 import dagster as dg
 import polars as pl
 from pydantic import Field
@@ -9,14 +12,17 @@ from aps_etl.domains.aps_balance import logic
 from aps_etl.domains.aps_balance.schema import APS_BALANCE_MONITOR, APS_INPUT_BALANCE_CORRECTION
 from aps_etl.domains.aps_input.assets import JOB as EXTRACT_JOB
 from aps_etl.factories import (
+    backfill_policy,
     build_load_asset,
     build_transform_asset,
     extract_key,
+    one_or_many,
+    per_partition,
     transform_key,
     transform_table,
 )
 from aps_etl.partitions import DAILY
-from aps_etl.validation import raise_on_violations
+from aps_etl.validation import check_specs, checked
 
 JOB = "aps_balance"
 OUTPUTS = (APS_BALANCE_MONITOR, APS_INPUT_BALANCE_CORRECTION)
@@ -30,16 +36,21 @@ class BalanceConfig(dg.Config):
     )
 
 
+MONITOR_KEY = transform_key(JOB, APS_BALANCE_MONITOR.name)
+
+
 @dg.asset(
-    key=transform_key(JOB, APS_BALANCE_MONITOR.name),
+    key=MONITOR_KEY,
     ins={
         name: dg.AssetIn(key=extract_key(EXTRACT_JOB, name))
         for name in ("process_result", "equipment_event", "equipment")
     },
     partitions_def=DAILY,
+    backfill_policy=backfill_policy(DAILY),
+    check_specs=check_specs(APS_BALANCE_MONITOR, MONITOR_KEY, DAILY),
     metadata={
         **transform_table(APS_BALANCE_MONITOR, JOB).as_metadata(),
-        "grain": "base_date, equipment_id",
+        "grain": ", ".join(APS_BALANCE_MONITOR.grain),
     },
     description="Load vs capacity per equipment of each parallel group, its deviation from "
     "the group's mean and the flag where it exceeds the threshold.",
@@ -49,23 +60,41 @@ class BalanceConfig(dg.Config):
 def aps_balance_monitor(
     context: dg.AssetExecutionContext,
     config: BalanceConfig,
-    process_result: pl.LazyFrame,
-    equipment_event: pl.LazyFrame,
-    equipment: pl.LazyFrame,
-) -> pl.DataFrame:
-    day = parse_partition_key(context.partition_key)
-    frame = logic.aps_balance_monitor(
-        process_result, equipment_event, equipment, day, threshold=config.threshold
-    ).collect()
-    raise_on_violations(context, APS_BALANCE_MONITOR, frame)
-    context.add_output_metadata(
-        {
+    process_result: Any,
+    equipment_event: Any,
+    equipment: Any,
+):
+    started = time.perf_counter()
+    keys = list(context.partition_keys)
+    inputs = {
+        name: per_partition(value, keys)
+        for name, value in (
+            ("process_result", process_result),
+            ("equipment_event", equipment_event),
+            ("equipment", equipment),
+        )
+    }
+    frames = {
+        key: logic.aps_balance_monitor(
+            inputs["process_result"][key],
+            inputs["equipment_event"][key],
+            inputs["equipment"][key],
+            parse_partition_key(key),
+            threshold=config.threshold,
+        ).collect()
+        for key in keys
+    }
+    everything = pl.concat(frames.values())
+    checks = yield from checked(context, APS_BALANCE_MONITOR, everything, MONITOR_KEY)
+    yield dg.Output(
+        one_or_many(frames),
+        metadata={
             "threshold": config.threshold,
-            "flagged_equipment": int(frame["flagged"].sum()),
-            "groups": frame["eqp_group_id"].n_unique(),
-        }
+            "flagged_equipment": int(everything["flagged"].sum()),
+            "duration_s": round(time.perf_counter() - started, 3),
+        },
     )
-    return frame
+    yield from checks
 
 
 balance_correction = build_transform_asset(

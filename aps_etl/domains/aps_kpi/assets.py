@@ -1,6 +1,9 @@
 """Scenario 3 (PRD §10.3) wiring: plan vs actual KPIs of a business day, joined in DuckDB
 straight from the lake: the plan in force's snapshot Parquet and the day's actual Parquet."""
 
+import time
+from typing import Any
+
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
@@ -15,9 +18,11 @@ from aps_etl.domains.aps_kpi.schema import (
 )
 from aps_etl.domains.aps_plan.assets import JOB as PLAN_JOB
 from aps_etl.factories import (
+    backfill_policy,
     build_load_asset,
     extract_key,
     extract_table,
+    one_or_many,
     transform_key,
     transform_table,
 )
@@ -37,7 +42,7 @@ from aps_etl.sources.mes import (
     PRODUCT,
     ROUTE_STEP,
 )
-from aps_etl.validation import raise_on_violations
+from aps_etl.validation import check_specs, checked
 
 JOB = "aps_kpi"
 OUTPUTS = (APS_KPI_PLAN_VS_ACTUAL, APS_KPI_EQUIPMENT_UTIL, APS_KPI_BOTTLENECK)
@@ -54,8 +59,14 @@ PLANS = (PLAN_PRODUCTION, PLAN_EQUIPMENT)
         )
         for table in OUTPUTS
     },
+    check_specs=[
+        spec
+        for table in OUTPUTS
+        for spec in check_specs(table, transform_key(JOB, table.name), DAILY)
+    ],
     deps=[extract_key(EXTRACT_JOB, spec.name) for spec in (*ACTUALS, PLAN_RUN)],
     partitions_def=DAILY,
+    backfill_policy=backfill_policy(DAILY),
     group_name=JOB,
     description="Plan vs actual quantity, utilisation gap per equipment and bottleneck ranking "
     "for the day, against the plan in force (recorded in every row).",
@@ -66,7 +77,43 @@ def aps_kpi(
     source: SourceDatabase,
     duckdb: DuckDBResource,
 ):
-    key = context.partition_key
+    started = time.perf_counter()
+    by_table: dict[str, dict[str, pl.DataFrame]] = {t.name: {} for t in OUTPUTS}
+    plans: dict[str, str] = {}
+    with duckdb.get_connection() as con:
+        attach_lake(con, lake)
+        for key in context.partition_keys:
+            frames, run_id = _kpis_of_day(con, lake, source, key)
+            plans[key] = run_id or ""
+            context.log.info(f"plan in force for {key}: {run_id or 'none'}")
+            for name, frame in frames.items():
+                by_table[name][key] = frame
+    checks = []
+    for table in OUTPUTS:
+        everything = pl.concat(by_table[table.name].values())
+        key = transform_key(JOB, table.name)
+        checks += yield from checked(context, table, everything, key)
+    bottlenecks = {
+        key: ", ".join(frame.filter(pl.col("is_bottleneck"))["eqp_group_id"].to_list())
+        for key, frame in by_table[APS_KPI_BOTTLENECK.name].items()
+    }
+    for table in OUTPUTS:
+        yield dg.Output(
+            one_or_many(by_table[table.name]),
+            output_name=table.name,
+            metadata={
+                "plan_run_id": ", ".join(plans.values()),
+                "bottleneck": "; ".join(bottlenecks.values()),
+                "duration_s": round(time.perf_counter() - started, 3),
+            },
+        )
+    yield from checks
+
+
+def _kpis_of_day(
+    con: Any, lake: LakeResource, source: SourceDatabase, key: str
+) -> tuple[dict[str, pl.DataFrame], str | None]:
+    """The three KPI tables of one day, joined in DuckDB over the lake's Parquet."""
     day = parse_partition_key(key)
     uri = {
         spec.name: lake.uri(*extract_table(spec, EXTRACT_JOB).file_parts(key))
@@ -74,35 +121,21 @@ def aps_kpi(
     }
     plan_run = pl.read_parquet(uri["plan_run"], storage_options=lake.polars_storage_options())
     run_id = logic.plan_in_force(plan_run, day)
-    context.log.info(f"plan in force for {key}: {run_id or 'none'}")
-    with duckdb.get_connection() as con:
-        attach_lake(con, lake)
-        for spec in ACTUALS:
-            create_view(con, spec.name, uri[spec.name])
-        for spec in PLANS:
-            if run_id is None:
-                create_empty_view(con, spec.name, spec.polars_schema())
-                continue
-            # The plan in force's immutable snapshot; taken now if its sensor run has not yet.
-            table = extract_table(spec, PLAN_JOB, "run_id")
-            create_view(con, spec.name, ensure_extract(source, lake, spec, table, run_id))
-        frames = {
-            APS_KPI_PLAN_VS_ACTUAL.name: logic.aps_kpi_plan_vs_actual(con, day, run_id),
-            APS_KPI_EQUIPMENT_UTIL.name: logic.aps_kpi_equipment_util(con, day, run_id),
-            APS_KPI_BOTTLENECK.name: logic.aps_kpi_bottleneck(con, day),
-        }
-    for table in OUTPUTS:
-        raise_on_violations(context, table, frames[table.name], output_name=table.name)
-    bottleneck = frames[APS_KPI_BOTTLENECK.name].filter(pl.col("is_bottleneck"))
-    for table in OUTPUTS:
-        yield dg.Output(
-            frames[table.name],
-            output_name=table.name,
-            metadata={
-                "plan_run_id": run_id or "",
-                "bottleneck": ", ".join(bottleneck["eqp_group_id"].to_list()),
-            },
-        )
+    for spec in ACTUALS:
+        create_view(con, spec.name, uri[spec.name])
+    for spec in PLANS:
+        if run_id is None:
+            create_empty_view(con, spec.name, spec.polars_schema())
+            continue
+        # The plan in force's immutable snapshot; taken now if its sensor run has not yet.
+        table = extract_table(spec, PLAN_JOB, "run_id")
+        create_view(con, spec.name, ensure_extract(source, lake, spec, table, run_id))
+    frames = {
+        APS_KPI_PLAN_VS_ACTUAL.name: logic.aps_kpi_plan_vs_actual(con, day, run_id),
+        APS_KPI_EQUIPMENT_UTIL.name: logic.aps_kpi_equipment_util(con, day, run_id),
+        APS_KPI_BOTTLENECK.name: logic.aps_kpi_bottleneck(con, day),
+    }
+    return frames, run_id
 
 
 load_assets = [build_load_asset(table, JOB, DAILY, gate="aps_daily") for table in OUTPUTS]

@@ -20,7 +20,7 @@ from aps_etl.partitions import PLAN_RUNS
 from aps_etl.sources.database import SourceDatabase
 from aps_etl.sources.extraction import ensure_extract
 from aps_etl.sources.mes import APS_PLAN_SOURCES, PLAN_PRODUCTION
-from aps_etl.validation import raise_on_violations
+from aps_etl.validation import check_specs, checked
 
 JOB = "aps_plan"
 OUTPUTS = (APS_PLAN_PRODUCTION, APS_PLAN_EQUIPMENT, APS_PLAN_DIFF)
@@ -31,8 +31,11 @@ extract_assets = [
 
 
 def _snapshot_asset(output, source_name: str, logic_fn) -> dg.AssetsDefinition:
+    key = transform_key(JOB, output.name)
+
     @dg.asset(
-        key=transform_key(JOB, output.name),
+        key=key,
+        check_specs=check_specs(output, key, PLAN_RUNS),
         ins={
             "rows": dg.AssetIn(key=extract_key(JOB, source_name)),
             "plan_run": dg.AssetIn(key=extract_key(JOB, "plan_run")),
@@ -44,22 +47,24 @@ def _snapshot_asset(output, source_name: str, logic_fn) -> dg.AssetsDefinition:
         group_name=JOB,
         kinds={"polars", "parquet"},
     )
-    def _snapshot(
-        context: dg.AssetExecutionContext, rows: pl.LazyFrame, plan_run: pl.LazyFrame
-    ) -> pl.DataFrame:
+    def _snapshot(context: dg.AssetExecutionContext, rows: pl.LazyFrame, plan_run: pl.LazyFrame):
         run_id = context.partition_key
         base_date = logic.completed_run_base_date(plan_run, run_id)
         frame = logic_fn(rows, plan_run, run_id).collect()
-        raise_on_violations(context, output, frame)
+        checks = yield from checked(context, output, frame, key)
         # traceability: which run, which base date, in the UI and in the lake's metadata
-        context.add_output_metadata({"run_id": run_id, "base_date": base_date.isoformat()})
-        return frame
+        yield dg.Output(frame, metadata={"run_id": run_id, "base_date": base_date.isoformat()})
+        yield from checks
 
     return _snapshot
 
 
+DIFF_KEY = transform_key(JOB, APS_PLAN_DIFF.name)
+
+
 @dg.asset(
-    key=transform_key(JOB, APS_PLAN_DIFF.name),
+    key=DIFF_KEY,
+    check_specs=check_specs(APS_PLAN_DIFF, DIFF_KEY, PLAN_RUNS),
     ins={
         "plan_production": dg.AssetIn(key=extract_key(JOB, "plan_production")),
         "plan_run": dg.AssetIn(key=extract_key(JOB, "plan_run")),
@@ -80,7 +85,7 @@ def aps_plan_diff(
     lake: LakeResource,
     plan_production: pl.LazyFrame,
     plan_run: pl.LazyFrame,
-) -> pl.DataFrame:
+):
     run_id = context.partition_key
     previous_id = logic.previous_run(plan_run, run_id)
     previous = plan_production.clear()
@@ -95,18 +100,19 @@ def aps_plan_diff(
         )
         previous = pl.scan_parquet(uri, storage_options=lake.polars_storage_options())
     frame = logic.aps_plan_diff(plan_production, previous, run_id, previous_id).collect()
-    raise_on_violations(context, APS_PLAN_DIFF, frame)
+    checks = yield from checked(context, APS_PLAN_DIFF, frame, DIFF_KEY)
     dates = logic.compared_plan_dates(plan_production, previous, run_id, previous_id)
     summary = logic.diff_summary(frame, dates)
     context.log.info(f"plan {run_id} vs {previous_id}: {summary}")
-    context.add_output_metadata(
-        {
+    yield dg.Output(
+        frame,
+        metadata={
             "run_id": run_id,
             "prev_run_id": previous_id or "",
             "summary": dg.MetadataValue.json(summary),
-        }
+        },
     )
-    return frame
+    yield from checks
 
 
 transform_assets = [
