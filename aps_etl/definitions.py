@@ -9,6 +9,7 @@ from aps_etl.domains.aps_balance.assets import assets as aps_balance_assets
 from aps_etl.domains.aps_input.assets import assets as aps_input_assets
 from aps_etl.domains.aps_kpi.assets import assets as aps_kpi_assets
 from aps_etl.domains.aps_plan.assets import assets as aps_plan_assets
+from aps_etl.ops.alerts import alert_resources_from_env, build_alert_sensor
 from aps_etl.ops.gates import gates
 from aps_etl.ops.jobs import aps_daily, aps_daily_schedule, aps_plan_snapshot
 from aps_etl.ops.sensors import build_plan_run_sensor
@@ -21,8 +22,12 @@ def build_defs(resources: dict[str, Any] | None = None) -> dg.Definitions:
         assets=[*aps_input_assets, *aps_plan_assets, *aps_kpi_assets, *aps_balance_assets, *gates],
         jobs=[aps_daily, aps_plan_snapshot],
         schedules=[aps_daily_schedule],
-        sensors=[build_plan_run_sensor(aps_plan_snapshot)],
-        resources=resources if resources is not None else resources_for(),
+        sensors=[build_plan_run_sensor(aps_plan_snapshot), build_alert_sensor()],
+        resources={
+            # failure alerts: Slack and/or email, each on when its variables are set
+            **alert_resources_from_env(),
+            **(resources if resources is not None else resources_for()),
+        },
     )
 
 

@@ -11,6 +11,7 @@ writes each partition to its own folder.
 """
 
 import inspect
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -21,6 +22,7 @@ import polars as pl
 
 from aps_etl.lake import REUSED, LakeResource, LakeTable, parse_partition_key
 from aps_etl.sources.database import SourceDatabase, SourceError
+from aps_etl.sources.drift import check_drift
 from aps_etl.sources.extraction import extract_partition
 from aps_etl.sources.specs import ExtractSpec
 from aps_etl.validation import check_specs, checked
@@ -32,7 +34,12 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`")
 
 # Transient failures (a database restart, an S3 hiccup, Trino busy) are retried with
 # backoff; validation failures raise dg.Failure(allow_retries=False) and are not.
-TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+# APS_RETRY_DELAY_S sets the first delay (seconds; default 5, then 10, 20).
+TRANSIENT_RETRY = dg.RetryPolicy(
+    max_retries=3,
+    delay=float(os.environ.get("APS_RETRY_DELAY_S", "5")),
+    backoff=dg.Backoff.EXPONENTIAL,
+)
 
 
 def extract_key(job_name: str, name: str) -> dg.AssetKey:
@@ -89,12 +96,17 @@ def build_extract_asset(
     def _extract(context: dg.AssetExecutionContext, source: SourceDatabase, lake: LakeResource):
         started = time.perf_counter()
         frames: dict[str, Any] = {}
+        drift = None
         for key in context.partition_keys:
             if lake.fs.exists(lake.uri(*lake_table.file_parts(key))):
-                # Write-once: reprocessing regenerates from this Parquet, never re-queries.
+                # Write-once: reprocessing regenerates from this Parquet, never re-queries
+                # (nor fails on today's source schema).
                 frames[key] = REUSED
                 continue
             try:
+                if drift is None:
+                    drift = check_drift(source, spec, spec.drift_policy, context.log, schema=None)
+                    context.add_output_metadata(drift.metadata())
                 frame, metadata = extract_partition(source, spec, partition_name, key)
             except SourceError as exc:
                 if exc.transient:

@@ -39,6 +39,9 @@ STACK_VARIABLES = (
     "APS_TRINO_HOST",
     "APS_TRINO_PORT",
     "APS_TRINO_USER",
+    # Dagster's own storage (runs, events, schedules): database `dagster`, its own role.
+    "APS_DAGSTER_PG_USER",
+    "APS_DAGSTER_PG_PASSWORD",
 )
 
 
@@ -88,7 +91,8 @@ def export_stack_env() -> dict[str, str]:
 
 
 def postgres_uri(values: Mapping[str, str], database: str, role: str) -> str:
-    """libpq URI for `role` in ('superuser', 'mes_owner', 'mes_reader', 'aps_loader')."""
+    """libpq URI for `role` in ('superuser', 'mes_owner', 'mes_reader', 'aps_loader',
+    'dagster')."""
     from urllib.parse import quote
 
     user_key, password_key = {
@@ -96,6 +100,7 @@ def postgres_uri(values: Mapping[str, str], database: str, role: str) -> str:
         "mes_owner": ("APS_MES_OWNER_USER", "APS_MES_OWNER_PASSWORD"),
         "mes_reader": ("APS_MES_READER_USER", "APS_MES_READER_PASSWORD"),
         "aps_loader": ("APS_APS_LOADER_USER", "APS_APS_LOADER_PASSWORD"),
+        "dagster": ("APS_DAGSTER_PG_USER", "APS_DAGSTER_PG_PASSWORD"),
     }[role]
     return (
         f"postgresql://{quote(values[user_key], safe='')}:{quote(values[password_key], safe='')}"

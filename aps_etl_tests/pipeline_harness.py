@@ -94,10 +94,18 @@ def assert_rows_equal(table: str, got: list[dict], want: list[dict]) -> None:
 
 
 def step_failures(result) -> dict[str, str]:
-    return {
-        event.step_key: (
-            event.step_failure_data.error.message if event.step_failure_data.error else ""
-        )
-        for event in result.all_events
-        if event.is_step_failure
-    }
+    """Step key -> its error message with its causes; for a step that exhausted its
+    retries, the error of its last attempt follows."""
+    failures: dict[str, str] = {}
+    for event in result.all_events:
+        if event.event_type_value != "STEP_UP_FOR_RETRY" and not event.is_step_failure:
+            continue
+        error, messages = event.event_specific_data.error, []
+        while error is not None:
+            messages.append(error.message.strip())
+            error = error.cause
+        text = " <- ".join(messages)
+        if event.is_step_failure and event.step_key in failures:
+            text = f"{text} <- {failures[event.step_key]}"
+        failures[event.step_key] = text
+    return failures

@@ -36,6 +36,9 @@ def ensure_extract(
     uri = lake.uri(*table.file_parts(key))
     if lake.fs.exists(uri):
         return uri
+    from aps_etl.sources.drift import check_drift  # drift imports database: keep it lazy
+
+    check_drift(source, spec, spec.drift_policy, schema=None)
     frame, _ = extract_partition(source, spec, table.partition_name, key)
     # Another run may have written it meanwhile: write-once, so theirs is as good as ours.
     with contextlib.suppress(ImmutablePartitionError):

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 import sqlglot
 from sqlglot import exp
+
+if TYPE_CHECKING:
+    from aps_etl.sources.drift import DriftPolicy
 
 Mode = Literal["full", "incremental", "query", "key"]
 
@@ -47,6 +50,9 @@ class ExtractSpec:
     # Columns whose values may legitimately be null (the rest are checked not null).
     nullable: frozenset[str] = field(default_factory=frozenset)
     description: str = ""
+    # Schema drift (§6.2), checked before each extract: "fail" stops on removed or retyped
+    # columns (added ones only warn: the SELECT names the declared columns); "warn" logs all.
+    drift_policy: DriftPolicy = "fail"
 
     def __post_init__(self) -> None:
         if self.mode == "query":

@@ -1,0 +1,434 @@
+"""Failure alerts reach real local servers: a Slack Web API stand-in and an SMTP server."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import os
+import socket
+import ssl
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import dagster as dg
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+from aps_etl.ops.alerts import (
+    RESOURCE_KEY,
+    SENSOR_NAME,
+    AlertDeliveryError,
+    AlertSettings,
+    alert_resources_from_env,
+    build_alert_sensor,
+    redact,
+)
+from aps_etl.settings import ConfigurationError
+
+TOKEN = "xoxb-test-token-1234"
+PARTITION = "2026-11-25"
+DAILY = dg.DailyPartitionsDefinition(start_date="2026-11-01")
+
+
+# --- local servers -------------------------------------------------------------------------
+
+
+class SlackStandIn:
+    """`POST /api/chat.postMessage` as Slack answers it; records what arrived."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        received = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path != "/api/chat.postMessage":
+                    self.send_error(404)
+                    return
+                if "json" in (self.headers.get("Content-Type") or ""):
+                    body = json.loads(raw)
+                else:
+                    body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+                received.append({"authorization": self.headers.get("Authorization"), "body": body})
+                answer = json.dumps({"ok": True, "channel": body.get("channel"), "ts": "1.0"})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer.encode())
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/api/"
+
+
+class MailHandler:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.logins: list[tuple[str, str]] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.messages.append(
+            {
+                "mail_from": envelope.mail_from,
+                "rcpt_tos": list(envelope.rcpt_tos),
+                "message": email.message_from_bytes(envelope.content, policy=email.policy.default),
+                "tls": session.ssl is not None,
+            }
+        )
+        return "250 Message accepted for delivery"
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        login, password = auth_data.login.decode(), auth_data.password.decode()
+        self.logins.append((login, password))
+        return AuthResult(success=(login, password) == ("alerts", "mail-pw-5678"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def slack():
+    stand_in = SlackStandIn()
+    thread = threading.Thread(target=stand_in.server.serve_forever, daemon=True)
+    thread.start()
+    yield stand_in
+    stand_in.server.shutdown()
+    stand_in.server.server_close()
+    thread.join()
+
+
+def _start_smtp(handler: MailHandler, **kwargs: Any) -> Controller:
+    controller = Controller(handler, hostname="127.0.0.1", port=_free_port(), **kwargs)
+    controller.start()
+    return controller
+
+
+@pytest.fixture
+def smtp():
+    handler = MailHandler()
+    controller = _start_smtp(handler)
+    handler.port = controller.port
+    yield handler
+    controller.stop()
+
+
+@pytest.fixture
+def smtp_tls(tmp_path: Path):
+    """STARTTLS required, login required, with a self-signed certificate the client trusts."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    handler = MailHandler()
+    controller = _start_smtp(
+        handler,
+        tls_context=tls,
+        require_starttls=True,
+        auth_required=True,
+        authenticator=handler.authenticate,
+    )
+    handler.port = controller.port
+    handler.cert = cert
+    yield handler
+    controller.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No alert setting, UI URL or secret-named variable leaks in from the machine."""
+    for name in list(os.environ):
+        if name.startswith("APS_ALERT_") or name == "APS_DAGSTER_UI_URL":
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def _configure_slack(env: pytest.MonkeyPatch, slack: SlackStandIn) -> None:
+    env.setenv("APS_ALERT_SLACK_TOKEN", TOKEN)
+    env.setenv("APS_ALERT_SLACK_CHANNEL", "#aps-alerts")
+    env.setenv("APS_ALERT_SLACK_BASE_URL", slack.base_url)
+
+
+def _configure_email(env: pytest.MonkeyPatch, port: int) -> None:
+    env.setenv("APS_ALERT_SMTP_HOST", "127.0.0.1")
+    env.setenv("APS_ALERT_SMTP_PORT", str(port))
+    env.setenv("APS_ALERT_EMAIL_FROM", "dagster@aps.example")
+    env.setenv("APS_ALERT_EMAIL_TO", "ops@aps.example, planner@aps.example")
+
+
+# --- a run that fails for real ----------------------------------------------------------
+
+
+def _failed_run(extract_error: str = "MES read timed out after 30 s\nretry in 5 minutes"):
+    @dg.asset(partitions_def=DAILY)
+    def extract_orders() -> None:
+        raise RuntimeError(extract_error)
+
+    @dg.asset(partitions_def=DAILY)
+    def transform_stock() -> None:
+        raise ValueError("negative stock for item 42")
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [extract_orders, transform_stock],
+        partition_key=PARTITION,
+        raise_on_error=False,
+        instance=instance,
+    )
+    assert not result.success
+    return instance, result
+
+
+def _invoke_sensor(instance: dg.DagsterInstance, result: Any, resources: dict[str, Any]):
+    sensor = build_alert_sensor()
+    context = dg.build_run_status_sensor_context(
+        sensor_name=SENSOR_NAME,
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_failure_event(),
+        resources=resources,
+    )
+    return sensor(context)
+
+
+# --- tests --------------------------------------------------------------------------------
+
+
+def test_slack_and_email_receive_the_failure(
+    clean_env: pytest.MonkeyPatch, slack: SlackStandIn, smtp: MailHandler
+) -> None:
+    _configure_slack(clean_env, slack)
+    _configure_email(clean_env, smtp.port)
+    clean_env.setenv("APS_DAGSTER_UI_URL", "http://dagster.aps.example:3000/")
+    instance, result = _failed_run()
+    run_id = result.dagster_run.run_id
+
+    assert _invoke_sensor(instance, result, alert_resources_from_env()) is None
+
+    (request,) = slack.requests
+    assert request["authorization"] == f"Bearer {TOKEN}"
+    assert request["body"]["channel"] == "#aps-alerts"
+    text = request["body"]["text"]
+    (mail,) = smtp.messages
+    message = mail["message"]
+    assert mail["mail_from"] == "dagster@aps.example"
+    assert mail["rcpt_tos"] == ["ops@aps.example", "planner@aps.example"]
+    assert message["From"] == "dagster@aps.example"
+    assert message["To"] == "ops@aps.example, planner@aps.example"
+    assert message["Subject"] == f"[aps-etl] run failed: __ephemeral_asset_job__ ({PARTITION})"
+    body = message.get_content()
+    for arrived in (text, body):
+        assert "job: __ephemeral_asset_job__" in arrived
+        assert f"run id: {run_id}" in arrived
+        assert f"partition: {PARTITION}" in arrived
+        assert "- extract_orders: RuntimeError: MES read timed out after 30 s" in arrived
+        assert "- transform_stock: ValueError: negative stock for item 42" in arrived
+        assert "retry in 5 minutes" not in arrived  # first line of each error only
+        assert f"link: http://dagster.aps.example:3000/runs/{run_id}" in arrived
+        assert TOKEN not in arrived
+
+
+def test_nothing_configured_sends_nothing(
+    clean_env: pytest.MonkeyPatch, slack: SlackStandIn, smtp: MailHandler
+) -> None:
+    # Where to send is known, but no channel is switched on (no token, no SMTP host).
+    clean_env.setenv("APS_ALERT_SLACK_BASE_URL", slack.base_url)
+    clean_env.setenv("APS_ALERT_SMTP_PORT", str(smtp.port))
+    instance, result = _failed_run()
+
+    outcome = _invoke_sensor(instance, result, alert_resources_from_env())
+
+    assert isinstance(outcome, dg.SkipReason)
+    assert "no alert channel configured" in (outcome.skip_message or "")
+    assert slack.requests == []
+    assert smtp.messages == []
+
+
+def test_slack_still_alerts_when_the_mail_relay_is_down(
+    clean_env: pytest.MonkeyPatch, slack: SlackStandIn
+) -> None:
+    _configure_slack(clean_env, slack)
+    _configure_email(clean_env, _free_port())  # nothing listens there
+    clean_env.setenv("APS_ALERT_SMTP_PASSWORD", "relay-pw-9876")
+    clean_env.setenv("APS_ALERT_SMTP_USER", "alerts")
+    instance, result = _failed_run()
+
+    with pytest.raises(AlertDeliveryError) as raised:
+        _invoke_sensor(instance, result, alert_resources_from_env())
+
+    (request,) = slack.requests
+    assert result.dagster_run.run_id in request["body"]["text"]
+    assert "email: ConnectionRefusedError" in str(raised.value)
+    assert "Slack" not in str(raised.value)
+    assert "relay-pw-9876" not in str(raised.value)
+
+
+def test_email_still_alerts_when_slack_is_down(
+    clean_env: pytest.MonkeyPatch, smtp: MailHandler
+) -> None:
+    clean_env.setenv("APS_ALERT_SLACK_TOKEN", TOKEN)
+    clean_env.setenv("APS_ALERT_SLACK_CHANNEL", "#aps-alerts")
+    clean_env.setenv("APS_ALERT_SLACK_BASE_URL", f"http://127.0.0.1:{_free_port()}/api/")
+    _configure_email(clean_env, smtp.port)
+    instance, result = _failed_run()
+
+    with pytest.raises(AlertDeliveryError) as raised:
+        _invoke_sensor(instance, result, alert_resources_from_env())
+
+    (mail,) = smtp.messages
+    assert result.dagster_run.run_id in mail["message"].get_content()
+    assert str(raised.value).count("Slack: ") == 1
+    assert "email" not in str(raised.value)
+    assert TOKEN not in str(raised.value)
+
+
+def test_secrets_in_the_error_are_redacted_in_what_arrives(
+    clean_env: pytest.MonkeyPatch, slack: SlackStandIn, smtp: MailHandler
+) -> None:
+    _configure_slack(clean_env, slack)
+    _configure_email(clean_env, smtp.port)
+    clean_env.setenv("APS_MES_READER_PASSWORD", "s3cr3t-Pa55")
+    instance, result = _failed_run(
+        "login failed with s3cr3t-Pa55 at postgresql://reader:other-pw@db:5432/mes"
+    )
+
+    _invoke_sensor(instance, result, alert_resources_from_env())
+
+    (request,) = slack.requests
+    (mail,) = smtp.messages
+    for arrived in (request["body"]["text"], mail["message"].get_content()):
+        assert "s3cr3t-Pa55" not in arrived
+        assert "other-pw" not in arrived and "reader" not in arrived
+        assert "login failed with *** at postgresql://***@db:5432/mes" in arrived
+
+
+def test_email_over_starttls_with_login(
+    clean_env: pytest.MonkeyPatch, smtp_tls: MailHandler
+) -> None:
+    _configure_email(clean_env, smtp_tls.port)
+    clean_env.setenv("APS_ALERT_SMTP_STARTTLS", "true")
+    clean_env.setenv("APS_ALERT_SMTP_USER", "alerts")
+    clean_env.setenv("APS_ALERT_SMTP_PASSWORD", "mail-pw-5678")
+    clean_env.setenv("SSL_CERT_FILE", str(smtp_tls.cert))  # the client trusts the test CA
+    instance, result = _failed_run()
+
+    assert _invoke_sensor(instance, result, alert_resources_from_env()) is None
+
+    assert smtp_tls.logins == [("alerts", "mail-pw-5678")]
+    (mail,) = smtp_tls.messages
+    assert mail["tls"]
+    body = mail["message"].get_content()
+    assert f"link: /runs/{result.dagster_run.run_id}" in body
+    assert "mail-pw-5678" not in body
+
+
+def test_half_configured_channels_are_refused_by_name(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("APS_ALERT_SLACK_TOKEN", TOKEN)
+    clean_env.setenv("APS_ALERT_SMTP_HOST", "127.0.0.1")
+    with pytest.raises(ConfigurationError) as raised:
+        alert_resources_from_env()
+    message = str(raised.value)
+    assert "APS_ALERT_SLACK_CHANNEL" in message
+    assert "APS_ALERT_EMAIL_FROM, APS_ALERT_EMAIL_TO" in message
+    assert TOKEN not in message
+
+
+def test_the_ui_shows_variable_names_not_secrets(
+    clean_env: pytest.MonkeyPatch, slack: SlackStandIn, smtp: MailHandler
+) -> None:
+    from dagster._core.remote_representation.external_data import RepositorySnap
+
+    _configure_slack(clean_env, slack)
+    _configure_email(clean_env, smtp.port)
+    clean_env.setenv("APS_ALERT_SMTP_PASSWORD", "mail-pw-5678")
+    clean_env.setenv("APS_ALERT_SMTP_USER", "alerts")
+    sensor = build_alert_sensor()
+    defs = dg.Definitions(sensors=[sensor], resources=alert_resources_from_env())
+
+    snap = RepositorySnap.from_def(defs.get_repository_def())
+    (resource,) = [r for r in snap.resources if r.name == RESOURCE_KEY]
+    shown = repr(resource.configured_values)
+    assert "APS_ALERT_SLACK_TOKEN" in shown and TOKEN not in shown
+    assert "APS_ALERT_SMTP_PASSWORD" in shown and "mail-pw-5678" not in shown
+    (sensor_snap,) = [s for s in snap.sensors if s.name == SENSOR_NAME]
+    assert sensor_snap.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_the_sensor_tick_alerts_on_every_failed_job(
+    clean_env: pytest.MonkeyPatch, slack: SlackStandIn
+) -> None:
+    """Through the sensor machinery (cursor, run lookup, resources), no job named."""
+    _configure_slack(clean_env, slack)
+
+    @dg.asset
+    def orders() -> None:
+        raise RuntimeError("orders broke")
+
+    @dg.asset
+    def stock() -> None:
+        raise RuntimeError("stock broke")
+
+    @dg.asset
+    def fine() -> None:
+        return None
+
+    jobs = [
+        dg.define_asset_job("orders_job", [orders]),
+        dg.define_asset_job("stock_job", [stock]),
+        dg.define_asset_job("fine_job", [fine]),
+    ]
+    defs = dg.Definitions(assets=[orders, stock, fine], jobs=jobs)
+    instance = dg.DagsterInstance.ephemeral()
+    sensor = build_alert_sensor()
+    resources = alert_resources_from_env()
+    first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources=resources))
+    assert first.cursor  # the first tick only places the cursor
+    runs = {
+        name: defs.resolve_job_def(name).execute_in_process(instance=instance, raise_on_error=False)
+        for name in ("orders_job", "stock_job", "fine_job")
+    }
+
+    tick = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=resources)
+    )
+
+    assert tick.cursor != first.cursor
+    texts = sorted(request["body"]["text"] for request in slack.requests)
+    assert len(texts) == 2
+    assert "job: orders_job" in texts[0] and runs["orders_job"].run_id in texts[0]
+    assert "RuntimeError: orders broke" in texts[0]
+    assert "job: stock_job" in texts[1] and runs["stock_job"].run_id in texts[1]
+    assert not any(runs["fine_job"].run_id in text for text in texts)
+
+
+def test_redact_replaces_secret_env_values_and_uri_credentials(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    clean_env.setenv("APS_S3_SECRET_KEY", "minio-secret")
+    clean_env.setenv("APS_ALERT_SLACK_TOKEN", "xoxb-abc")
+    clean_env.setenv("APS_PG_HOST", "db.internal")  # not secret-named: stays
+    text = "s3 minio-secret, slack xoxb-abc, trino://u@t:8080, db.internal, extra"
+    assert redact(text, ["extra"]) == "s3 ***, slack ***, trino://***@t:8080, db.internal, ***"
+
+
+def test_settings_without_channels_are_valid() -> None:
+    assert AlertSettings().problems() == []
+    assert not AlertSettings().slack_enabled and not AlertSettings().email_enabled
