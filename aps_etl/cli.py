@@ -120,6 +120,24 @@ def _supersede(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backfill(args: argparse.Namespace) -> int:
+    """A date range of the daily job in one run, recorded in the Dagster instance."""
+    import time
+
+    from aps_etl import demo
+    from aps_etl.lake import parse_partition_key
+
+    os.environ["APS_ENV"] = _environment(args.env)
+    first, last = parse_partition_key(args.start), parse_partition_key(args.end)
+    if last < first:
+        raise SystemExit(f"aps-etl backfill: --to {args.end} is before --from {args.start}")
+    instance = demo.dagster_instance()
+    started = time.perf_counter()
+    result = demo.run_job(args.start, instance, last_partition=args.end)
+    demo.print_report(result, instance, f"{args.start}...{args.end}", time.perf_counter() - started)
+    return 0 if result.success else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aps-etl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -141,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--date", help="partition key YYYY-MM-DD (default: a day of the demo data)")
     run.add_argument("--seed", type=int, default=42)
     run.set_defaults(func=_run)
+
+    backfill = sub.add_parser(
+        "backfill", help="run the daily job over a date range, in one run (single-run backfill)"
+    )
+    backfill.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
+    backfill.add_argument("--from", dest="start", required=True, help="first day YYYY-MM-DD")
+    backfill.add_argument("--to", dest="end", required=True, help="last day YYYY-MM-DD")
+    backfill.set_defaults(func=_backfill)
 
     lake = sub.add_parser("lake", help="operator actions on the lake")
     lake_sub = lake.add_subparsers(dest="lake_command", required=True)

@@ -26,11 +26,19 @@ JOB_NAME = "aps_daily"
 
 
 def dagster_instance() -> dg.DagsterInstance:
-    """The persistent instance: $DAGSTER_HOME, else .aps-etl/dagster with our dagster.yaml."""
+    """The persistent instance: $DAGSTER_HOME, else one per environment under .aps-etl/:
+    `local` keeps SQLite (dagster.yaml), `dev` the stack's PostgreSQL
+    (infra/dagster-dev.yaml), so dev runs never land in the local instance."""
+    env = os.environ.get("APS_ENV", "local")
+    if env == "dev":
+        from aps_etl.stack_env import export_stack_env
+
+        export_stack_env()  # the dev instance's storage settings come from the stack
     if not os.environ.get("DAGSTER_HOME"):
-        home = local_home() / "dagster"
+        config = REPO_ROOT / ("infra/dagster-dev.yaml" if env == "dev" else "dagster.yaml")
+        home = local_home() / ("dagster-dev" if env == "dev" else "dagster")
         home.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+        shutil.copyfile(config, home / "dagster.yaml")
         os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 
@@ -45,13 +53,25 @@ class StageReport:
 
 
 def run_job(
-    partition_key: str, instance: dg.DagsterInstance | None = None
+    partition_key: str,
+    instance: dg.DagsterInstance | None = None,
+    last_partition: str | None = None,
 ) -> dg.ExecuteInProcessResult:
+    """One run of the daily job: one partition, or [partition_key, last_partition] as a
+    single-run backfill (every daily asset has BackfillPolicy.single_run())."""
     from aps_etl.definitions import defs
 
     job = defs.resolve_job_def(JOB_NAME)
+    target: dict = {"partition_key": partition_key}
+    if last_partition and last_partition != partition_key:
+        target = {
+            "tags": {
+                "dagster/asset_partition_range_start": partition_key,
+                "dagster/asset_partition_range_end": last_partition,
+            }
+        }
     return job.execute_in_process(
-        partition_key=partition_key,
+        **target,
         instance=instance or dagster_instance(),
         raise_on_error=False,
         # Step-level DEBUG events are for the UI; the console gets the story.
@@ -83,7 +103,12 @@ def stage_reports(
 ) -> list[StageReport]:
     seconds = step_seconds(result, instance)
     reports = []
+    seen: set[str] = set()
     for event in result.get_asset_materialization_events():
+        # a range run records one materialization per partition with the run's totals
+        if event.asset_key.to_user_string() in seen:
+            continue
+        seen.add(event.asset_key.to_user_string())
         metadata = event.materialization.metadata
         rows = metadata.get("row_count") or metadata.get("rows_loaded")
         path = metadata.get("parquet_path") or metadata.get("target_table")
@@ -109,7 +134,7 @@ def print_report(
 ) -> None:
     status = "succeeded" if result.success else "FAILED"
     print(f"\njob {JOB_NAME} for partition {partition_key} {status} in {seconds:.1f} s")
-    order = {"extract": 0, "transform": 1, "load": 2}
+    order = {"extract": 0, "transform": 1, "validated": 2, "load": 3}
     reports = stage_reports(result, instance)
     for report in sorted(reports, key=lambda r: (order[r.asset.split("/")[0]], r.asset)):
         rows = f"{report.rows:>9,} rows" if report.rows is not None else " " * 14

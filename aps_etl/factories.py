@@ -168,7 +168,7 @@ def build_transform_asset(
             if "partition_key" in wanted:
                 kwargs["partition_key"] = partition
             results[partition] = logic(**kwargs).collect()
-        checks = yield from checked(context, output, pl.concat(results.values()), key)
+        checks = yield from checked(context, output, results, key)
         yield dg.Output(
             one_or_many(results), metadata={"duration_s": round(time.perf_counter() - started, 3)}
         )

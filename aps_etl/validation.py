@@ -10,7 +10,7 @@ the target sees the partition; the run's validation gate then keeps every load f
 from __future__ import annotations
 
 import json
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from typing import Any
 
 import dagster as dg
@@ -71,16 +71,39 @@ def check_results(
     return results
 
 
+def validate_partitions(table: Any, frames: Mapping[str, pl.DataFrame]) -> ValidationReport:
+    """Each partition validated on its own (rules such as "one plan_run_id per table" hold
+    per day, not across days), the counts of the same rule added up."""
+    merged: dict[tuple[str, str], Violation] = {}
+    rows = 0
+    for frame in frames.values():
+        report = validate(table, frame)
+        rows += report.rows
+        for v in report.violations:
+            seen = merged.get((v.column, v.rule))
+            merged[(v.column, v.rule)] = (
+                Violation(v.column, v.rule, seen.count + v.count, (seen.samples + v.samples)[:5])
+                if seen
+                else v
+            )
+    return ValidationReport(table.name, rows, list(merged.values()))
+
+
 def checked(
-    context: dg.AssetExecutionContext, table: Any, frame: pl.DataFrame, key: dg.AssetKey
+    context: dg.AssetExecutionContext,
+    table: Any,
+    frames: Mapping[str, pl.DataFrame] | pl.DataFrame,
+    key: dg.AssetKey,
 ) -> Generator[dg.AssetCheckResult, None, list[dg.AssetCheckResult]]:
     """Use as `results = yield from checked(...)`, then yield the Output, then the results.
 
     Valid: yields nothing and returns the passing results (they must follow the Output so
     they refer to this materialization). A violation: yields the failing results, logs
     counts and sample rows, and raises, so nothing is written."""
-    report = validate(table, frame)
-    results = check_results(report, key, list(context.partition_keys))
+    if isinstance(frames, pl.DataFrame):
+        frames = {context.partition_key: frames}
+    report = validate_partitions(table, frames)
+    results = check_results(report, key, list(frames))
     if report.ok:
         return results
     yield from results

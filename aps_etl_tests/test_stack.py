@@ -78,7 +78,9 @@ def test_stack_env_is_private_and_complete(settings: dict[str, str]) -> None:
 
 
 def test_no_secret_in_logs_or_config(settings: dict[str, str]) -> None:
-    secrets = [v for k, v in settings.items() if k.endswith(("_PASSWORD", "_SECRET_KEY"))]
+    secrets = [
+        v for k, v in settings.items() if k.endswith(("_PASSWORD", "_SECRET_KEY", "_ACCESS_KEY"))
+    ]
     home = stack_home()
     checked = 0
     for path in home.rglob("*"):

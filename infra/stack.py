@@ -65,6 +65,10 @@ TRINO_PLUGINS = ("hive", "postgresql", "geospatial")
 TRINO_MIN_JAVA = 24
 BUCKET = "data-lake"
 TRINO_USER = "aps_etl"
+TRINO_CATALOG_SECRETS = ("APS_MES_READER_PASSWORD", "APS_APS_LOADER_PASSWORD")
+# Dagster's own storage (runs, event log, schedules; infra/dagster-dev.yaml): a database of
+# its own, owned by a role that has no rights on mes or aps.
+DAGSTER_DB = DAGSTER_ROLE = "dagster"
 
 
 class StackError(Exception):
@@ -229,7 +233,7 @@ def load_stack() -> Stack:
     home = Path(os.environ.get("APS_STACK_HOME") or REPO / ".stack").resolve()
     cache_root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     existing = parse_env_file(home / "stack.env") if (home / "stack.env").exists() else {}
-    _secrets.extend(v for k, v in existing.items() if _is_secret(k) and v)
+    _secrets.extend(v for k, v in existing.items() if _is_redacted(k) and v)
     # A port comes from its override, else from the settings of the stack already made here.
     console_file = home / "minio" / "console.port"  # the one port stack.env does not hold
     recorded = {
@@ -249,6 +253,11 @@ def load_stack() -> Stack:
 
 def _is_secret(key: str) -> bool:
     return key.endswith(("_PASSWORD", "_SECRET_KEY"))
+
+
+def _is_redacted(key: str) -> bool:
+    """Kept out of every message: the secrets, and the S3 access key (half a credential)."""
+    return _is_secret(key) or key.endswith("_ACCESS_KEY")
 
 
 def write_env(stack: Stack) -> None:
@@ -276,6 +285,7 @@ def write_env(stack: Stack) -> None:
         "APS_TRINO_HOST": HOST,
         "APS_TRINO_PORT": str(p["trino"]),
         "APS_TRINO_USER": TRINO_USER,
+        "APS_DAGSTER_PG_USER": DAGSTER_ROLE,
     }
     for key in STACK_VARIABLES:
         if _is_secret(key):
@@ -291,7 +301,7 @@ def write_env(stack: Stack) -> None:
         f.write(text)
     os.replace(tmp, stack.env_file)
     stack.env = values
-    _secrets.extend(v for k, v in values.items() if _is_secret(k))
+    _secrets.extend(v for k, v in values.items() if _is_redacted(k))
 
 
 @contextmanager
@@ -412,11 +422,12 @@ max_connections = 100
 
         env = self.stack.env
         # Role and database names are our constants; passwords only go in as parameters.
-        owner, reader, loader = "mes_owner", "mes_reader", "aps_loader"
+        owner, reader, loader, dagster = "mes_owner", "mes_reader", "aps_loader", DAGSTER_ROLE
         passwords = {
             owner: env["APS_MES_OWNER_PASSWORD"],
             reader: env["APS_MES_READER_PASSWORD"],
             loader: env["APS_APS_LOADER_PASSWORD"],
+            dagster: env["APS_DAGSTER_PG_PASSWORD"],
         }
 
         def connect(database: str) -> psycopg2.extensions.connection:
@@ -431,12 +442,19 @@ max_connections = 100
             for role, password in passwords.items():
                 cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
                 verb = "ALTER" if cur.fetchone() else "CREATE"
-                cur.execute(f"{verb} ROLE {role} LOGIN PASSWORD %s", (password,))
-            for db, db_owner in (("mes", env["APS_PG_SUPERUSER"]), ("aps", loader)):
+                # Plain login roles, also when one was created by hand with more rights.
+                cur.execute(
+                    f"{verb} ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                    "NOREPLICATION NOBYPASSRLS PASSWORD %s",
+                    (password,),
+                )
+            databases = (("mes", env["APS_PG_SUPERUSER"]), ("aps", loader), (DAGSTER_DB, dagster))
+            for db, db_owner in databases:
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
                 if not cur.fetchone():
                     cur.execute(f"CREATE DATABASE {db}")
-                # aps_loader owns aps, hence its schema public (owner pg_database_owner).
+                # aps_loader owns aps and dagster owns dagster, hence their schema public
+                # (owner pg_database_owner): Dagster creates and migrates its own tables.
                 cur.execute(f"ALTER DATABASE {db} OWNER TO {db_owner}")
                 # Only the roles granted below may connect; no TEMP for the others either.
                 cur.execute(f"REVOKE ALL ON DATABASE {db} FROM PUBLIC")
@@ -458,6 +476,10 @@ max_connections = 100
                 f"GRANT SELECT ON TABLES TO {reader}"
             )
         conn.close()
+        conn = connect(DAGSTER_DB)
+        with conn.cursor() as cur:
+            cur.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")  # the owner only
+        conn.close()
 
     def stop(self, pid: int) -> None:
         bindir = self.bindir()
@@ -472,13 +494,18 @@ max_connections = 100
         import psycopg2
 
         env = self.stack.env
-        for db, role in (("mes", "mes_owner"), ("mes", "mes_reader"), ("aps", "aps_loader")):
+        for db, role in (
+            ("mes", "mes_owner"),
+            ("mes", "mes_reader"),
+            ("aps", "aps_loader"),
+            (DAGSTER_DB, "dagster"),
+        ):
             conn = psycopg2.connect(postgres_uri(env, db, role), connect_timeout=5)
             try:
                 conn.cursor().execute("SELECT 1")
             finally:
                 conn.close()
-        return "mes (mes_owner, mes_reader), aps (aps_loader) ok"
+        return "mes (mes_owner, mes_reader), aps (aps_loader), dagster (dagster) ok"
 
     def address(self) -> str:
         return f"{HOST}:{self.stack.ports['pg']}"
@@ -718,7 +745,10 @@ connection-user={env["APS_APS_LOADER_USER"]}
 connection-password=${{ENV:APS_APS_LOADER_PASSWORD}}
 """,
             # Hive tables over the Parquet lake; the file metastore lives in the bucket next
-            # to the data, so the lake is self-contained.
+            # to the data, so the lake is self-contained. No S3 keys here: Trino's Bootstrap
+            # logs every catalog property and redacts s3.aws-secret-key but not
+            # s3.aws-access-key, so both come from the AWS SDK's environment variables
+            # (see `start`), as an IAM role's would in production.
             "catalog/lake.properties": f"""
 connector.name=hive
 hive.metastore=file
@@ -727,8 +757,6 @@ fs.native-s3.enabled=true
 s3.endpoint={env["APS_S3_ENDPOINT"]}
 s3.region={env["APS_S3_REGION"]}
 s3.path-style-access=true
-s3.aws-access-key={env["APS_S3_ACCESS_KEY"]}
-s3.aws-secret-key=${{ENV:APS_S3_SECRET_KEY}}
 hive.timestamp-precision=MICROSECONDS
 hive.non-managed-table-writes-enabled=true
 hive.allow-register-partition-procedure=true
@@ -749,7 +777,11 @@ hive.allow-register-partition-procedure=true
         env = base_env()
         env["JAVA_HOME"] = str(java)
         env["PATH"] = f"{java / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
-        env.update({k: v for k, v in self.stack.env.items() if _is_secret(k)})
+        # Only the secrets the catalogs use (${ENV:...} and the AWS SDK's credential chain).
+        secrets_env = self.stack.env
+        env.update({k: secrets_env[k] for k in TRINO_CATALOG_SECRETS})
+        env["AWS_ACCESS_KEY_ID"] = secrets_env["APS_S3_ACCESS_KEY"]
+        env["AWS_SECRET_ACCESS_KEY"] = secrets_env["APS_S3_SECRET_KEY"]
         run(
             [
                 str(self.install_dir / "bin/launcher"), "start",

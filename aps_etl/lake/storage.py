@@ -8,10 +8,15 @@ Credentials stay in the resource's config (fed by dg.EnvVar) and are never rende
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field
+
+# botocore logs signed request headers (with the S3 access key id) at DEBUG: never let a
+# DEBUG root logger carry them into logs.
+logging.getLogger("botocore").setLevel(logging.INFO)
 
 if TYPE_CHECKING:
     import fsspec

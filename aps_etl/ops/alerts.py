@@ -35,7 +35,7 @@ SENSOR_NAME = "run_failure_alerts"
 RESOURCE_KEY = "alert_settings"
 SMTP_TIMEOUT_SECONDS = 15
 SLACK_TIMEOUT_SECONDS = 15
-_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN")
+_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "ACCESS_KEY")
 # scheme://user:password@ or scheme://token@ -> scheme://***@
 _URI_CREDENTIALS = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s/@]+@")
 

@@ -73,9 +73,15 @@ class PostgresConnection(dg.ConfigurableResource):
         try:
             connection = adbc.connect(self.uri())
         except Exception as exc:  # the driver's message may echo the URI: never re-raise it
+            message = _redact(str(exc), self.password)
+            # A refused or lost connection may heal; wrong credentials or a missing
+            # database will not, so they are not retried.
+            permanent = any(
+                marker in message
+                for marker in ("password authentication failed", "does not exist", "no pg_hba")
+            )
             raise SourceError(
-                f"cannot connect to {self.describe()}: {_redact(str(exc), self.password)}",
-                transient=True,
+                f"cannot connect to {self.describe()}: {message}", transient=not permanent
             ) from None
         try:
             yield connection

@@ -16,6 +16,7 @@ create role :"dagster_user" login password :'dagster_pw';
 create database dagster owner :"dagster_user";
 revoke all on database mes from public;
 revoke all on database aps from public;
+revoke all on database dagster from public;
 grant connect on database mes to :"mes_reader";
 \connect mes
 alter schema public owner to :"mes_owner";

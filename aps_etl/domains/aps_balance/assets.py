@@ -85,7 +85,7 @@ def aps_balance_monitor(
         for key in keys
     }
     everything = pl.concat(frames.values())
-    checks = yield from checked(context, APS_BALANCE_MONITOR, everything, MONITOR_KEY)
+    checks = yield from checked(context, APS_BALANCE_MONITOR, frames, MONITOR_KEY)
     yield dg.Output(
         one_or_many(frames),
         metadata={

@@ -90,9 +90,8 @@ def aps_kpi(
                 by_table[name][key] = frame
     checks = []
     for table in OUTPUTS:
-        everything = pl.concat(by_table[table.name].values())
         key = transform_key(JOB, table.name)
-        checks += yield from checked(context, table, everything, key)
+        checks += yield from checked(context, table, by_table[table.name], key)
     bottlenecks = {
         key: ", ".join(frame.filter(pl.col("is_bottleneck"))["eqp_group_id"].to_list())
         for key, frame in by_table[APS_KPI_BOTTLENECK.name].items()

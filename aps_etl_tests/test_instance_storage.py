@@ -1,0 +1,227 @@
+"""Dagster's own storage per environment: `local` on SQLite under $DAGSTER_HOME (the repo's
+dagster.yaml), `dev` in the stack's PostgreSQL database `dagster` (infra/dagster-dev.yaml),
+as the role `dagster` that can reach nothing else."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import psycopg2
+import pytest
+import yaml
+from dagster._core.remote_origin import (
+    RegisteredCodeLocationOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.run_coordinator import DefaultRunCoordinator, QueuedRunCoordinator
+from dagster._core.run_coordinator.base import SubmitRunContext
+from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.runs import SqliteRunStorage
+from dagster._core.storage.schedules import SqliteScheduleStorage
+from dagster._serdes import serialize_value
+from dagster_postgres import (
+    PostgresEventLogStorage,
+    PostgresRunStorage,
+    PostgresScheduleStorage,
+)
+
+from aps_etl.stack_env import export_stack_env, postgres_uri
+
+REPO = Path(__file__).resolve().parent.parent
+LOCAL_YAML = REPO / "dagster.yaml"
+DEV_YAML = REPO / "infra" / "dagster-dev.yaml"
+DOCKER_YAML = REPO / "infra" / "docker" / "dagster.yaml"
+SECRET_SUFFIXES = ("_PASSWORD", "_SECRET_KEY", "_ACCESS_KEY")
+
+
+def _probe_asset(name: str) -> dg.AssetsDefinition:
+    @dg.asset(name=name)
+    def _probe() -> int:
+        return 1
+
+    return _probe
+
+
+def _dagster_home(tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(source, home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def stack_environ(stack_settings: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The stack settings in os.environ (what infra/dagster-dev.yaml's `env:` refer to),
+    put back as they were afterwards."""
+    saved = dict(os.environ)
+    try:
+        yield export_stack_env()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_local_instance_is_sqlite_under_dagster_home(tmp_path, monkeypatch) -> None:
+    home = _dagster_home(tmp_path, LOCAL_YAML, monkeypatch)
+    key = f"instance_storage_probe_{uuid.uuid4().hex[:8]}"
+    with dg.DagsterInstance.get() as instance:
+        assert isinstance(instance.run_storage, SqliteRunStorage)
+        assert isinstance(instance.event_log_storage, SqliteEventLogStorage)
+        assert isinstance(instance.schedule_storage, SqliteScheduleStorage)
+        assert isinstance(instance.run_coordinator, DefaultRunCoordinator)
+        assert instance.get_settings("telemetry") == {"enabled": False}
+        result = dg.materialize([_probe_asset(key)], instance=instance)
+        assert result.success
+        run = instance.get_run_by_id(result.run_id)
+        assert run and run.status == dg.DagsterRunStatus.SUCCESS
+        event = instance.get_latest_materialization_event(dg.AssetKey(key))
+        assert event and event.run_id == result.run_id
+    assert (home / "history" / "runs.db").exists()  # the files are under $DAGSTER_HOME
+    assert (home / "history" / "runs" / f"{result.run_id}.db").exists()
+
+
+def test_dev_yaml_holds_only_env_references_consistent_with_compose() -> None:
+    dev = yaml.safe_load(DEV_YAML.read_text())
+    docker = yaml.safe_load(DOCKER_YAML.read_text())
+    db = dev["storage"]["postgres"]["postgres_db"]
+    assert db["hostname"] == {"env": "APS_PG_HOST"}
+    assert db["port"] == {"env": "APS_PG_PORT"}
+    assert db["username"] == {"env": "APS_DAGSTER_PG_USER"}
+    assert db["password"] == {"env": "APS_DAGSTER_PG_PASSWORD"}
+    compose_db = docker["storage"]["postgres"]["postgres_db"]
+    for field in ("username", "password", "db_name"):
+        assert db[field] == compose_db[field], field
+    assert dev["telemetry"] == {"enabled": False}
+    assert dev["run_coordinator"]["class"] == "QueuedRunCoordinator"
+
+
+@pytest.mark.stack
+def test_dev_instance_keeps_runs_and_events_in_postgres(
+    tmp_path, monkeypatch, stack_environ: dict[str, str]
+) -> None:
+    _dagster_home(tmp_path, DEV_YAML, monkeypatch)
+    key = f"instance_storage_probe_{uuid.uuid4().hex[:8]}"
+    with dg.DagsterInstance.get() as instance:
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+        assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+        queue = instance.run_coordinator.get_run_queue_config()
+        assert 1 <= queue.max_concurrent_runs <= 4
+        assert {
+            "key": "dagster/partition",
+            "value": {"applyLimitPerUniqueValue": True},
+            "limit": 1,
+        } in (queue.tag_concurrency_limits)
+        assert instance.get_settings("telemetry") == {"enabled": False}
+        # What travels to run workers and the daemon is the `env:` references, no value.
+        ref = serialize_value(instance.get_ref())
+        assert "APS_DAGSTER_PG_PASSWORD" in ref
+        leaked = [k for k, v in stack_environ.items() if k.endswith(SECRET_SUFFIXES) and v in ref]
+        assert not leaked, f"the instance ref holds the value of {leaked}"
+
+        result = dg.materialize([_probe_asset(key)], instance=instance)
+        try:
+            assert result.success
+            run = instance.get_run_by_id(result.run_id)
+            assert run and run.status == dg.DagsterRunStatus.SUCCESS
+            events = [e.dagster_event for e in instance.all_logs(result.run_id)]
+            types = {e.event_type_value for e in events if e is not None}
+            expected = {
+                dg.DagsterEventType.RUN_START.value,  # stored under its legacy PIPELINE_ name
+                dg.DagsterEventType.STEP_START.value,
+                dg.DagsterEventType.ASSET_MATERIALIZATION.value,
+                dg.DagsterEventType.RUN_SUCCESS.value,
+            }
+            assert expected <= types
+            event = instance.get_latest_materialization_event(dg.AssetKey(key))
+            assert event and event.run_id == result.run_id
+
+            # The same run, read straight from the database as the role `dagster`.
+            db = psycopg2.connect(postgres_uri(stack_environ, "dagster", "dagster"))
+            try:
+                cur = db.cursor()
+                cur.execute("SELECT status FROM runs WHERE run_id = %s", (result.run_id,))
+                assert cur.fetchall() == [("SUCCESS",)]
+                cur.execute(
+                    "SELECT dagster_event_type, asset_key FROM event_logs WHERE run_id = %s",
+                    (result.run_id,),
+                )
+                rows = cur.fetchall()
+                assert {t for t, _ in rows if t} == types
+                assert ("ASSET_MATERIALIZATION", f'["{key}"]') in rows
+            finally:
+                db.close()
+        finally:
+            instance.delete_run(result.run_id)
+            instance.wipe_assets([dg.AssetKey(key)])
+
+
+@pytest.mark.stack
+def test_dev_instance_queues_submitted_runs(
+    tmp_path, monkeypatch, stack_environ: dict[str, str]
+) -> None:
+    """A run submitted (UI, schedule, sensor) waits in the queue for the daemon."""
+    _dagster_home(tmp_path, DEV_YAML, monkeypatch)
+    job = dg.Definitions(
+        assets=[_probe_asset(f"instance_storage_probe_{uuid.uuid4().hex[:8]}")],
+        jobs=[dg.define_asset_job("instance_storage_queue_probe")],
+    ).resolve_job_def("instance_storage_queue_probe")
+    with dg.DagsterInstance.get() as instance:
+        # A queued run names the code location the daemon would launch it from.
+        origin = RemoteJobOrigin(
+            RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("aps_etl"), "__repository__"),
+            job.name,
+        )
+        run = instance.create_run_for_job(job_def=job, remote_job_origin=origin)
+        try:
+            queued = instance.run_coordinator.submit_run(SubmitRunContext(run, workspace=None))  # type: ignore[arg-type]
+            assert queued.status == dg.DagsterRunStatus.QUEUED
+            db = psycopg2.connect(postgres_uri(stack_environ, "dagster", "dagster"))
+            try:
+                cur = db.cursor()
+                cur.execute("SELECT status FROM runs WHERE run_id = %s", (run.run_id,))
+                assert cur.fetchall() == [("QUEUED",)]
+            finally:
+                db.close()
+            # Out of the queue again before a daemon could pick it up.
+            assert instance.run_coordinator.cancel_run(run.run_id)
+        finally:
+            instance.delete_run(run.run_id)
+
+
+@pytest.mark.stack
+def test_dagster_role_is_confined_to_its_database(stack_settings: dict[str, str]) -> None:
+    s = stack_settings
+    conn = psycopg2.connect(postgres_uri(s, "dagster", "dagster"))
+    try:
+        cur = conn.cursor()
+        cur.execute(
+            "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls"
+            " FROM pg_roles WHERE rolname = current_user"
+        )
+        assert cur.fetchone() == (False,) * 5
+        cur.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+        )
+        assert cur.fetchone() == (s["APS_DAGSTER_PG_USER"],)
+        cur.execute(
+            "SELECT has_database_privilege(d, 'CONNECT'), has_database_privilege(d, 'CREATE'),"
+            " has_database_privilege(d, 'TEMP') FROM unnest(array['mes', 'aps']) AS d"
+        )
+        assert cur.fetchall() == [(False, False, False)] * 2
+    finally:
+        conn.close()
+    for db in (s["APS_MES_DB"], s["APS_APS_DB"]):
+        with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
+            psycopg2.connect(postgres_uri(s, db, "dagster"))
+    for role in ("mes_owner", "mes_reader", "aps_loader"):
+        with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
+            psycopg2.connect(postgres_uri(s, "dagster", role))
