@@ -12,7 +12,6 @@ import datetime as dt
 import os
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import dagster as dg
 
@@ -168,5 +167,8 @@ def target_rows(partition_key: str) -> dict[str, int]:
     return counts
 
 
-def lake_root() -> Path:
-    return local_home() / "lake"
+def lake_root() -> str:
+    """The lake of the current environment (a folder, or s3://bucket[/prefix])."""
+    from aps_etl.settings import resources_for
+
+    return resources_for()["lake"].root
