@@ -7,10 +7,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/aps-etl
 
-# Dependencies first, from the lock, so code changes do not reinstall them.
-COPY requirements.lock ./
+# Runtime dependencies first, from their lock (no test or benchmark tools), so code
+# changes do not reinstall them.
+COPY requirements-runtime.lock ./
 RUN pip install --no-cache-dir uv==0.13.9 \
-    && uv pip sync --system --no-cache requirements.lock
+    && uv pip sync --system --no-cache requirements-runtime.lock
 
 COPY pyproject.toml README.md ./
 COPY aps_etl ./aps_etl

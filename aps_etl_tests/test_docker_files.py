@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -90,3 +91,26 @@ def test_dockerfile_passes_hadolint(path: str) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _pins(path: Path) -> dict[str, str]:
+    text = path.read_text()
+    return dict(re.findall(r"^([A-Za-z0-9_.\-\[\]]+)==(\S+)", text, re.M))
+
+
+def test_the_image_lock_pins_the_same_versions_as_the_development_lock() -> None:
+    """The Dockerfile installs requirements-runtime.lock (no dev tools); it must not drift
+    from requirements.lock, which the tests run with."""
+    runtime, full = _pins(REPO / "requirements-runtime.lock"), _pins(REPO / "requirements.lock")
+    assert runtime, "requirements-runtime.lock is empty"
+    assert {k: v for k, v in runtime.items() if full.get(k) != v} == {}
+    assert "pytest" not in runtime and "dagster" in runtime
+
+
+def test_every_runtime_dependency_is_in_the_image_lock() -> None:
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    runtime = {name.lower() for name in _pins(REPO / "requirements-runtime.lock")}
+    names = {re.split(r"[\[=<>]", dep, maxsplit=1)[0].lower() for dep in declared}
+    assert names - runtime == set(), "run `make lock` after changing pyproject.toml"
