@@ -73,8 +73,9 @@ def run_job(
         **target,
         instance=instance or dagster_instance(),
         raise_on_error=False,
-        # Step-level DEBUG events are for the UI; the console gets the story.
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        # Every event is in the instance for the UI; the console gets warnings and the
+        # report printed after the run.
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
 
 
@@ -135,11 +136,12 @@ def print_report(
     print(f"\njob {JOB_NAME} for partition {partition_key} {status} in {seconds:.1f} s")
     order = {"extract": 0, "transform": 1, "validated": 2, "load": 3}
     reports = stage_reports(result, instance)
+    width = max((len(r.asset) for r in reports), default=40)
     for report in sorted(reports, key=lambda r: (order[r.asset.split("/")[0]], r.asset)):
         rows = f"{report.rows:>9,} rows" if report.rows is not None else " " * 14
         took = f"{report.seconds:6.2f} s" if report.seconds is not None else " " * 8
         note = " (reused write-once extract)" if report.extra.get("reused") else ""
-        print(f"  {report.asset:<40} {rows} {took}  {report.path or ''}{note}")
+        print(f"  {report.asset:<{width}} {rows} {took}  {report.path or ''}{note}")
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
