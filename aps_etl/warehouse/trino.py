@@ -9,7 +9,12 @@ from pydantic import Field
 
 
 class TrinoError(RuntimeError):
-    """A Trino statement failed; the message names the statement's purpose and cause."""
+    """A Trino statement failed; the message names the statement's purpose and cause.
+    `error_name` is Trino's own (NOT_FOUND, ALREADY_EXISTS, ...) when it answered one."""
+
+    def __init__(self, message: str, error_name: str | None = None) -> None:
+        super().__init__(message)
+        self.error_name = error_name
 
 
 class TrinoResource(dg.ConfigurableResource):
@@ -51,7 +56,8 @@ class TrinoResource(dg.ConfigurableResource):
         except Exception as exc:
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise TrinoError(
-                f"Trino at {self.host}:{self.port} failed: {first_line}\nstatement: {statement}"
+                f"Trino at {self.host}:{self.port} failed: {first_line}\nstatement: {statement}",
+                getattr(exc, "error_name", None),
             ) from None
         finally:
             connection.close()
