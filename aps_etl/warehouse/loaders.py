@@ -67,17 +67,25 @@ class TargetLoader(dg.ConfigurableResource):
         started = time.perf_counter()
         value = _partition_value(lake_table, partition_key)
         with self.target.connect() as connection:
-            target.ensure_target(connection, table)
+            partitioned = target.ensure_target(connection, table)
             stage = target.new_stage_name(table, partition_key)
-            target.create_stage(connection, table, stage)
+            target.create_stage(connection, table, stage, partitioned=partitioned)
             try:
                 if self.trino:
                     statement = self._fill_with_trino(table, lake_table, partition_key, stage)
                 else:
                     statement = None
                     self._fill_with_adbc(connection, table, lake_table, partition_key, stage)
-                rows = target.swap_partition(connection, table, value, stage)
+                rows = target.swap_partition(
+                    connection,
+                    table,
+                    value,
+                    stage,
+                    partition_key=partition_key,
+                    partitioned=partitioned,
+                )
             finally:
+                # after a successful attach the stage is the partition: nothing to drop
                 target.drop_stage(connection, stage)
         return LoadReport(
             table.name, partition_key, rows, time.perf_counter() - started, self.kind, statement

@@ -2,12 +2,22 @@
 check, and the one-transaction partition swap that both loaders end with.
 
 The swap contract: after loading partition P of table T, T holds exactly P's rows from the
-transform output (no duplicates, no leftovers) and no reader ever sees P half-loaded,
-because the DELETE of the old rows and the INSERT of the new ones commit together.
+transform output (no duplicates, no leftovers) and no reader ever sees P half-loaded.
+
+Targets are created LIST-partitioned by their partition column (base_date or run_id), one
+PostgreSQL partition per loaded partition. The stage (filled by Trino or ADBC COPY) is
+checked, given its primary key, and becomes P's partition in one short transaction:
+the previous partition of P, if any, is detached and dropped, the stage attached. The rows
+are written once, and a rerun leaves no dead rows behind (benchmarks/: at 1M rows the
+swap takes under 1 s instead of 3-7 s for DELETE + INSERT ... SELECT into the table).
+Targets that already exist as plain tables keep the row swap: one transaction that
+deletes P's rows and inserts the stage's.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import re
 import uuid
 from dataclasses import dataclass
@@ -17,6 +27,8 @@ from sqlglot import exp
 
 STAGE_SCHEMA = "aps_stage"
 TARGET_SCHEMA = "public"
+# Where the partitions of the partitioned targets live: `public` shows only the tables.
+PARTITION_SCHEMA = "aps_partitions"
 
 
 class ColumnDecl(Protocol):
@@ -45,14 +57,17 @@ def ident(*parts: str) -> str:
     return ".".join(exp.to_identifier(part, quoted=True).sql(dialect="postgres") for part in parts)
 
 
-def create_table_sql(table: TableDecl, schema: str = TARGET_SCHEMA) -> str:
+def create_table_sql(
+    table: TableDecl, schema: str = TARGET_SCHEMA, *, partitioned: bool = True
+) -> str:
     columns = ",\n  ".join(
         f"{ident(c.name)} {c.pg_type}{'' if c.nullable else ' not null'}" for c in table.columns
     )
     key = ", ".join(ident(c) for c in table.grain)
+    partitioning = f" partition by list ({ident(table.partition_column)})" if partitioned else ""
     return (
         f"create table if not exists {ident(schema, table.name)} (\n  {columns},\n"
-        f"  primary key ({key})\n)"
+        f"  primary key ({key})\n){partitioning}"
     )
 
 
@@ -110,19 +125,30 @@ def target_columns(cursor: Any, table: str, schema: str = TARGET_SCHEMA) -> list
     return [(name, kind) for name, kind in cursor.fetchall()]
 
 
-def ensure_target(connection: Any, table: TableDecl) -> None:
-    """Creates the target (and the staging schema) if absent, then checks its schema
-    against the declaration; a mismatch stops the load before anything is written."""
+def ensure_target(connection: Any, table: TableDecl) -> bool:
+    """Creates the target (and the staging and partition schemas) if absent, then checks
+    its schema against the declaration; a mismatch stops the load before anything is
+    written. Returns whether the target is partitioned (a plain one made by an earlier
+    version keeps the row swap)."""
     with connection.cursor() as cursor:
         cursor.execute(f"create schema if not exists {ident(STAGE_SCHEMA)}")
+        cursor.execute(f"create schema if not exists {ident(PARTITION_SCHEMA)}")
         cursor.execute(create_table_sql(table))
         connection.commit()
         diff = diff_schema(table, target_columns(cursor, table.name))
+        cursor.execute(
+            "select c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+            "where n.nspname = $1 and c.relname = $2",
+            parameters=(TARGET_SCHEMA, table.name),
+        )
+        (kind,) = cursor.fetchone()
+        connection.commit()
     if diff:
         raise TargetSchemaMismatch(
             f"target table {TARGET_SCHEMA}.{table.name} does not match the output schema; "
             f"nothing was loaded:\n{diff.describe()}"
         )
+    return kind == "p"
 
 
 def new_stage_name(table: TableDecl, partition_key: str) -> str:
@@ -132,25 +158,68 @@ def new_stage_name(table: TableDecl, partition_key: str) -> str:
     return f"{table.name}__{suffix}__{uuid.uuid4().hex[:8]}"
 
 
-def create_stage(connection: Any, table: TableDecl, stage: str) -> None:
+def partition_table_name(table: TableDecl, partition_key: str) -> str:
+    """The PostgreSQL partition holding one loaded partition: readable, unique per key
+    (a digest of the exact key), within PostgreSQL's 63 characters."""
+    readable = re.sub(r"[^a-z0-9]", "", partition_key.lower())[:20]
+    digest = hashlib.sha1(partition_key.encode()).hexdigest()[:8]
+    return f"{table.name[:30]}__{readable}_{digest}"
+
+
+def create_stage(connection: Any, table: TableDecl, stage: str, *, partitioned: bool) -> None:
     with connection.cursor() as cursor:
-        # UNLOGGED: the stage is rebuilt on any failure, so it needs no WAL.
+        # A partitioned target's stage becomes its partition, so it is a regular table.
+        # A plain target's stage is copied and dropped: UNLOGGED, it needs no WAL.
+        kind = "table" if partitioned else "unlogged table"
         cursor.execute(
-            f"create unlogged table {ident(STAGE_SCHEMA, stage)} "
+            f"create {kind} {ident(STAGE_SCHEMA, stage)} "
             f"(like {ident(TARGET_SCHEMA, table.name)} including defaults)"
         )
     connection.commit()
 
 
 def drop_stage(connection: Any, stage: str) -> None:
+    connection.rollback()  # a failed statement before us leaves the transaction aborted
     with connection.cursor() as cursor:
         cursor.execute(f"drop table if exists {ident(STAGE_SCHEMA, stage)}")
     connection.commit()
 
 
-def swap_partition(connection: Any, table: TableDecl, partition_value: Any, stage: str) -> int:
-    """Replaces the partition's rows with the stage's in one transaction; returns the count.
-    Rows of the stage that belong to another partition abort the swap."""
+def _literal(value: Any) -> str:
+    """A partition value as a SQL literal (DDL takes no parameters)."""
+    if isinstance(value, dt.date):
+        return f"date '{value.isoformat()}'"
+    return exp.Literal.string(str(value)).sql(dialect="postgres")
+
+
+def _foreign_rows_error(
+    cursor: Any, table: TableDecl, partition_value: Any, staged: str
+) -> PermanentLoadError:
+    cursor.execute(
+        f"select count(*) from {staged} where {ident(table.partition_column)} is distinct from $1",
+        parameters=(partition_value,),
+    )
+    (foreign,) = cursor.fetchone()
+    return PermanentLoadError(
+        f"stage for {table.name} holds {foreign} rows outside partition "
+        f"{partition_value}; nothing was swapped"
+    )
+
+
+def swap_partition(
+    connection: Any,
+    table: TableDecl,
+    partition_value: Any,
+    stage: str,
+    *,
+    partition_key: str | None = None,
+    partitioned: bool = False,
+) -> int:
+    """Makes the stage the partition's rows, atomically; returns their count. Rows of the
+    stage that belong to another partition abort the swap."""
+    if partitioned:
+        assert partition_key is not None
+        return _attach_partition(connection, table, partition_value, stage, partition_key)
     columns = ", ".join(ident(c.name) for c in table.columns)
     target, staged = ident(TARGET_SCHEMA, table.name), ident(STAGE_SCHEMA, stage)
     partition = ident(table.partition_column)
@@ -174,5 +243,47 @@ def swap_partition(connection: Any, table: TableDecl, partition_value: Any, stag
             f"select count(*) from {target} where {partition} = $1", parameters=(partition_value,)
         )
         (rows,) = cursor.fetchone()
+    connection.commit()
+    return int(rows)
+
+
+def _attach_partition(
+    connection: Any, table: TableDecl, partition_value: Any, stage: str, partition_key: str
+) -> int:
+    target, staged = ident(TARGET_SCHEMA, table.name), ident(STAGE_SCHEMA, stage)
+    literal = _literal(partition_value)
+    name = partition_table_name(table, partition_key)
+    old, moved = ident(PARTITION_SCHEMA, name), ident(PARTITION_SCHEMA, stage)
+    with connection.cursor() as cursor:
+        # The stage alone first (nobody else sees it): one scan checks that every row is
+        # P's and proves the partition bound, so ATTACH below need not scan again; the
+        # primary key is built in one pass (the NOT NULLs came with LIKE).
+        try:
+            cursor.execute(
+                f"alter table {staged} add constraint {ident(stage[:50] + '_in_partition')} "
+                f"check ({ident(table.partition_column)} = {literal})"
+            )
+        except Exception as exc:
+            connection.rollback()
+            if "violated" not in str(exc):
+                raise
+            raise _foreign_rows_error(cursor, table, partition_value, staged) from None
+        key = ", ".join(ident(c) for c in table.grain)
+        cursor.execute(f"alter table {staged} add primary key ({key})")
+        cursor.execute(f"select count(*) from {staged}")
+        (rows,) = cursor.fetchone()
+        connection.commit()
+        # The swap: a short transaction. Detaching and dropping a previous partition of P
+        # locks the target for a moment; a first load of P only attaches.
+        cursor.execute(
+            "select to_regclass($1) is not null", parameters=(f"{PARTITION_SCHEMA}.{name}",)
+        )
+        (exists,) = cursor.fetchone()
+        if exists:
+            cursor.execute(f"alter table {target} detach partition {old}")
+            cursor.execute(f"drop table {old}")
+        cursor.execute(f"alter table {staged} set schema {ident(PARTITION_SCHEMA)}")
+        cursor.execute(f"alter table {moved} rename to {ident(name)}")
+        cursor.execute(f"alter table {target} attach partition {old} for values in ({literal})")
     connection.commit()
     return int(rows)

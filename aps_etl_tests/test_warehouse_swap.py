@@ -1,0 +1,132 @@
+"""The partition swap both loaders end with, on a real PostgreSQL (the embedded one):
+partitioned targets (a stage attached as the partition) and plain targets made by earlier
+versions (rows deleted and inserted), each atomic, each leaving exactly the new rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import adbc_driver_postgresql.dbapi as adbc
+import pytest
+
+from aps_etl.embedded import TARGET_DB, start_embedded_postgres
+from aps_etl.warehouse import target
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    pg_type: str
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    partition_column: str = "base_date"
+    grain: tuple[str, ...] = ("base_date", "item")
+    columns: tuple[Column, ...] = (
+        Column("base_date", "date"),
+        Column("item", "text"),
+        Column("qty", "bigint"),
+    )
+
+
+DAY1, DAY2 = dt.date(2026, 7, 1), dt.date(2026, 7, 2)
+
+
+@pytest.fixture(scope="module")
+def uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return start_embedded_postgres(tmp_path_factory.mktemp("swap") / "postgres").uri(TARGET_DB)
+
+
+def rows(uri: str, sql: str, *params) -> list[tuple]:
+    with adbc.connect(uri) as conn, conn.cursor() as cur:
+        cur.execute(sql, parameters=params or None)
+        out = cur.fetchall()
+        conn.commit()
+        return out
+
+
+def load(uri: str, table: Table, day: dt.date, items: dict[str, int], *, date=None) -> int:
+    """What a loader does: stage, fill, swap, drop the stage."""
+    with adbc.connect(uri) as conn:
+        partitioned = target.ensure_target(conn, table)
+        stage = target.new_stage_name(table, day.isoformat())
+        target.create_stage(conn, table, stage, partitioned=partitioned)
+        try:
+            with conn.cursor() as cur:
+                for item, qty in items.items():
+                    cur.execute(
+                        f"insert into {target.ident(target.STAGE_SCHEMA, stage)} "
+                        "values ($1, $2, $3)",
+                        parameters=(date or day, item, qty),
+                    )
+            conn.commit()
+            return target.swap_partition(
+                conn, table, day, stage, partition_key=day.isoformat(), partitioned=partitioned
+            )
+        finally:
+            target.drop_stage(conn, stage)
+
+
+def content(uri: str, table: Table) -> list[tuple]:
+    return rows(uri, f"select base_date, item, qty from public.{table.name} order by 1, 2")
+
+
+def stages_left(uri: str) -> int:
+    return rows(
+        uri, "select count(*) from information_schema.tables where table_schema = 'aps_stage'"
+    )[0][0]
+
+
+def test_a_new_target_is_partitioned_and_each_load_replaces_only_its_partition(uri) -> None:
+    table = Table("swap_partitioned")
+    assert load(uri, table, DAY1, {"a": 1, "b": 2}) == 2
+    assert load(uri, table, DAY2, {"a": 5}) == 1
+    assert rows(uri, "select relkind from pg_class where relname = 'swap_partitioned'") == [("p",)]
+    # a rerun of DAY1 with other rows: exactly those, DAY2 untouched, no stage left
+    assert load(uri, table, DAY1, {"b": 3, "c": 4}) == 2
+    assert content(uri, table) == [(DAY1, "b", 3), (DAY1, "c", 4), (DAY2, "a", 5)]
+    assert stages_left(uri) == 0
+    partitions = rows(
+        uri,
+        "select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid "
+        "where i.inhparent = 'public.swap_partitioned'::regclass order by 1",
+    )
+    assert len(partitions) == 2, partitions
+    # the parent's primary key covers the attached partitions
+    with pytest.raises(adbc.IntegrityError):
+        rows(uri, "insert into public.swap_partitioned values ($1, 'b', 9)", DAY1)
+
+
+def test_rows_of_another_partition_abort_the_swap_and_keep_the_old_rows(uri) -> None:
+    table = Table("swap_foreign")
+    load(uri, table, DAY1, {"a": 1})
+    with pytest.raises(target.PermanentLoadError, match="1 rows outside partition"):
+        load(uri, table, DAY1, {"x": 1}, date=DAY2)
+    assert content(uri, table) == [(DAY1, "a", 1)]
+    assert stages_left(uri) == 0
+
+
+def test_a_plain_target_from_an_earlier_version_keeps_the_row_swap(uri) -> None:
+    table = Table("swap_plain")
+    rows(uri, target.create_table_sql(table, partitioned=False))
+    load(uri, table, DAY1, {"a": 1, "b": 2})
+    load(uri, table, DAY2, {"a": 5})
+    assert load(uri, table, DAY1, {"c": 4}) == 1
+    assert rows(uri, "select relkind from pg_class where relname = 'swap_plain'") == [("r",)]
+    assert content(uri, table) == [(DAY1, "c", 4), (DAY2, "a", 5)]
+    with pytest.raises(target.PermanentLoadError, match="outside partition"):
+        load(uri, table, DAY1, {"x": 1}, date=DAY2)
+    assert content(uri, table) == [(DAY1, "c", 4), (DAY2, "a", 5)]
+    assert stages_left(uri) == 0
+
+
+def test_partition_table_names_are_unique_per_key_and_short_enough() -> None:
+    table = Table("aps_input_balance_correction")
+    names = {target.partition_table_name(table, k) for k in ("APS-1", "aps_1", "APS.1")}
+    assert len(names) == 3
+    long_key = "APS-" + "9" * 80
+    assert len(target.partition_table_name(table, long_key)) <= 63
