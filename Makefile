@@ -1,5 +1,5 @@
 # The two entry points of the README. Both bootstrap .venv from requirements.lock first.
-.PHONY: run test lint lock
+.PHONY: run test lint lock bench
 
 # The main job on the embedded default: no services to install.
 run:
@@ -14,6 +14,16 @@ test:
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
 	@.venv/bin/pytest
+
+# The benchmark suite (benchmarks/): our job at 1M and 10M source rows, stage by stage,
+# side by side with pandas, dlt and the ADBC floor on the same data. Writes
+# benchmarks/results/latest.{md,json} and a timestamped copy; about an hour the first time
+# (seeding 10M rows twice), less afterwards. `--bench-scale=smoke` runs it at a few
+# thousand rows.
+bench:
+	@scripts/bootstrap
+	@infra/stack up
+	@.venv/bin/pytest benchmarks -p no:cacheprovider $(BENCH_ARGS)
 
 lint:
 	@.venv/bin/ruff check --fix .

@@ -1,0 +1,79 @@
+"""The whole benchmark (benchmarks/, `make bench`) at a few thousand rows, so that it cannot
+rot: every case and every peer runs on the dev stack and the embedded default, and the
+results table is written with every ratio. Nothing here looks at a speed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.stack
+
+REPO = Path(__file__).resolve().parent.parent
+CASES = {
+    "day/trino",
+    "day/embedded",
+    "plan/trino",
+    "day_large/trino",
+    "day_large/embedded",
+    "day_large/trino_cli",
+}
+# (data set, server) pairs the peers run on: where our cases run
+PEER_SETS = 5
+PEERS = ("pandas", "dlt", "dlt_pyarrow", "floor")
+STAGES = {"extract", "lake_write", "transform", "load", "orchestration", "startup"}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory, stack_settings) -> dict:
+    out = tmp_path_factory.mktemp("bench-results")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "benchmarks", "--bench-scale=smoke",
+         "-p", "no:cacheprovider", "-q"],
+        cwd=REPO,
+        env={**os.environ, "APS_BENCH_RESULTS": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    assert (out / "latest-smoke.md").exists()
+    return json.loads((out / "latest-smoke.json").read_text())
+
+
+def test_every_case_ran_with_its_stages_rows_and_memory(results) -> None:
+    ours = {m["key"]: m for m in results["measurements"] if m["kind"] == "ours"}
+    assert set(ours) == CASES
+    for key, m in ours.items():
+        assert m["error"] is None, (key, m["error"])
+        assert set(m["stages_s"]) == STAGES, key
+        assert m["rows"] > 1000 and m["rows_per_s"] > 0 and m["peak_rss_mb"] > 50, key
+        assert m["run_s"] < m["wall_s"], key
+        loaded = m["rounds"][0]["result"]["loaded_rows"]
+        assert loaded > 0, f"{key} loaded nothing"
+
+
+def test_every_peer_moved_every_row(results) -> None:
+    peers = [m for m in results["measurements"] if m["kind"] == "peer"]
+    # each peer on each data set and server where one of our cases ran
+    assert len(peers) == len(PEERS) * PEER_SETS
+    for m in peers:
+        assert m["error"] is None, (m["key"], m["error"])
+        assert m["wall_s"] > 0 and set(m["stages_s"]) >= {"extract", "lake_write", "load"}
+
+
+def test_the_table_gives_our_ratio_to_every_peer_and_the_machine(results) -> None:
+    pairs = {(c["case"], c["peer"]) for c in results["comparisons"] if c["ratio"]}
+    assert pairs == {(case, peer) for case in CASES for peer in PEERS}
+    machine = results["machine"]
+    assert machine["cores"] and machine["memory_gb"] and machine["packages"]["dagster"]
+    assert "trino" in results["servers"] and results["rows"]["day"] < 100_000
+    # the same rows on both servers: the embedded source is seeded like the stack's
+    datasets = results["datasets"]["day"]
+    assert datasets["stack"]["reads"] == datasets["embedded"]["reads"]

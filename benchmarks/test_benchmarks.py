@@ -1,0 +1,147 @@
+"""The benchmark: our job and the peers, data set by data set, on the same machine in one
+run. Run it with `make bench` (or `.venv/bin/pytest benchmarks`; `--bench-scale=smoke` for
+the few-thousand-row version the test suite runs). Nothing here asserts a speed: the
+results table (benchmarks/results/latest.md) states every target met or missed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from benchmarks import harness, peers
+from benchmarks.conftest import Bench
+
+# In order: each data set is prepared once, then every case and peer runs on it.
+ITEMS: list[tuple[str, str, str]] = []  # (data set role, "ours" | peer, case | server)
+for role, cases in (("day", ("trino", "embedded")), ("plan", ("trino",)),
+                    ("day_large", ("trino", "embedded", "trino_cli"))):  # fmt: skip
+    for case in cases:
+        ITEMS.append((role, "ours", case))
+    for server in dict.fromkeys(harness.SERVER_OF_CASE[case] for case in cases):
+        for peer in peers.PEERS:
+            ITEMS.append((role, peer, server))
+
+
+def _id(item: tuple[str, str, str]) -> str:
+    role, tool, where = item
+    return f"{role}-{where}" if tool == "ours" else f"{role}-{where}-{tool}"
+
+
+@pytest.mark.parametrize("item", ITEMS, ids=[_id(i) for i in ITEMS])
+def test_benchmark(item: tuple[str, str, str], benchmark: Any, bench: Bench) -> None:
+    role, tool, where = item
+    if tool == "ours":
+        measurement = _ours(bench, role, where, benchmark)
+    else:
+        measurement = _peer(bench, role, tool, where, benchmark)
+    summary = measurement.summary()
+    benchmark.extra_info.update(
+        {
+            k: summary.get(k)
+            for k in ("rows", "wall_s", "run_s", "stages_s", "rows_per_s", "peak_rss_mb")
+        }
+    )
+    assert measurement.error is None, measurement.error
+
+
+def _ours(bench: Bench, role: str, case: str, benchmark: Any) -> harness.Measurement:
+    server_name = harness.SERVER_OF_CASE[case]
+    server = bench.server(server_name, role)
+    dataset = bench.dataset(role, server_name)
+    home = bench.home(case)
+    stack = bench.stack if server_name == "stack" else None
+    measurement = harness.Measurement(
+        key=f"{role}/{case}",
+        kind="ours",
+        tool=case,
+        label=f"{role} {_rows(dataset.rows)}: {harness.CASES[case]}",
+        dataset=role,
+        server=server_name,
+        rows=dataset.rows,
+    )
+    bench.measurements.append(measurement)
+
+    def setup():
+        harness.clear_target(dataset, server)
+        spec = harness.our_spec(case, dataset, server, home, harness.new_run_tag())
+        return (spec,), {}
+
+    def run(spec: dict[str, Any]) -> None:
+        name = f"{bench.scale.name}_{role}_{case}_{len(measurement.rounds)}"
+        try:
+            measurement.rounds.append(
+                harness.run_process("benchmarks.run_case", spec, harness.WORK / "logs", name)
+            )
+        except harness.ChildFailed as exc:
+            measurement.error = str(exc)
+
+    def teardown(spec: dict[str, Any]) -> None:
+        harness.cleanup_our_round(case, spec, stack)
+
+    if server_name == "stack" and not bench.trino_warm:
+        # Trino's JIT compiles its operators on first use: one untimed run warms it, as a
+        # server that has been up for a while is.
+        (spec,), _ = setup()
+        try:
+            harness.run_process(
+                "benchmarks.run_case", spec, harness.WORK / "logs", f"{bench.scale.name}_warmup"
+            )
+        except harness.ChildFailed as exc:
+            measurement.error = f"warm-up run failed: {exc}"
+        finally:
+            teardown(spec)
+        bench.trino_warm = True
+    if measurement.error is None:
+        benchmark.pedantic(
+            run, setup=setup, teardown=teardown, rounds=bench.scale.rounds[role], iterations=1
+        )
+    else:
+        benchmark.extra_info["error"] = measurement.error[:500]
+    return measurement
+
+
+def _peer(bench: Bench, role: str, peer: str, server_name: str, benchmark: Any):
+    server = bench.server(server_name, role)
+    dataset = bench.dataset(role, server_name)
+    secrets = harness.peer_secrets(dataset, server)
+    spec = harness.peer_spec(peer, dataset)
+    measurement = harness.Measurement(
+        key=f"{role}/{server_name}/{peer}",
+        kind="peer",
+        tool=peer,
+        label=peers.PEER_LABELS[peer],
+        dataset=role,
+        server=server_name,
+        rows=dataset.rows,
+    )
+    bench.measurements.append(measurement)
+
+    def setup():
+        peers.prepare_target(secrets[peers.TARGET_VAR], peer, spec["schema"])
+        return (), {}
+
+    def run() -> None:
+        name = f"{bench.scale.name}_{role}_{server_name}_{peer}_{len(measurement.rounds)}"
+        try:
+            measurement.rounds.append(
+                harness.run_process(
+                    "benchmarks.peers", spec, harness.WORK / "logs", name, secrets=secrets
+                )
+            )
+        except harness.ChildFailed as exc:
+            measurement.error = str(exc)
+            return
+        moved = peers.count_rows(secrets[peers.TARGET_VAR], spec["schema"], spec["tables"])
+        if moved != dataset.rows:
+            measurement.error = f"{peer} moved {moved} rows, the data set has {dataset.rows}"
+
+    benchmark.pedantic(run, setup=setup, rounds=bench.scale.peer_rounds[role], iterations=1)
+    # the copy is not kept: the next round or data set starts from nothing
+    peers.prepare_target(secrets[peers.TARGET_VAR], peer, spec["schema"], keep=False)
+    return measurement
+
+
+def _rows(n: int) -> str:
+    return f"{n // 1_000_000}M" if n >= 1_000_000 else f"{n:,}"
