@@ -41,6 +41,15 @@ CASES = {
 SERVER_OF_CASE = {"trino": "stack", "embedded": "embedded", "trino_cli": "stack"}
 
 
+# In order: each data set is prepared once, then every case and peer runs on it.
+PLAN = (
+    ("day", ("trino", "embedded")),
+    ("plan", ("trino",)),
+    ("day_large", ("trino", "embedded", "trino_cli")),
+    ("tiny", ("trino", "embedded")),
+)
+
+
 @dataclass(frozen=True)
 class Scale:
     name: str
@@ -49,12 +58,27 @@ class Scale:
     peer_rounds: dict[str, int]
 
 
+def items(scale: Scale) -> list[tuple[str, str, str]]:
+    """(data set role, "ours" | peer, case | server), in the order they run."""
+    out: list[tuple[str, str, str]] = []
+    for role, cases in PLAN:
+        if role not in scale.rows:
+            continue
+        out += [(role, "ours", case) for case in cases]
+        if scale.peer_rounds[role]:
+            for server in dict.fromkeys(SERVER_OF_CASE[case] for case in cases):
+                out += [(role, peer, server) for peer in peers.PEERS]
+    return out
+
+
 SCALES = {
     "full": Scale(
         "full",
-        rows={"day": 1_000_000, "plan": 1_000_000, "day_large": 10_000_000},
-        rounds={"day": 3, "plan": 3, "day_large": 1},
-        peer_rounds={"day": 2, "plan": 2, "day_large": 1},
+        # `tiny`: our job alone on a day of a few thousand rows, what a run costs whatever
+        # the data (it bounds every ratio at small scale)
+        rows={"day": 1_000_000, "plan": 1_000_000, "day_large": 10_000_000, "tiny": 3_000},
+        rounds={"day": 3, "plan": 3, "day_large": 1, "tiny": 2},
+        peer_rounds={"day": 2, "plan": 2, "day_large": 1, "tiny": 0},
     ),
     # the whole benchmark at a few thousand rows: the test suite's smoke run
     "smoke": Scale(

@@ -13,15 +13,12 @@ import pytest
 from benchmarks import harness, peers
 from benchmarks.conftest import Bench
 
-# In order: each data set is prepared once, then every case and peer runs on it.
-ITEMS: list[tuple[str, str, str]] = []  # (data set role, "ours" | peer, case | server)
-for role, cases in (("day", ("trino", "embedded")), ("plan", ("trino",)),
-                    ("day_large", ("trino", "embedded", "trino_cli"))):  # fmt: skip
-    for case in cases:
-        ITEMS.append((role, "ours", case))
-    for server in dict.fromkeys(harness.SERVER_OF_CASE[case] for case in cases):
-        for peer in peers.PEERS:
-            ITEMS.append((role, peer, server))
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "item" in metafunc.fixturenames:
+        scale = harness.SCALES[metafunc.config.getoption("--bench-scale")]
+        items = harness.items(scale)
+        metafunc.parametrize("item", items, ids=[_id(i) for i in items])
 
 
 def _id(item: tuple[str, str, str]) -> str:
@@ -29,7 +26,6 @@ def _id(item: tuple[str, str, str]) -> str:
     return f"{role}-{where}" if tool == "ours" else f"{role}-{where}-{tool}"
 
 
-@pytest.mark.parametrize("item", ITEMS, ids=[_id(i) for i in ITEMS])
 def test_benchmark(item: tuple[str, str, str], benchmark: Any, bench: Bench) -> None:
     role, tool, where = item
     if tool == "ours":
