@@ -174,6 +174,9 @@ def count_rows(target_uri: str, schema: str, tables: list[str]) -> int:
 
 
 def main(spec_path: str, out_path: str) -> int:
+    from benchmarks.run_case import first_to_go
+
+    first_to_go()
     spec = json.loads(Path(spec_path).read_text())
     spec["source"], spec["target"] = os.environ[SOURCE_VAR], os.environ[TARGET_VAR]
     work = Path(spec["work"])
