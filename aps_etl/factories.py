@@ -1,9 +1,11 @@
 """Asset factories: the thin Dagster wiring that every scenario shares.
 
-- extract: one asset per ExtractSpec, write-once in the lake, reused when present;
+- extract: one asset per ExtractSpec, write-once in the lake, reused when present; the
+  extracts of a job share one step and run side by side;
 - transform: a pure Polars function, validated by blocking asset checks before the lake
   sees it (a violation stops the run: nothing is written, nothing loaded);
-- load: the lake partition into its PostgreSQL table through the TargetLoader.
+- load: the lake partition into its PostgreSQL table through the TargetLoader; the loads
+  of a run share one step and run side by side.
 
 Every asset handles one partition or several in one run (a single-run backfill): inputs
 arrive as {partition key: frame}, outputs leave the same way, and the lake IO manager
@@ -14,19 +16,21 @@ import inspect
 import os
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
-from aps_etl.lake import REUSED, LakeResource, LakeTable, parse_partition_key
+from aps_etl.lake import REUSED, LakeResource, LakeTable, WrittenPartition, parse_partition_key
+from aps_etl.lake.atomic import write_parquet
 from aps_etl.sources.database import SourceDatabase, SourceError
 from aps_etl.sources.drift import check_drift
 from aps_etl.sources.extraction import extract_partition
 from aps_etl.sources.specs import ExtractSpec
 from aps_etl.validation import check_specs, checked
-from aps_etl.warehouse.loaders import TargetLoader
+from aps_etl.warehouse.loaders import LoadReport, TargetLoader
 from aps_etl.warehouse.target import PermanentLoadError
 
 # BackfillPolicy is "beta" in Dagster 1.13 but is the documented way to single-run backfills.
@@ -75,48 +79,115 @@ def one_or_many(by_key: dict[str, Any]) -> Any:
     return next(iter(by_key.values())) if len(by_key) == 1 else by_key
 
 
-def build_extract_asset(
+class _Messages:
+    """Log lines of a worker thread, replayed into the step's log by the step's thread."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def info(self, msg: str) -> None:
+        self.lines.append(("info", msg))
+
+    def warning(self, msg: str) -> None:
+        self.lines.append(("warning", msg))
+
+
+def _extract_one(
+    source: SourceDatabase,
+    lake: LakeResource,
     spec: ExtractSpec,
+    table: LakeTable,
+    partition_keys: list[str],
+    log: _Messages,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One spec's partitions, each written to the lake here, in the worker thread: the
+    frame is freed as soon as it is written, whatever the other extracts are doing."""
+    started = time.perf_counter()
+    parts: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    drift = None
+    for key in partition_keys:
+        if lake.fs.exists(lake.uri(*table.file_parts(key))):
+            # Write-once: reprocessing regenerates from this Parquet, never re-queries
+            # (nor fails on today's source schema).
+            parts[key] = REUSED
+            continue
+        if drift is None:
+            drift = check_drift(source, spec, spec.drift_policy, log, schema=None)
+            metadata.update(drift.metadata())
+        frame, about = extract_partition(source, spec, table.partition_name, key)
+        log.info(f"extracted {frame.height} rows of {spec.name} for {key}")
+        metadata.update(about)
+        written = write_parquet(lake, table.file_parts(key), frame, immutable=True)
+        parts[key] = WrittenPartition(written, frame.schema)
+        del frame
+    metadata["duration_s"] = round(time.perf_counter() - started, 3)
+    return parts, metadata
+
+
+def build_extract_assets(
+    specs: Sequence[ExtractSpec],
     job_name: str,
     partitions_def: dg.PartitionsDefinition,
     partition_name: str = "date",
 ) -> dg.AssetsDefinition:
-    lake_table = extract_table(spec, job_name, partition_name)
+    """One asset per ExtractSpec (`extract/<job>/<name>`), write-once in the lake, reused
+    when present. One step computes them all, side by side (SourceDatabase.parallel_extracts):
+    each mostly waits on the source's query and the lake's upload. Subsettable."""
+    tables = {spec.name: extract_table(spec, job_name, partition_name) for spec in specs}
+    by_name = {spec.name: spec for spec in specs}
 
-    @dg.asset(
-        key=extract_key(job_name, spec.name),
+    @dg.multi_asset(
+        name=f"extract__{job_name}",
+        outs={
+            spec.name: dg.AssetOut(
+                key=extract_key(job_name, spec.name),
+                metadata=tables[spec.name].as_metadata(),
+                description=spec.description,
+                group_name=f"{job_name}_extract",
+                kinds={"postgres", "parquet"},
+                is_required=False,
+            )
+            for spec in specs
+        },
         partitions_def=partitions_def,
         backfill_policy=backfill_policy(partitions_def),
-        metadata=lake_table.as_metadata(),
-        description=spec.description,
-        group_name=f"{job_name}_extract",
-        kinds={"postgres", "parquet"},
+        can_subset=True,
         retry_policy=TRANSIENT_RETRY,
     )
     def _extract(context: dg.AssetExecutionContext, source: SourceDatabase, lake: LakeResource):
-        started = time.perf_counter()
-        frames: dict[str, Any] = {}
-        drift = None
-        for key in context.partition_keys:
-            if lake.fs.exists(lake.uri(*lake_table.file_parts(key))):
-                # Write-once: reprocessing regenerates from this Parquet, never re-queries
-                # (nor fails on today's source schema).
-                frames[key] = REUSED
-                continue
-            try:
-                if drift is None:
-                    drift = check_drift(source, spec, spec.drift_policy, context.log, schema=None)
-                    context.add_output_metadata(drift.metadata())
-                frame, metadata = extract_partition(source, spec, partition_name, key)
-            except SourceError as exc:
-                if exc.transient:
-                    raise  # RetryPolicy retries it with backoff
-                raise dg.Failure(description=str(exc), allow_retries=False) from None
-            context.log.info(f"extracted {frame.height} rows of {spec.name} for {key}")
-            context.add_output_metadata(metadata)
-            frames[key] = frame.lazy()
-        context.add_output_metadata({"duration_s": round(time.perf_counter() - started, 3)})
-        return one_or_many(frames)
+        names = [
+            name for name in by_name if extract_key(job_name, name) in context.selected_asset_keys
+        ]
+        keys = list(context.partition_keys)
+        failures: dict[str, BaseException] = {}
+        with ThreadPoolExecutor(max_workers=max(1, source.parallel_extracts)) as pool:
+            logs = {name: _Messages() for name in names}
+            futures = {
+                name: pool.submit(
+                    _extract_one, source, lake, by_name[name], tables[name], keys, logs[name]
+                )
+                for name in names
+            }
+            for name in names:  # in declaration order: a stable event log
+                try:
+                    parts, metadata = futures[name].result()
+                except Exception as exc:  # reported below, after the other extracts
+                    failures[name] = exc
+                    continue
+                finally:
+                    for level, line in logs[name].lines:
+                        getattr(context.log, level)(line)
+                if any(part is REUSED for part in parts.values()):
+                    context.log.info(f"{name}: reusing write-once partition(s) already in the lake")
+                yield dg.Output(one_or_many(parts), output_name=name, metadata=metadata)
+        if failures:
+            message = "\n".join(f"extract {name}: {exc}" for name, exc in failures.items())
+            if all(isinstance(e, SourceError) and e.transient for e in failures.values()):
+                raise SourceError(message, transient=True)  # RetryPolicy retries the step
+            if all(isinstance(e, SourceError) for e in failures.values()):
+                raise dg.Failure(description=message, allow_retries=False)
+            raise next(e for e in failures.values() if not isinstance(e, SourceError))
 
     return _extract
 
@@ -201,49 +272,85 @@ def build_gate_asset(
     return _gate
 
 
-def build_load_asset(
-    output: Any,
-    job_name: str,
-    partitions_def: dg.PartitionsDefinition,
-    gate: str,
-) -> dg.AssetsDefinition:
-    """`gate`: the run whose validation gate (see build_gate_asset) the load waits for."""
-    lake_table = transform_table(output, job_name)
+def load_key(job_name: str, name: str) -> dg.AssetKey:
+    return dg.AssetKey(["load", job_name, name])
 
-    @dg.asset(
-        key=dg.AssetKey(["load", job_name, output.name]),
-        deps=[transform_key(job_name, output.name), gate_key(gate)],
+
+def build_load_assets(
+    run_name: str,
+    outputs: list[tuple[str, Any]],
+    partitions_def: dg.PartitionsDefinition,
+) -> dg.AssetsDefinition:
+    """The loads of one run (`outputs`: (job name, output table) pairs), each its own asset
+    `load/<job>/<table>` waiting for its transform and the run's validation gate, all
+    computed by one step that runs them side by side (TargetLoader.parallel_loads): a
+    load mostly waits on Trino and PostgreSQL statements, so loading one table after
+    another would add up those waits. Subsettable: a selection loads only its tables."""
+    tables = {
+        load_key(job, output.name): (output, transform_table(output, job))
+        for job, output in outputs
+    }
+    specs = [
+        dg.AssetSpec(
+            key,
+            deps=[transform_key(job, output.name), gate_key(run_name)],
+            description=f"{output.name} loaded into the target PostgreSQL, a partition at a time.",
+            group_name=f"{job}_load",
+            kinds={"trino", "postgres"},
+        )
+        for (job, output), key in zip(outputs, tables, strict=True)
+    ]
+
+    @dg.multi_asset(
+        name=f"load__{run_name}",
+        specs=specs,
         partitions_def=partitions_def,
         backfill_policy=backfill_policy(partitions_def),
-        description=f"{output.name} loaded into the target PostgreSQL, one partition at a time.",
-        group_name=f"{job_name}_load",
-        kinds={"trino", "postgres"},
+        can_subset=True,
         retry_policy=TRANSIENT_RETRY,
     )
-    def _load(context: dg.AssetExecutionContext, loader: TargetLoader) -> dg.MaterializeResult:
-        started = time.perf_counter()
-        reports = []
-        for partition in context.partition_keys:
-            try:
-                report = loader.load(output, lake_table, partition)
-            except PermanentLoadError as exc:
-                # A drifted target or inconsistent stage will not heal by retrying.
-                raise dg.Failure(description=str(exc), allow_retries=False) from None
-            context.log.info(
-                f"loaded {report.rows} rows into {output.name} for {partition} "
-                f"via {report.loader} in {report.seconds:.2f} s"
-            )
-            reports.append(report)
-        metadata = reports[0].metadata()
-        rows = sum(r.rows for r in reports)
-        metadata.update(
-            {
-                "rows_loaded": dg.MetadataValue.int(rows),
-                "dagster/row_count": dg.MetadataValue.int(rows),
-                "partitions_loaded": len(reports),
-                "duration_s": round(time.perf_counter() - started, 3),
-            }
-        )
-        return dg.MaterializeResult(metadata=metadata)
+    def _load(context: dg.AssetExecutionContext, loader: TargetLoader):
+        keys = [key for key in tables if key in context.selected_asset_keys]
+        partitions = list(context.partition_keys)
+
+        def load_table(key: dg.AssetKey) -> list[LoadReport]:
+            output, lake_table = tables[key]
+            return [loader.load(output, lake_table, partition) for partition in partitions]
+
+        failures: dict[dg.AssetKey, BaseException] = {}
+        with ThreadPoolExecutor(max_workers=max(1, loader.parallel_loads)) as pool:
+            futures = {key: pool.submit(load_table, key) for key in keys}
+            for key in keys:  # in declaration order: a stable event log
+                try:
+                    reports = futures[key].result()
+                except Exception as exc:  # reported below, after the other tables
+                    failures[key] = exc
+                    continue
+                for report in reports:
+                    context.log.info(
+                        f"loaded {report.rows} rows into {report.table} for {report.partition} "
+                        f"via {report.loader} in {report.seconds:.2f} s"
+                    )
+                yield dg.MaterializeResult(asset_key=key, metadata=_load_metadata(reports))
+        if failures:
+            message = "\n".join(f"{key.to_user_string()}: {exc}" for key, exc in failures.items())
+            if any(isinstance(exc, PermanentLoadError) for exc in failures.values()):
+                # A drifted target or an inconsistent stage will not heal by retrying.
+                raise dg.Failure(description=message, allow_retries=False)
+            raise next(iter(failures.values()))  # transient: RetryPolicy retries the step
 
     return _load
+
+
+def _load_metadata(reports: list[LoadReport]) -> dict[str, Any]:
+    metadata = reports[0].metadata()
+    rows = sum(r.rows for r in reports)
+    metadata.update(
+        {
+            "rows_loaded": dg.MetadataValue.int(rows),
+            "dagster/row_count": dg.MetadataValue.int(rows),
+            "partitions_loaded": len(reports),
+            "duration_s": round(sum(r.seconds for r in reports), 3),
+        }
+    )
+    return metadata

@@ -90,14 +90,17 @@ def test_local_instance_is_sqlite_under_dagster_home(tmp_path, monkeypatch) -> N
 def test_dev_yaml_holds_only_env_references_consistent_with_compose() -> None:
     dev = yaml.safe_load(DEV_YAML.read_text())
     docker = yaml.safe_load(DOCKER_YAML.read_text())
-    db = dev["storage"]["postgres"]["postgres_db"]
+    db = dev["event_log_storage"]["config"]["postgres_db"]
     assert db["hostname"] == {"env": "APS_PG_HOST"}
     assert db["port"] == {"env": "APS_PG_PORT"}
     assert db["username"] == {"env": "APS_DAGSTER_PG_USER"}
     assert db["password"] == {"env": "APS_DAGSTER_PG_PASSWORD"}
-    compose_db = docker["storage"]["postgres"]["postgres_db"]
-    for field in ("username", "password", "db_name"):
-        assert db[field] == compose_db[field], field
+    for storage in ("run_storage", "event_log_storage", "schedule_storage"):
+        assert dev[storage]["module"] == docker[storage]["module"] == "aps_etl.instance_storage"
+        assert dev[storage]["config"]["postgres_db"] == db
+        compose_db = docker[storage]["config"]["postgres_db"]
+        for field in ("username", "password", "db_name", "hostname", "port"):
+            assert db[field] == compose_db[field], (storage, field)
     assert dev["telemetry"] == {"enabled": False}
     assert dev["run_coordinator"]["class"] == "QueuedRunCoordinator"
 
@@ -112,6 +115,9 @@ def test_dev_instance_keeps_runs_and_events_in_postgres(
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
         assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+        # pooled (aps_etl/instance_storage.py): a connection kept, not one per event
+        for storage in (instance.run_storage, instance.event_log_storage):
+            assert type(storage._engine.pool).__name__ == "QueuePool"
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
         queue = instance.run_coordinator.get_run_queue_config()
         assert 1 <= queue.max_concurrent_runs <= 4

@@ -122,7 +122,7 @@ def test_target_schema_drift_stops_the_load_before_any_write(dev, loaded) -> Non
     finally:
         fetch(dev["target"], "alter table aps_input_lead_time drop column planner_note")
     failures = step_failures(result)
-    message = failures["load__aps_input__aps_input_lead_time"]
+    message = failures["load__aps_daily"]
     assert "does not match the output schema" in message
     assert "unexpected column planner_note" in message
     assert target_partition(dev["target"], "aps_input_lead_time", day) == before

@@ -159,7 +159,7 @@ def test_missing_source_table_is_named_and_not_retried(local) -> None:
     finally:
         fetch(local["source"], "alter table equipment_event_moved rename to equipment_event")
     failures = step_failures(result)
-    message = failures["extract__aps_input__equipment_event"]
+    message = failures["extract__aps_input"]
     assert "source table 'equipment_event' does not exist" in message
     restarts = [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
     assert restarts == []

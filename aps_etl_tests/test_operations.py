@@ -72,8 +72,8 @@ def test_extract_failure_is_retried_then_rerunnable(dev) -> None:
         stack("up", "postgres")
     assert not failed.success
     retried = retries(failed)
-    assert retried.get("extract__aps_input__process_result") == 3, retried
-    message = step_failures(failed)["extract__aps_input__process_result"]
+    assert retried.get("extract__aps_input") == 3, retried
+    message = step_failures(failed)["extract__aps_input"]
     assert "cannot connect to PostgreSQL database 'mes' at 127.0.0.1" in message
     assert not any(secret in message for secret in dev["passwords"])
     # nothing was loaded, and the same run goes through once the source is back
@@ -109,8 +109,8 @@ def test_load_failure_is_retried_then_the_trino_sql_reruns(dev) -> None:
     finally:
         stack("up", "trino")
     assert not failed.success
-    assert retries(failed).get("load__aps_input__aps_input_wip") == 3
-    assert "Trino at 127.0.0.1" in step_failures(failed)["load__aps_input__aps_input_wip"]
+    assert retries(failed).get("load__aps_daily") == 3
+    assert "Trino at 127.0.0.1" in step_failures(failed)["load__aps_daily"]
     rerun = job.execute_in_process(
         partition_key=day.isoformat(), instance=dev["instance"], asset_selection=loads
     )

@@ -45,7 +45,6 @@ class Bench:
         self.embedded: dict[str, harness.EmbeddedServer] = {}
         self.homes: dict[str, Path] = {}
         self._stack: harness.StackServer | None = None
-        self.trino_warm = False
 
     @property
     def stack(self) -> harness.StackServer:

@@ -436,8 +436,13 @@ def compile_bytecode() -> float:
     return time.perf_counter() - started
 
 
-def cleanup_our_round(case: str, spec: dict[str, Any], stack: StackServer | None) -> None:
-    """Removes the round's lake (and its Trino lake schemas): every round extracts anew."""
+def cleanup_our_round(
+    case: str, spec: dict[str, Any], stack: StackServer | None, *, last: bool = True
+) -> None:
+    """Removes the round's lake files: every round extracts anew. The Trino lake schemas
+    and tables (and their registered partitions, whose folders the next round rewrites)
+    stay until the `last` round, as in production, where a job's first run ever creates
+    them and every later day only registers its partition."""
     root = spec["environ"]["APS_LAKE_ROOT"]
     if not case.startswith("trino"):
         shutil.rmtree(root, ignore_errors=True)
@@ -458,6 +463,8 @@ def cleanup_our_round(case: str, spec: dict[str, Any], stack: StackServer | None
     )
     if fs.exists(root):
         fs.rm(root, recursive=True)
+    if not last:
+        return
     prefix = spec["environ"]["APS_TRINO_LAKE_SCHEMA_PREFIX"]
     conn = trino.dbapi.connect(
         host=settings["APS_TRINO_HOST"],

@@ -101,8 +101,9 @@ def evaluate_targets(
         if m is None:
             add(name, "not measured", None)
             return
-        add(name, f"Dagster run {m['run_s']:.1f} s (process {m['wall_s']:.1f} s)",
-            m["run_s"] <= limit)  # fmt: skip
+        # judged on the whole process (start to end of the run), stricter than the run
+        add(name, f"process {m['wall_s']:.1f} s (Dagster run {m['run_s']:.1f} s)",
+            m["wall_s"] <= limit)  # fmt: skip
 
     run_target("day/trino", "1M-row day, Trino load: whole Dagster run <= 20 s", 20)
     run_target("day/embedded", "1M-row day, embedded default: whole Dagster run <= 8 s", 8)
@@ -120,8 +121,9 @@ def evaluate_targets(
         )
     large = _find(measurements, "day_large/trino")
     if large:
-        add("10M-row day, Trino load: run <= 3 min", f"Dagster run {large['run_s']:.0f} s",
-            large["run_s"] <= 180)  # fmt: skip
+        add("10M-row day, Trino load: run <= 3 min",
+            f"process {large['wall_s']:.0f} s (Dagster run {large['run_s']:.0f} s)",
+            large["wall_s"] <= 180)  # fmt: skip
         cli = _find(measurements, "day_large/trino_cli")
         cli_note = (
             f"; started as `aps-etl run` starts it (execute_in_process): "

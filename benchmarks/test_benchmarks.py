@@ -59,9 +59,15 @@ def _ours(bench: Bench, role: str, case: str, benchmark: Any) -> harness.Measure
     )
     bench.measurements.append(measurement)
 
+    # One lake root and Trino schema prefix for all rounds of the case: the untimed
+    # warm-up creates the lake tables, as a job's first run ever does, and each timed
+    # round is a later day's run (its lake files removed after it, see cleanup_our_round).
+    run_tag = harness.new_run_tag()
+    rounds = bench.scale.rounds[role]
+
     def setup():
         harness.clear_target(dataset, server)
-        spec = harness.our_spec(case, dataset, server, home, harness.new_run_tag())
+        spec = harness.our_spec(case, dataset, server, home, run_tag)
         return (spec,), {}
 
     def run(spec: dict[str, Any]) -> None:
@@ -74,25 +80,25 @@ def _ours(bench: Bench, role: str, case: str, benchmark: Any) -> harness.Measure
             measurement.error = str(exc)
 
     def teardown(spec: dict[str, Any]) -> None:
-        harness.cleanup_our_round(case, spec, stack)
+        last = measurement.error is not None or len(measurement.rounds) >= rounds
+        harness.cleanup_our_round(case, spec, stack, last=last)
 
-    if server_name == "stack" and not bench.trino_warm:
-        # Trino's JIT compiles its operators on first use: one untimed run warms it, as a
-        # server that has been up for a while is.
-        (spec,), _ = setup()
-        try:
-            harness.run_process(
-                "benchmarks.run_case", spec, harness.WORK / "logs", f"{bench.scale.name}_warmup"
-            )
-        except harness.ChildFailed as exc:
-            measurement.error = f"warm-up run failed: {exc}"
-        finally:
-            teardown(spec)
-        bench.trino_warm = True
-    if measurement.error is None:
-        benchmark.pedantic(
-            run, setup=setup, teardown=teardown, rounds=bench.scale.rounds[role], iterations=1
+    # Untimed, first: Trino's JIT compiles its operators on first use (a server up for a
+    # while has them), and the job's lake tables get created.
+    (spec,), _ = setup()
+    try:
+        harness.run_process(
+            "benchmarks.run_case",
+            spec,
+            harness.WORK / "logs",
+            f"{bench.scale.name}_{_id((role, 'ours', case))}_warmup",
         )
+    except harness.ChildFailed as exc:
+        measurement.error = f"warm-up run failed: {exc}"
+    finally:
+        harness.cleanup_our_round(case, spec, stack, last=measurement.error is not None)
+    if measurement.error is None:
+        benchmark.pedantic(run, setup=setup, teardown=teardown, rounds=rounds, iterations=1)
     else:
         benchmark.extra_info["error"] = measurement.error[:500]
     return measurement

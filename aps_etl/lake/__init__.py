@@ -2,7 +2,7 @@
 
 from aps_etl.calendar import PartitionKeyError, parse_partition_key
 from aps_etl.lake.atomic import ImmutablePartitionError
-from aps_etl.lake.io_manager import REUSED, LakeIOManager, ReusedPartition
+from aps_etl.lake.io_manager import REUSED, LakeIOManager, ReusedPartition, WrittenPartition
 from aps_etl.lake.layout import LakeTable
 from aps_etl.lake.storage import LakeResource
 
@@ -14,5 +14,6 @@ __all__ = [
     "LakeTable",
     "PartitionKeyError",
     "ReusedPartition",
+    "WrittenPartition",
     "parse_partition_key",
 ]

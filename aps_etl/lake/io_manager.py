@@ -41,6 +41,15 @@ class ReusedPartition:
 REUSED = ReusedPartition()
 
 
+class WrittenPartition:
+    """Returned by an asset that wrote its partition itself (write_parquet, e.g. from a
+    worker thread, so that the frame is freed as soon as it is written): the IO manager
+    records the file without writing."""
+
+    def __init__(self, file: WrittenFile, schema: pl.Schema) -> None:
+        self.file, self.schema = file, schema
+
+
 def lake_table_of(context: dg.InputContext | dg.OutputContext) -> LakeTable:
     if isinstance(context, dg.InputContext):
         upstream = context.upstream_output
@@ -101,6 +110,9 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
                 written.append(self._existing(table, key))
                 reused.append(key)
                 continue
+            if isinstance(part, WrittenPartition):
+                written.append(part.file)
+                continue
             if not isinstance(part, pl.LazyFrame | pl.DataFrame):
                 raise TypeError(
                     f"{context.asset_key.to_user_string()} returned {type(part).__name__}; "
@@ -113,13 +125,17 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
             context.log.info(
                 f"reusing existing write-once partition(s) of {table.table}: {', '.join(reused)}"
             )
-        frames = [p for p in parts.values() if not isinstance(p, ReusedPartition)]
+        frames = [
+            p.schema if isinstance(p, WrittenPartition) else p
+            for p in parts.values()
+            if not isinstance(p, ReusedPartition)
+        ]
         context.add_output_metadata(
             self._metadata(frames[0] if frames else None, written, reused=len(reused) == len(parts))
         )
 
     def _slice(self, frame: Any, table: LakeTable, key: str, n_keys: int) -> Any:
-        if n_keys == 1 or isinstance(frame, ReusedPartition):
+        if n_keys == 1 or isinstance(frame, ReusedPartition | WrittenPartition):
             return frame
         if not table.partition_column:
             raise ValueError(
@@ -150,11 +166,13 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
         }
         if len(written) > 1:
             metadata["parquet_paths"] = dg.MetadataValue.json([w.uri for w in written])
+        schema = obj if isinstance(obj, pl.Schema) else None
         if isinstance(obj, pl.LazyFrame | pl.DataFrame):
+            schema = obj.collect_schema()
+        if schema is not None:
             metadata["dagster/column_schema"] = dg.TableSchema(
                 columns=[
-                    dg.TableColumn(name=name, type=str(dtype))
-                    for name, dtype in obj.collect_schema().items()
+                    dg.TableColumn(name=name, type=str(dtype)) for name, dtype in schema.items()
                 ]
             )
         return metadata

@@ -97,6 +97,13 @@ class PostgresConnection(dg.ConfigurableResource):
 class SourceDatabase(PostgresConnection):
     """The MES source."""
 
+    parallel_extracts: int = Field(
+        default=3,
+        description="extracts of a job run at once (each its own connection): the source "
+        "answers one query while the lake takes the previous one's Parquet. Each holds one "
+        "extracted table in memory until it is written",
+    )
+
     def extract(
         self,
         spec: ExtractSpec,

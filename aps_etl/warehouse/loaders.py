@@ -63,6 +63,11 @@ class TargetLoader(dg.ConfigurableResource):
         description="parallel JDBC writers of each Trino INSERT (task_min_writer_count); "
         "2 fills a 1M-row stage in ~2.3 s instead of ~3.3 s with Trino's default 1",
     )
+    parallel_loads: int = Field(
+        default=4,
+        description="tables of a run loaded at once: a load mostly waits on Trino and "
+        "PostgreSQL statements, so waits overlap instead of adding up",
+    )
 
     @property
     def kind(self) -> str:

@@ -13,7 +13,6 @@ from aps_etl.domains.aps_balance.schema import APS_BALANCE_MONITOR, APS_INPUT_BA
 from aps_etl.domains.aps_input.assets import JOB as EXTRACT_JOB
 from aps_etl.factories import (
     backfill_policy,
-    build_load_asset,
     build_transform_asset,
     extract_key,
     one_or_many,
@@ -106,6 +105,5 @@ balance_correction = build_transform_asset(
     "Each member's share of its group's capacity vs its share of the group's output.",
 )
 
-load_assets = [build_load_asset(table, JOB, DAILY, gate="aps_daily") for table in OUTPUTS]
 
-assets = [aps_balance_monitor, balance_correction, *load_assets]
+assets = [aps_balance_monitor, balance_correction]

@@ -9,8 +9,7 @@ from aps_etl.domains.aps_input.schema import (
     APS_INPUT_WIP,
 )
 from aps_etl.factories import (
-    build_extract_asset,
-    build_load_asset,
+    build_extract_assets,
     build_transform_asset,
     extract_key,
 )
@@ -25,7 +24,7 @@ def _inputs(*names: str) -> dict:
     return {name: extract_key(JOB, name) for name in names}
 
 
-extract_assets = [build_extract_asset(spec, JOB, DAILY) for spec in APS_INPUT_SOURCES]
+extract_assets = build_extract_assets(APS_INPUT_SOURCES, JOB, DAILY)
 
 transform_assets = [
     build_transform_asset(
@@ -54,6 +53,5 @@ transform_assets = [
     ),
 ]
 
-load_assets = [build_load_asset(table, JOB, DAILY, gate="aps_daily") for table in OUTPUTS]
 
-assets = [*extract_assets, *transform_assets, *load_assets]
+assets = [extract_assets, *transform_assets]

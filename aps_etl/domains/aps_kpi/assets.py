@@ -19,7 +19,6 @@ from aps_etl.domains.aps_kpi.schema import (
 from aps_etl.domains.aps_plan.assets import JOB as PLAN_JOB
 from aps_etl.factories import (
     backfill_policy,
-    build_load_asset,
     extract_key,
     extract_table,
     one_or_many,
@@ -137,6 +136,4 @@ def _kpis_of_day(
     return frames, run_id
 
 
-load_assets = [build_load_asset(table, JOB, DAILY, gate="aps_daily") for table in OUTPUTS]
-
-assets = [aps_kpi, *load_assets]
+assets = [aps_kpi]

@@ -8,8 +8,7 @@ import polars as pl
 from aps_etl.domains.aps_plan import logic
 from aps_etl.domains.aps_plan.schema import APS_PLAN_DIFF, APS_PLAN_EQUIPMENT, APS_PLAN_PRODUCTION
 from aps_etl.factories import (
-    build_extract_asset,
-    build_load_asset,
+    build_extract_assets,
     extract_key,
     extract_table,
     transform_key,
@@ -25,9 +24,7 @@ from aps_etl.validation import check_specs, checked
 JOB = "aps_plan"
 OUTPUTS = (APS_PLAN_PRODUCTION, APS_PLAN_EQUIPMENT, APS_PLAN_DIFF)
 
-extract_assets = [
-    build_extract_asset(spec, JOB, PLAN_RUNS, partition_name="run_id") for spec in APS_PLAN_SOURCES
-]
+extract_assets = build_extract_assets(APS_PLAN_SOURCES, JOB, PLAN_RUNS, partition_name="run_id")
 
 
 def _snapshot_asset(output, source_name: str, logic_fn) -> dg.AssetsDefinition:
@@ -121,8 +118,5 @@ transform_assets = [
     aps_plan_diff,
 ]
 
-load_assets = [
-    build_load_asset(table, JOB, PLAN_RUNS, gate="aps_plan_snapshot") for table in OUTPUTS
-]
 
-assets = [*extract_assets, *transform_assets, *load_assets]
+assets = [extract_assets, *transform_assets]
