@@ -5,6 +5,8 @@ versions (rows deleted and inserted), each atomic, each leaving exactly the new 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import adbc_driver_postgresql.dbapi as adbc
@@ -130,3 +132,21 @@ def test_partition_table_names_are_unique_per_key_and_short_enough() -> None:
     assert len(names) == 3
     long_key = "APS-" + "9" * 80
     assert len(target.partition_table_name(table, long_key)) <= 63
+
+
+def test_concurrent_first_loads_into_a_fresh_database(tmp_path) -> None:
+    """The loads of a run go side by side: on a database that has none of the schemas and
+    tables yet, six first loads at once all succeed (IF NOT EXISTS alone races)."""
+    fresh = start_embedded_postgres(tmp_path / "postgres").uri(TARGET_DB)
+    tables = [Table(f"fresh_{i}") for i in range(6)]
+    together = threading.Barrier(len(tables))
+
+    def first_load(table: Table) -> int:
+        together.wait()
+        return load(fresh, table, DAY1, {"a": 1, "b": 2})
+
+    with ThreadPoolExecutor(max_workers=len(tables)) as pool:
+        assert list(pool.map(first_load, tables)) == [2] * len(tables)
+    for table in tables:
+        assert content(fresh, table) == [(DAY1, "a", 1), (DAY1, "b", 2)]
+    assert stages_left(fresh) == 0

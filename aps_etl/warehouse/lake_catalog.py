@@ -62,16 +62,26 @@ class TrinoLake:
             f"external_location = {_literal(job_uri)}, partitioned_by = ARRAY[{_literal(dim)}])"
         )
         try:
-            self.trino.execute(create_table)
+            self._if_absent(create_table)
         except TrinoError as exc:
             if exc.error_name != "NOT_FOUND":  # the schema is missing: create it, retry
                 raise
             catalog = _q(self.trino.lake_catalog)
-            self.trino.execute(
+            self._if_absent(
                 f"CREATE SCHEMA IF NOT EXISTS {catalog}.{_q(self.schema_name(lake_table))} "
                 f"WITH (location = {_literal(job_uri)})"
             )
-            self.trino.execute(create_table)
+            self._if_absent(create_table)
+
+    def _if_absent(self, create: str) -> None:
+        """A CREATE ... IF NOT EXISTS that tolerates losing a race: the loads of a job run
+        side by side, and two that find its new schema missing both create it (the file
+        metastore answers the slower one ALREADY_EXISTS despite IF NOT EXISTS)."""
+        try:
+            self.trino.execute(create)
+        except TrinoError as exc:
+            if exc.error_name != "ALREADY_EXISTS":
+                raise
 
     def ensure_partition(self, table: Any, lake_table: LakeTable, key: str) -> str:
         """Registers the partition if needed; returns the FROM clause that selects it."""

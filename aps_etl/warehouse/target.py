@@ -131,6 +131,10 @@ def ensure_target(connection: Any, table: TableDecl) -> bool:
     written. Returns whether the target is partitioned (a plain one made by an earlier
     version keeps the row swap)."""
     with connection.cursor() as cursor:
+        # One at a time: the loads of a run go side by side, and PostgreSQL's IF NOT EXISTS
+        # is not safe against a concurrent create (a unique violation in the catalog).
+        cursor.execute("select pg_advisory_xact_lock(hashtext('aps_etl.ensure_target'))")
+        cursor.fetchall()
         cursor.execute(f"create schema if not exists {ident(STAGE_SCHEMA)}")
         cursor.execute(f"create schema if not exists {ident(PARTITION_SCHEMA)}")
         cursor.execute(create_table_sql(table))
