@@ -50,11 +50,21 @@ def _exact_mean(end: str, start: str, us_per_unit: float) -> pl.Expr:
     return us.sum() / (pl.len() * us_per_unit)
 
 
-def _lot_event(*cols: str, last: bool = True) -> pl.Expr:
-    """In a group_by("lot_id"): the lot's last (or first) event's `cols` as struct `_event`.
-    One sort per lot by the contract's (event_ts, event_id), never the input's row order."""
-    ordered = pl.struct(*cols).sort_by(_ORDER)
-    return (ordered.last() if last else ordered.first()).alias("_event")
+def _lot_event(events: pl.LazyFrame, *, last: bool = True) -> pl.LazyFrame:
+    """Each lot's last (or first) row of `events` by the contract's (event_ts, event_id),
+    never the input's row order: the lot's latest (earliest) event_ts, then among its rows
+    at that instant the highest (lowest) event_id, the table's primary key. Two joins on
+    per-lot extremes, not a per-lot sort: at 10M source rows ~1 s and ~0.5 GB instead of
+    ~7 s and ~1.4 GB (benchmarks/)."""
+    pick = pl.max if last else pl.min
+    at_ts = events.join(
+        events.group_by("lot_id").agg(pick("event_ts").alias("_ts")), on="lot_id"
+    ).filter(pl.col("event_ts") == pl.col("_ts"))
+    return (
+        at_ts.join(at_ts.group_by("lot_id").agg(pick("event_id").alias("_id")), on="lot_id")
+        .filter(pl.col("event_id") == pl.col("_id"))
+        .drop("_ts", "_id")
+    )
 
 
 def _finish(lf: pl.LazyFrame, table: OutputTable, day: date) -> pl.LazyFrame:
@@ -80,12 +90,9 @@ def lot_state_at_end_of_day(lot_history: Frame, day: date) -> pl.LazyFrame:
     """
     _, end = _window(day)
     cols = ["product_id", "step_seq", "step_id", "lot_status", "qty", "event_ts"]
+    before_end = lot_history.lazy().filter(pl.col("event_ts") < end)
     return (
-        lot_history.lazy()
-        .filter(pl.col("event_ts") < end)
-        .group_by("lot_id")
-        .agg(_lot_event(*cols))
-        .unnest("_event")
+        _lot_event(before_end.select("lot_id", "event_id", *cols))
         .with_columns(pl.col("step_seq", "qty").cast(pl.Int64))
         .select("lot_id", *cols)
         .sort("lot_id")
@@ -174,17 +181,16 @@ def aps_input_lead_time(lot_history: Frame, day: date) -> pl.LazyFrame:
     """Lots completing in W(D), not abnormal for D: count, qty and CREATE->COMPLETE hours."""
     start, end = _window(day)
     history = lot_history.lazy()
-    completes = (
-        history.filter((pl.col("event_type") == "COMPLETE") & (pl.col("event_ts") < end))
-        # COMPLETE is terminal, so a second one is impossible by contract; should one appear, a
-        # lot completes once, at its first COMPLETE. Taking the first over all time (not over
-        # W(D)) keeps the answer the same on the day's extract, which leaves out lots already
-        # terminal before W(D).
-        .group_by("lot_id")
-        .agg(_lot_event("product_id", "event_ts", "qty", last=False))
-        .unnest("_event")
-        .filter(pl.col("event_ts") >= start)
-    )
+    # COMPLETE is terminal, so a second one is impossible by contract; should one appear, a
+    # lot completes once, at its first COMPLETE. Taking the first over all time (not over
+    # W(D)) keeps the answer the same on the day's extract, which leaves out lots already
+    # terminal before W(D).
+    completes = _lot_event(
+        history.filter((pl.col("event_type") == "COMPLETE") & (pl.col("event_ts") < end)).select(
+            "lot_id", "event_id", "product_id", "event_ts", "qty"
+        ),
+        last=False,
+    ).filter(pl.col("event_ts") >= start)
     # exactly one CREATE per lot by contract; the earliest wins should there be more
     creates = (
         history.filter(pl.col("event_type") == "CREATE")
