@@ -49,34 +49,25 @@ class _Pooled:
         self._engine.dispose()  # the kept connection closes with the instance
 
     @classmethod
-    def _kwargs(cls, inst_data: ConfigurableClassData | None, config_value: Any) -> dict[str, Any]:
-        return {
-            "inst_data": inst_data,
-            "postgres_url": pg_url_from_config(config_value),
-            "should_autocreate_tables": config_value.get("should_autocreate_tables", True),
-            "token_provider": get_token_provider_from_config(config_value),
-        }
+    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Any):
+        # dagster-postgres's own from_config_value builds its base class, not `cls`
+        storage = cls(
+            inst_data=inst_data,
+            postgres_url=pg_url_from_config(config_value),
+            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
+            token_provider=get_token_provider_from_config(config_value),
+        )
+        storage._pool()
+        return storage
 
 
 class PooledPostgresRunStorage(_Pooled, PostgresRunStorage):
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):  # type: ignore[override]
-        storage = cls(**cls._kwargs(inst_data, config_value))
-        storage._pool()
-        return storage
+    pass
 
 
 class PooledPostgresEventLogStorage(_Pooled, PostgresEventLogStorage):
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):  # type: ignore[override]
-        storage = cls(**cls._kwargs(inst_data, config_value))
-        storage._pool()
-        return storage
+    pass
 
 
 class PooledPostgresScheduleStorage(_Pooled, PostgresScheduleStorage):
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):  # type: ignore[override]
-        storage = cls(**cls._kwargs(inst_data, config_value))
-        storage._pool()
-        return storage
+    pass

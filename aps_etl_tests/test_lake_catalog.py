@@ -14,7 +14,7 @@ import pytest
 from aps_etl.domains.aps_plan.schema import APS_PLAN_DIFF, APS_PLAN_EQUIPMENT, APS_PLAN_PRODUCTION
 from aps_etl.factories import transform_table
 from aps_etl.lake.atomic import write_parquet
-from aps_etl.warehouse.lake_catalog import TrinoLake
+from aps_etl.warehouse.lake_catalog import TrinoLake, drop_lake_schemas
 from aps_etl.warehouse.trino import TrinoResource
 
 pytestmark = pytest.mark.stack
@@ -30,11 +30,7 @@ def trino(stack_settings: dict[str, str]):
         lake_schema_prefix=prefix,
     )
     yield resource
-    for (schema,) in resource.execute("SHOW SCHEMAS FROM lake"):
-        if schema.startswith(prefix):
-            for (table,) in resource.execute(f'SHOW TABLES FROM lake."{schema}"'):
-                resource.execute(f'DROP TABLE lake."{schema}"."{table}"')
-            resource.execute(f'DROP SCHEMA lake."{schema}"')
+    drop_lake_schemas(resource, prefix)
 
 
 def _empty_frame(output) -> pl.DataFrame:

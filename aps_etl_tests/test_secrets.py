@@ -41,13 +41,14 @@ import psycopg2
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import trino
 from dagster._serdes import serialize_value
 
 from aps_etl.devdata import seed_source
 from aps_etl.settings import resources_for
 from aps_etl.sources.database import SourceDatabase
 from aps_etl.stack_env import export_stack_env, postgres_uri, stack_home
+from aps_etl.warehouse.lake_catalog import drop_lake_schemas
+from aps_etl.warehouse.trino import TrinoResource
 from aps_etl_tests.pipeline_harness import run_daily, step_failures
 
 pytestmark = pytest.mark.stack
@@ -317,25 +318,12 @@ def _lake_fs(settings: Mapping[str, str]) -> Any:
 
 
 def _drop_trino_schemas(settings: Mapping[str, str], prefix: str) -> None:
-    conn = trino.dbapi.connect(
+    trino = TrinoResource(
         host=settings["APS_TRINO_HOST"],
         port=int(settings["APS_TRINO_PORT"]),
         user=settings["APS_TRINO_USER"],
     )
-    try:
-        cur = conn.cursor()
-        cur.execute("SHOW SCHEMAS FROM lake")
-        for (schema,) in cur.fetchall():
-            if not schema.startswith(prefix):
-                continue
-            cur.execute(f'SHOW TABLES FROM lake."{schema}"')
-            for (table,) in cur.fetchall():
-                cur.execute(f'DROP TABLE IF EXISTS lake."{schema}"."{table}"')
-                cur.fetchall()
-            cur.execute(f'DROP SCHEMA IF EXISTS lake."{schema}"')
-            cur.fetchall()
-    finally:
-        conn.close()
+    drop_lake_schemas(trino, prefix)
 
 
 def seeded_partition(settings: Mapping[str, str]) -> str:

@@ -449,7 +449,9 @@ def cleanup_our_round(
         return
     assert stack is not None
     import s3fs
-    import trino
+
+    from aps_etl.warehouse.lake_catalog import drop_lake_schemas
+    from aps_etl.warehouse.trino import TrinoResource
 
     settings = stack.settings
     fs = s3fs.S3FileSystem(
@@ -465,26 +467,14 @@ def cleanup_our_round(
         fs.rm(root, recursive=True)
     if not last:
         return
-    prefix = spec["environ"]["APS_TRINO_LAKE_SCHEMA_PREFIX"]
-    conn = trino.dbapi.connect(
-        host=settings["APS_TRINO_HOST"],
-        port=int(settings["APS_TRINO_PORT"]),
-        user=settings["APS_TRINO_USER"],
+    drop_lake_schemas(
+        TrinoResource(
+            host=settings["APS_TRINO_HOST"],
+            port=int(settings["APS_TRINO_PORT"]),
+            user=settings["APS_TRINO_USER"],
+        ),
+        spec["environ"]["APS_TRINO_LAKE_SCHEMA_PREFIX"],
     )
-    try:
-        cur = conn.cursor()
-        cur.execute("SHOW SCHEMAS FROM lake")
-        for (schema,) in cur.fetchall():
-            if not schema.startswith(prefix):
-                continue
-            cur.execute(f'SHOW TABLES FROM lake."{schema}"')
-            for (table,) in cur.fetchall():
-                cur.execute(f'DROP TABLE lake."{schema}"."{table}"')
-                cur.fetchall()
-            cur.execute(f'DROP SCHEMA lake."{schema}"')
-            cur.fetchall()
-    finally:
-        conn.close()
 
 
 def new_run_tag() -> str:

@@ -104,3 +104,16 @@ class TrinoLake:
             if exc.error_name != "ALREADY_EXISTS":
                 raise
         return f"{self.table_name(lake_table)} WHERE {_q(dim)} = {value}"
+
+
+def drop_lake_schemas(trino: TrinoResource, prefix: str) -> None:
+    """Drops every lake schema whose name starts with `prefix`, with its tables (the
+    metastore entries only: the Parquet stays where it is). For throwaway prefixes:
+    test runs, benchmark rounds."""
+    catalog = _q(trino.lake_catalog)
+    for (schema,) in trino.execute(f"SHOW SCHEMAS FROM {catalog}"):
+        if not schema.startswith(prefix):
+            continue
+        for (table,) in trino.execute(f"SHOW TABLES FROM {catalog}.{_q(schema)}"):
+            trino.execute(f"DROP TABLE IF EXISTS {catalog}.{_q(schema)}.{_q(table)}")
+        trino.execute(f"DROP SCHEMA IF EXISTS {catalog}.{_q(schema)}")
