@@ -22,12 +22,17 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
-from aps_etl.lake import REUSED, LakeResource, LakeTable, WrittenPartition, parse_partition_key
-from aps_etl.lake.atomic import write_parquet
+from aps_etl.lake import LakeResource, LakeTable, parse_partition_key
 from aps_etl.sources.database import SourceDatabase, SourceError
 from aps_etl.sources.drift import check_drift
-from aps_etl.sources.extraction import extract_partition
+from aps_etl.sources.extraction import (
+    POLICIES,
+    Policy,
+    SnapshotRefused,
+    snapshot_partition,
+)
 from aps_etl.sources.specs import ExtractSpec
 from aps_etl.validation import check_specs, checked
 from aps_etl.warehouse.loaders import LoadReport, TargetLoader
@@ -92,35 +97,47 @@ class _Messages:
         self.lines.append(("warning", msg))
 
 
+class ExtractConfig(dg.Config):
+    snapshots: str = Field(
+        default="refresh",
+        description="refresh: compare each partition's newest snapshot with the source's "
+        "fingerprint and take a new version when the source changed (first run: the first "
+        "snapshot). reuse: reprocess from the lake's newest snapshots, no source query.",
+    )
+
+
 def _extract_one(
     source: SourceDatabase,
     lake: LakeResource,
     spec: ExtractSpec,
     table: LakeTable,
     partition_keys: list[str],
+    policy: Policy,
+    run_id: str,
     log: _Messages,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One spec's partitions, each written to the lake here, in the worker thread: the
-    frame is freed as soon as it is written, whatever the other extracts are doing."""
+    """One spec's partitions, each snapshot written to the lake here, in the worker thread:
+    the frame is freed as soon as it is written, whatever the other extracts are doing."""
     started = time.perf_counter()
     parts: dict[str, Any] = {}
-    metadata: dict[str, Any] = {}
+    metadata: dict[str, Any] = {"extract_mode": spec.mode, "source": source.describe()}
+    actions: dict[str, str] = {}
+    lineage: dict[str, Any] = {}
     drift = None
     for key in partition_keys:
-        if lake.fs.exists(lake.uri(*table.file_parts(key))):
-            # Write-once: reprocessing regenerates from this Parquet, never re-queries
-            # (nor fails on today's source schema).
-            parts[key] = REUSED
-            continue
-        if drift is None:
+        if drift is None and policy == "refresh":
             drift = check_drift(source, spec, spec.drift_policy, log, schema=None)
             metadata.update(drift.metadata())
-        frame, about = extract_partition(source, spec, table.partition_name, key)
-        log.info(f"extracted {frame.height} rows of {spec.name} for {key}")
-        metadata.update(about)
-        written = write_parquet(lake, table.file_parts(key), frame, immutable=True)
-        parts[key] = WrittenPartition(written, frame.schema)
-        del frame
+        result = snapshot_partition(source, lake, spec, table, key, policy=policy, run_id=run_id)
+        for level, line in result.messages:
+            getattr(log, level)(line)
+        parts[key] = result.snapshot
+        actions[key] = result.action
+        lineage[key] = result.snapshot.lineage()
+    metadata["snapshot"] = dg.MetadataValue.json(
+        {key: {"action": actions[key], **lineage[key]} for key in partition_keys}
+    )
+    metadata["reused"] = all(a != "new" for a in actions.values())
     metadata["duration_s"] = round(time.perf_counter() - started, 3)
     return parts, metadata
 
@@ -155,7 +172,18 @@ def build_extract_assets(
         can_subset=True,
         retry_policy=TRANSIENT_RETRY,
     )
-    def _extract(context: dg.AssetExecutionContext, source: SourceDatabase, lake: LakeResource):
+    def _extract(
+        context: dg.AssetExecutionContext,
+        config: ExtractConfig,
+        source: SourceDatabase,
+        lake: LakeResource,
+    ):
+        if config.snapshots not in POLICIES:
+            raise dg.Failure(
+                description=f"snapshots={config.snapshots!r}: choose one of {POLICIES}",
+                allow_retries=False,
+            )
+        policy: Policy = config.snapshots  # type: ignore[assignment]
         names = [
             name for name in by_name if extract_key(job_name, name) in context.selected_asset_keys
         ]
@@ -165,7 +193,15 @@ def build_extract_assets(
             logs = {name: _Messages() for name in names}
             futures = {
                 name: pool.submit(
-                    _extract_one, source, lake, by_name[name], tables[name], keys, logs[name]
+                    _extract_one,
+                    source,
+                    lake,
+                    by_name[name],
+                    tables[name],
+                    keys,
+                    policy,
+                    context.run_id,
+                    logs[name],
                 )
                 for name in names
             }
@@ -178,18 +214,34 @@ def build_extract_assets(
                 finally:
                     for level, line in logs[name].lines:
                         getattr(context.log, level)(line)
-                if any(part is REUSED for part in parts.values()):
-                    context.log.info(f"{name}: reusing write-once partition(s) already in the lake")
                 yield dg.Output(one_or_many(parts), output_name=name, metadata=metadata)
         if failures:
             message = "\n".join(f"extract {name}: {exc}" for name, exc in failures.items())
+            refused = {n: e for n, e in failures.items() if isinstance(e, SnapshotRefused)}
+            for name, exc in refused.items():
+                context.log.error(f"extract {name}: {exc}")
             if all(isinstance(e, SourceError) and e.transient for e in failures.values()):
                 raise SourceError(message, transient=True)  # RetryPolicy retries the step
-            if all(isinstance(e, SourceError) for e in failures.values()):
-                raise dg.Failure(description=message, allow_retries=False)
-            raise next(e for e in failures.values() if not isinstance(e, SourceError))
+            if all(isinstance(e, SourceError | SnapshotRefused) for e in failures.values()):
+                raise dg.Failure(
+                    description=message,
+                    metadata={
+                        f"{name} refused": dg.MetadataValue.json(_jsonable(exc.metadata))
+                        for name, exc in refused.items()
+                    },
+                    allow_retries=False,
+                )
+            raise next(
+                e for e in failures.values() if not isinstance(e, SourceError | SnapshotRefused)
+            )
 
     return _extract
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))
 
 
 def transform_table(output: Any, job_name: str) -> LakeTable:

@@ -2,18 +2,15 @@
 
 from aps_etl.calendar import PartitionKeyError, parse_partition_key
 from aps_etl.lake.atomic import ImmutablePartitionError
-from aps_etl.lake.io_manager import REUSED, LakeIOManager, ReusedPartition, WrittenPartition
+from aps_etl.lake.io_manager import LakeIOManager
 from aps_etl.lake.layout import LakeTable
 from aps_etl.lake.storage import LakeResource
 
 __all__ = [
-    "REUSED",
     "ImmutablePartitionError",
     "LakeIOManager",
     "LakeResource",
     "LakeTable",
     "PartitionKeyError",
-    "ReusedPartition",
-    "WrittenPartition",
     "parse_partition_key",
 ]

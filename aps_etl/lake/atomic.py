@@ -35,11 +35,11 @@ class WrittenFile:
     size_bytes: int
 
 
-def _sink(frame: pl.LazyFrame | pl.DataFrame, path: Path) -> int:
+def _sink(frame: pl.LazyFrame | pl.DataFrame, path: Path, metadata: dict[str, str] | None) -> int:
     if isinstance(frame, pl.LazyFrame):
-        frame.sink_parquet(path, compression="zstd", statistics=True)
+        frame.sink_parquet(path, compression="zstd", statistics=True, metadata=metadata)
     else:
-        frame.write_parquet(path, compression="zstd", statistics=True)
+        frame.write_parquet(path, compression="zstd", statistics=True, metadata=metadata)
     return pq.read_metadata(path).num_rows
 
 
@@ -49,8 +49,10 @@ def write_parquet(
     frame: pl.LazyFrame | pl.DataFrame,
     *,
     immutable: bool,
+    metadata: dict[str, str] | None = None,
 ) -> WrittenFile:
-    """Writes `frame` at lake path `parts` atomically; refuses to replace it if immutable."""
+    """Writes `frame` at lake path `parts` atomically; refuses to replace it if immutable.
+    `metadata` goes into the Parquet footer's key-value metadata."""
     uri = lake.uri(*parts)
     fs = lake.fs
     if lake.is_s3:
@@ -58,12 +60,18 @@ def write_parquet(
             raise ImmutablePartitionError(_immutable_message(uri))
         with tempfile.TemporaryDirectory(prefix="aps-lake-") as spool:
             tmp = Path(spool) / "data.parquet"
-            rows = _sink(frame, tmp)
+            rows = _sink(frame, tmp, metadata)
             size = tmp.stat().st_size
-            # Re-check right before publishing: another run may have won the race.
-            if immutable and fs.exists(uri):
-                raise ImmutablePartitionError(_immutable_message(uri))
-            fs.put_file(str(tmp), uri)
+            if not immutable:
+                fs.put_file(str(tmp), uri)
+            else:
+                # A conditional PUT (If-None-Match: *): of two writers, exactly one wins.
+                try:
+                    fs.put_file(str(tmp), uri, mode="create")
+                except OSError as exc:
+                    if "pre-condition" not in str(exc) and "PreconditionFailed" not in str(exc):
+                        raise
+                    raise ImmutablePartitionError(_immutable_message(uri)) from None
         return WrittenFile(uri, rows, size)
 
     final = Path(uri)
@@ -72,7 +80,7 @@ def write_parquet(
         raise ImmutablePartitionError(_immutable_message(uri))
     tmp = final.parent / f".tmp-{uuid.uuid4().hex}.parquet"
     try:
-        rows = _sink(frame, tmp)
+        rows = _sink(frame, tmp, metadata)
         size = tmp.stat().st_size
         if immutable:
             try:
@@ -88,7 +96,6 @@ def write_parquet(
 
 def _immutable_message(uri: str) -> str:
     return (
-        f"refusing to overwrite immutable lake partition {uri}: extract partitions are "
-        "write-once. To extract again, supersede it explicitly "
-        "(`aps-etl lake supersede`), which keeps the old snapshot."
+        f"refusing to overwrite immutable lake file {uri}: extract snapshots are "
+        "write-once; a change in the source becomes a new snapshot version beside it."
     )

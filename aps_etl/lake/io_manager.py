@@ -4,7 +4,9 @@ Built on dagster's UPathIOManager as dagster-polars builds on it, and past its l
 - Hive-style folders (see layout.py) instead of `<asset>/<partition>.parquet`;
 - LazyFrames are streamed to Parquet, and the row count is read back from the file
   footer, so every output records `row_count` even when it was never collected;
-- write-once partitions for extracts, atomic publication for everything (atomic.py);
+- versioned write-once snapshots for extracts (snapshots.py: the extract step publishes
+  them and returns the Snapshot; readers get the newest version), atomic publication for
+  everything (atomic.py);
 - one output spanning several partitions (a single-run backfill) is written per partition,
   from a {partition key: frame} mapping or split by the table's partition column, instead
   of refused.
@@ -20,34 +22,18 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import polars as pl
-import pyarrow.parquet as pq
 from dagster import UPathIOManager
 from pydantic import PrivateAttr
 
 from aps_etl.calendar import parse_partition_key
+from aps_etl.lake import snapshots
 from aps_etl.lake.atomic import WrittenFile, write_parquet
 from aps_etl.lake.layout import LakeTable
+from aps_etl.lake.snapshots import Snapshot
 from aps_etl.lake.storage import LakeResource
 
 if TYPE_CHECKING:
     from upath import UPath
-
-
-class ReusedPartition:
-    """Returned by an asset whose write-once partition already exists in the lake: the
-    IO manager records it without writing (reprocessing regenerates from Parquet)."""
-
-
-REUSED = ReusedPartition()
-
-
-class WrittenPartition:
-    """Returned by an asset that wrote its partition itself (write_parquet, e.g. from a
-    worker thread, so that the frame is freed as soon as it is written): the IO manager
-    records the file without writing."""
-
-    def __init__(self, file: WrittenFile, schema: pl.Schema) -> None:
-        self.file, self.schema = file, schema
 
 
 def lake_table_of(context: dg.InputContext | dg.OutputContext) -> LakeTable:
@@ -104,14 +90,13 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
             parts = {key: obj[key] for key in keys}
         else:
             parts = {key: self._slice(obj, table, key, len(keys)) for key in keys}
-        written, reused = [], []
+        written: list[WrittenFile] = []
+        schemas: list[Any] = []
+        kept: list[Snapshot] = []
         for key, part in parts.items():
-            if isinstance(part, ReusedPartition):
-                written.append(self._existing(table, key))
-                reused.append(key)
-                continue
-            if isinstance(part, WrittenPartition):
-                written.append(part.file)
+            if isinstance(part, Snapshot):  # published by the extract step itself
+                written.append(WrittenFile(part.uri, part.rows, part.size_bytes))
+                kept.append(part)
                 continue
             if not isinstance(part, pl.LazyFrame | pl.DataFrame):
                 raise TypeError(
@@ -121,21 +106,16 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
             written.append(
                 write_parquet(self.lake, table.file_parts(key), part, immutable=table.immutable)
             )
-        if reused:
-            context.log.info(
-                f"reusing existing write-once partition(s) of {table.table}: {', '.join(reused)}"
+            schemas.append(part)
+        metadata = self._metadata(schemas[0] if schemas else None, written)
+        if kept:
+            metadata["snapshot_versions"] = dg.MetadataValue.json(
+                {s.partition: s.version for s in kept}
             )
-        frames = [
-            p.schema if isinstance(p, WrittenPartition) else p
-            for p in parts.values()
-            if not isinstance(p, ReusedPartition)
-        ]
-        context.add_output_metadata(
-            self._metadata(frames[0] if frames else None, written, reused=len(reused) == len(parts))
-        )
+        context.add_output_metadata(metadata)
 
     def _slice(self, frame: Any, table: LakeTable, key: str, n_keys: int) -> Any:
-        if n_keys == 1 or isinstance(frame, ReusedPartition | WrittenPartition):
+        if n_keys == 1 or isinstance(frame, Snapshot):
             return frame
         if not table.partition_column:
             raise ValueError(
@@ -145,24 +125,13 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
         value: Any = parse_partition_key(key) if table.partition_name == "date" else key
         return frame.filter(pl.col(table.partition_column) == value)
 
-    def _existing(self, table: LakeTable, key: str) -> WrittenFile:
-        uri = self.lake.uri(*table.file_parts(key))
-        if not self.lake.fs.exists(uri):
-            raise FileNotFoundError(f"asset reported reuse of {uri}, which does not exist")
-        with self.lake.fs.open(uri, "rb") as handle:
-            meta = pq.read_metadata(handle)
-        return WrittenFile(uri, meta.num_rows, self.lake.fs.size(uri))
-
-    def _metadata(
-        self, obj: Any, written: list[WrittenFile], *, reused: bool
-    ) -> dict[str, dg.MetadataValue]:
+    def _metadata(self, obj: Any, written: list[WrittenFile]) -> dict[str, Any]:
         rows = sum(w.rows for w in written)
         metadata: dict[str, Any] = {
             "row_count": dg.MetadataValue.int(rows),
             "dagster/row_count": dg.MetadataValue.int(rows),
             "parquet_path": dg.MetadataValue.path(written[0].uri),
             "size_bytes": dg.MetadataValue.int(sum(w.size_bytes for w in written)),
-            "reused": dg.MetadataValue.bool(reused),
         }
         if len(written) > 1:
             metadata["parquet_paths"] = dg.MetadataValue.json([w.uri for w in written])
@@ -184,7 +153,7 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
         keys = context.asset_partition_keys if context.has_asset_partitions else []
         if not keys:
             raise ValueError(f"input {context.asset_key.to_user_string()} has no partition")
-        uris = [self.lake.uri(*table.file_parts(key)) for key in keys]
+        uris = [self.partition_uri(table, key) for key in keys]
         missing = [uri for uri in uris if not self.lake.fs.exists(uri)]
         if missing:
             raise FileNotFoundError(
@@ -194,6 +163,14 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
         if len(keys) == 1:
             return self._scan(uris, context)
         return {key: self._scan([uri], context) for key, uri in zip(keys, uris, strict=True)}
+
+    def partition_uri(self, table: LakeTable, key: str) -> str:
+        """Where a partition is read from: an extract's newest snapshot version."""
+        if table.immutable:
+            newest = snapshots.newest_uri(self.lake, table, key)
+            if newest is not None:
+                return newest
+        return self.lake.uri(*table.file_parts(key))
 
     def _scan(self, uris: list[str], context: dg.InputContext) -> pl.LazyFrame:
         del context

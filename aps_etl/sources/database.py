@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -113,25 +113,55 @@ class SourceDatabase(PostgresConnection):
         key: str | None = None,
     ) -> pl.DataFrame:
         """Rows of `spec` for the window [start, end) or the key, typed exactly as declared."""
-        sql = spec.select_sql(start, end, key=key)
+        with self.consistent_reads(spec) as read:
+            return read.rows(spec.select_sql(start, end, key=key))
+
+    @contextmanager
+    def consistent_reads(self, spec: ExtractSpec) -> Iterator[ConsistentReads]:
+        """Queries about one spec that all see the same state of the source: one
+        REPEATABLE READ, read-only transaction (a fingerprint and the rows it describes
+        agree even while the MES writes), in UTC (timestamps render alike everywhere)."""
+        with self.connect() as connection, connection.cursor() as cursor:  # type: ignore[attr-defined]
+            try:
+                cursor.execute("set transaction isolation level repeatable read, read only")
+                cursor.execute("set local timezone = 'UTC'")
+            except Exception as exc:
+                raise _source_error(spec, self, exc) from None
+            try:
+                yield ConsistentReads(cursor, spec, self)
+            finally:
+                with suppress(Exception):  # a lost connection has nothing to roll back
+                    connection.rollback()  # type: ignore[attr-defined]
+
+
+class ConsistentReads:
+    """The queries of one `consistent_reads` transaction."""
+
+    def __init__(self, cursor: object, spec: ExtractSpec, db: SourceDatabase) -> None:
+        self._cursor, self._spec, self._db = cursor, spec, db
+
+    def arrow(self, sql: str) -> pa.Table:
         try:
-            table = self.fetch_arrow(sql)
-        except SourceError:
-            raise
+            self._cursor.execute(sql)  # type: ignore[attr-defined]
+            return self._cursor.fetch_arrow_table()  # type: ignore[attr-defined]
         except Exception as exc:
-            message = str(exc)
-            # Lost connections and server shutdowns are transient; SQL errors are not.
-            transient = any(
-                marker in message
-                for marker in (
-                    "IO:",
-                    "server closed",
-                    "terminating connection",
-                    "Connection refused",
-                )
-            )
-            raise SourceError(_explain(spec, self, message), transient=transient) from None
-        return pl.from_arrow(table).cast(spec.columns)  # type: ignore[return-value]
+            raise _source_error(self._spec, self._db, exc) from None
+
+    def rows(self, sql: str) -> pl.DataFrame:
+        """The spec's rows from `sql`, typed exactly as declared."""
+        return pl.from_arrow(self.arrow(sql)).cast(self._spec.columns)  # type: ignore[return-value]
+
+
+def _source_error(spec: ExtractSpec, db: PostgresConnection, exc: Exception) -> SourceError:
+    if isinstance(exc, SourceError):
+        return exc
+    message = str(exc)
+    # Lost connections and server shutdowns are transient; SQL errors are not.
+    transient = any(
+        marker in message
+        for marker in ("IO:", "server closed", "terminating connection", "Connection refused")
+    )
+    return SourceError(_explain(spec, db, message), transient=transient)
 
 
 def _explain(spec: ExtractSpec, db: PostgresConnection, message: str) -> str:

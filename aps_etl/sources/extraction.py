@@ -1,46 +1,294 @@
-"""One extract of one partition, shared by the extract assets and by the assets that must
-make sure a write-once snapshot exists (the plan in force, a previous plan run)."""
+"""Snapshots of one (source table, partition): taken, checked, refreshed when the source
+changed, and shared by the extract assets, the sensor, `aps-etl reconcile` and the assets
+that must make sure a snapshot exists (the plan in force, a previous plan run).
+
+How a partition is snapshotted (`snapshot_partition`):
+
+1. No snapshot yet: a full extract, its source fingerprint taken in the same transaction.
+2. A snapshot exists and the policy is `refresh`: the source's fingerprint now is compared
+   with the snapshot's. Equal: the snapshot is current and reused. Different: a new
+   version is taken, incrementally where the spec allows (the rows changed since the
+   previous snapshot's watermark, merged into it by primary key; kept only when the
+   result's fingerprint equals the source's, else a full re-extract: deletes, rows moved
+   to another day, updated_at going backwards or set in the future all end there).
+   A plan run (`key` mode) never gets a second version: it is immutable by contract, and a
+   change is an error (PlanRunChanged) for the run's failure alert.
+3. Policy `reuse` (reprocess from Parquet): the newest snapshot, no source query at all.
+
+Every new snapshot is checked before it is published: its rows against the source's count
+and fingerprint, the spec's declared rules (rules.py), and the completeness guard (0 rows,
+or fewer than `min_fraction` of the median of the table's earlier days). A failed check
+publishes nothing: the previous snapshot, if any, stays the newest.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import datetime as dt
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import polars as pl
 
 from aps_etl.calendar import business_day_window, parse_partition_key
-from aps_etl.lake.atomic import ImmutablePartitionError, write_parquet
+from aps_etl.lake import snapshots
 from aps_etl.lake.layout import LakeTable
+from aps_etl.lake.snapshots import Snapshot, SnapshotConflict
 from aps_etl.lake.storage import LakeResource
-from aps_etl.sources.database import SourceDatabase
+from aps_etl.sources import rules
+from aps_etl.sources.database import ConsistentReads, SourceDatabase, SourceError
+from aps_etl.sources.fingerprint import Fingerprint, fingerprint_sql, frame_fingerprint, from_row
 from aps_etl.sources.specs import ExtractSpec
 
+Policy = Literal["refresh", "reuse"]
+POLICIES: tuple[Policy, ...] = ("refresh", "reuse")
+# Earlier business days whose snapshots give the completeness guard its median.
+GUARD_HISTORY_DAYS = 7
 
-def extract_partition(
-    source: SourceDatabase, spec: ExtractSpec, partition_name: str, key: str
-) -> tuple[pl.DataFrame, dict[str, str]]:
-    """The spec's rows for a partition (a business day, or a key such as a run_id), and
-    metadata saying where they came from (no credentials)."""
-    metadata = {"source": source.describe(), "extract_mode": spec.mode}
-    if partition_name == "date":
+
+class SnapshotRefused(RuntimeError):
+    """A new snapshot that must not become the partition's data; retrying will not help."""
+
+    def __init__(self, message: str, metadata: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.metadata = metadata or {}
+
+
+class IncompleteExtract(SnapshotRefused):
+    """0 rows, or far fewer than the table's earlier days: a lagging feed, not the day."""
+
+
+class SourceRulesViolated(SnapshotRefused):
+    """The source rows break the spec's declared rules (nulls, NaN, ranges)."""
+
+
+class ReconciliationError(SnapshotRefused):
+    """The extracted rows differ from what the source counted in the same transaction."""
+
+
+class PlanRunChanged(SnapshotRefused):
+    """A COMPLETED plan run's rows changed after its snapshot (immutable by contract)."""
+
+
+@dataclass
+class SnapshotResult:
+    snapshot: Snapshot
+    # reused: not checked (policy reuse); current: checked, source unchanged; new: taken now
+    action: Literal["reused", "current", "new"]
+    messages: list[tuple[str, str]] = field(default_factory=list)  # (level, text)
+
+    def note(self, level: str, text: str) -> None:
+        self.messages.append((level, text))
+
+
+def _where(spec: ExtractSpec, table: LakeTable, key: str) -> dict[str, Any]:
+    """select_sql's arguments for a partition: the business day's window, or the key."""
+    if table.partition_name == "date":
         start, end = business_day_window(parse_partition_key(key))
-        metadata["window_utc"] = f"[{start.isoformat()}, {end.isoformat()})"
-        return source.extract(spec, start, end), metadata
-    metadata[spec.partition_column or partition_name] = key
-    return source.extract(spec, key=key), metadata
+        return {"start": start, "end": end}
+    if spec.mode == "key":
+        return {"key": key}
+    return {}
+
+
+def source_fingerprint(
+    read: ConsistentReads, spec: ExtractSpec, where: dict[str, Any]
+) -> Fingerprint:
+    table = read.arrow(fingerprint_sql(spec, spec.select_sql(**where)))
+    return from_row(spec, tuple(table.to_pylist()[0].values()))
+
+
+def checked_by_refresh(spec: ExtractSpec, table: LakeTable) -> bool:
+    """Daily partitions follow the source; of a plan run's partition only its own rows
+    (`key` mode) are compared, to catch a change of an immutable plan. The full plan_run
+    table kept with a plan run grows with every later run and is not compared."""
+    return table.partition_name == "date" or spec.mode == "key"
+
+
+def snapshot_partition(
+    source: SourceDatabase,
+    lake: LakeResource,
+    spec: ExtractSpec,
+    table: LakeTable,
+    key: str,
+    *,
+    policy: Policy = "refresh",
+    run_id: str | None = None,
+) -> SnapshotResult:
+    """The partition's newest snapshot after bringing it up to date (see the module)."""
+    current = snapshots.newest(lake, table, key)
+    if current is not None and (policy == "reuse" or not checked_by_refresh(spec, table)):
+        return SnapshotResult(current, "reused")
+    where = _where(spec, table, key)
+    messages: list[tuple[str, str]] = []
+    method, base_version, delta_rows = "full", None, None
+    with source.consistent_reads(spec) as read:
+        now = source_fingerprint(read, spec, where)
+        if current is not None:
+            if current.fingerprint == now:
+                return SnapshotResult(current, "current")
+            if spec.mode == "key":
+                if current.fingerprint is None:  # taken before fingerprints: cannot compare
+                    return SnapshotResult(current, "reused")
+                raise PlanRunChanged(
+                    f"{spec.name} of plan run {key} changed in the source after its snapshot "
+                    f"(version {current.version}, {current.fingerprint.describe()}; the "
+                    f"source now has {now.describe()}). A COMPLETED plan run is immutable "
+                    "by contract: the snapshot is kept as it is; ask the APS team why the "
+                    "run changed.",
+                    {"snapshot": current.lineage(), "source_fingerprint": now.to_json()},
+                )
+            was = current.fingerprint.describe() if current.fingerprint else "no fingerprint"
+            messages.append(
+                (
+                    "info",
+                    f"{spec.name} {key}: source changed since version {current.version} "
+                    f"({was} -> {now.describe()})",
+                )
+            )
+        frame = None
+        watermark = current.fingerprint.watermark() if current and current.fingerprint else None
+        if current is not None and spec.composable and watermark is not None:
+            delta = read.rows(spec.select_sql(**where, changed_since=watermark))
+            composed = _compose(lake, current, delta, spec.primary_key[0])
+            if frame_fingerprint(spec, composed) == now:
+                frame, method = composed, "incremental"
+                base_version, delta_rows = current.version, delta.height
+            else:
+                messages.append(
+                    (
+                        "info",
+                        f"{spec.name} {key}: {delta.height} changed row(s) since "
+                        f"{watermark.isoformat()} do not explain the change (rows deleted, "
+                        "moved to another partition, or updated_at not moving forward): "
+                        "full re-extract",
+                    )
+                )
+        if frame is None:
+            frame = read.rows(spec.select_sql(**where))
+    _reconcile(spec, key, frame, now)
+    _check_rules(spec, key, frame)
+    _guard(lake, spec, table, key, frame.height, messages)
+    version = current.version + 1 if current else 1
+    try:
+        snapshot = snapshots.write(
+            lake, table, key, frame, version=version, fingerprint=now, method=method,
+            base_version=base_version, delta_rows=delta_rows, run_id=run_id,
+        )  # fmt: skip
+    except SnapshotConflict:
+        # Another run took this version meanwhile: fine if it holds what we saw.
+        winner = snapshots.newest(lake, table, key)
+        if winner is not None and winner.fingerprint == now:
+            return SnapshotResult(winner, "current", messages)
+        raise SourceError(
+            f"{spec.name} {key}: another run published snapshot version {version} of a "
+            "different source state meanwhile; retrying compares again",
+            transient=True,
+        ) from None
+    how = (
+        f"incremental: {delta_rows} changed row(s) merged into version {base_version}"
+        if method == "incremental"
+        else "full extract"
+    )
+    messages.append(
+        ("info", f"{spec.name} {key}: snapshot version {version}, {frame.height} rows ({how})")
+    )
+    return SnapshotResult(snapshot, "new", messages)
+
+
+def _compose(lake: LakeResource, previous: Snapshot, delta: pl.DataFrame, key: str) -> pl.DataFrame:
+    """The previous snapshot with the delta's rows replacing theirs by primary key (the
+    delta's are newer: it holds only rows changed after the previous watermark)."""
+    before = pl.scan_parquet(previous.uri, storage_options=lake.polars_storage_options())
+    kept = before.filter(~pl.col(key).is_in(delta[key].implode()))
+    return pl.concat([kept, delta.lazy()], how="vertical").collect()
+
+
+def _reconcile(spec: ExtractSpec, key: str, frame: pl.DataFrame, now: Fingerprint) -> None:
+    """The rows about to be published are the rows the source counted (same transaction)."""
+    if frame.height != now.rows:
+        raise ReconciliationError(
+            f"extract {spec.name} {key}: {frame.height:,} rows extracted but the source "
+            f"counted {now.rows:,} in the same transaction; nothing was published"
+        )
+    if spec.composable and frame_fingerprint(spec, frame) != now:
+        raise ReconciliationError(
+            f"extract {spec.name} {key}: the extracted rows' fingerprint differs from the "
+            "source's in the same transaction (keys or updated_at lost on the way); nothing "
+            "was published"
+        )
+
+
+def _check_rules(spec: ExtractSpec, key: str, frame: pl.DataFrame) -> None:
+    found = rules.violations(spec, frame)
+    if found:
+        raise SourceRulesViolated(
+            f"source rows of {spec.name} for {key} break its declared rules, nothing was "
+            f"published or transformed: {rules.describe(found)}",
+            {
+                "violation_counts": {v.rule: v.count for v in found},
+                "sample_rows": {v.rule: v.samples for v in found},
+            },
+        )
+
+
+def _earlier_rows(lake: LakeResource, table: LakeTable, key: str) -> list[int]:
+    day = parse_partition_key(key)
+    counts = []
+    for back in range(1, GUARD_HISTORY_DAYS + 1):
+        earlier = snapshots.newest(lake, table, (day - dt.timedelta(days=back)).isoformat())
+        if earlier is not None:
+            counts.append(earlier.rows)
+    return counts
+
+
+def _guard(
+    lake: LakeResource,
+    spec: ExtractSpec,
+    table: LakeTable,
+    key: str,
+    rows: int,
+    messages: list[tuple[str, str]],
+) -> None:
+    """0 rows, or fewer than min_fraction of the earlier days' median: `fail` refuses the
+    snapshot, `warn` takes it with a warning."""
+    problem = None
+    median = None
+    if rows == 0:
+        problem = f"extract {spec.name} for {key} has 0 rows"
+    elif table.partition_name == "date" and spec.mode != "full" and spec.min_fraction > 0:
+        earlier = _earlier_rows(lake, table, key)
+        if earlier:
+            median = statistics.median(earlier)
+            if rows < spec.min_fraction * median:
+                problem = (
+                    f"extract {spec.name} for {key} has {rows:,} rows, fewer than "
+                    f"{spec.min_fraction:.0%} of the median {median:,.0f} of its "
+                    f"{len(earlier)} earlier day(s)"
+                )
+    if problem is None:
+        return
+    if spec.guard == "warn":
+        messages.append(("warning", f"{problem}; taken anyway (guard policy: warn)"))
+        return
+    raise IncompleteExtract(
+        f"{problem}: looks incomplete (a lagging feed or replica?), so it does not become "
+        "the day's data (guard policy: fail). Nothing was published; the previous snapshot, "
+        "if any, stays in force. When the rows arrive, the source-change sensor (or "
+        "`aps-etl reconcile`) snapshots and loads them.",
+        {"rows": rows, "median_of_earlier_days": median, "min_fraction": spec.min_fraction},
+    )
 
 
 def ensure_extract(
     source: SourceDatabase, lake: LakeResource, spec: ExtractSpec, table: LakeTable, key: str
 ) -> str:
-    """The URI of the write-once extract partition, extracting it first if absent."""
-    uri = lake.uri(*table.file_parts(key))
-    if lake.fs.exists(uri):
-        return uri
+    """The URI of the partition's newest snapshot, taking the first one if there is none
+    (a plan run's snapshot is immutable: an existing one is used as it is)."""
+    existing = snapshots.newest_uri(lake, table, key)
+    if existing is not None:
+        return existing
     from aps_etl.sources.drift import check_drift  # drift imports database: keep it lazy
 
     check_drift(source, spec, spec.drift_policy, schema=None)
-    frame, _ = extract_partition(source, spec, table.partition_name, key)
-    # Another run may have written it meanwhile: write-once, so theirs is as good as ours.
-    with contextlib.suppress(ImmutablePartitionError):
-        write_parquet(lake, table.file_parts(key), frame, immutable=True)
-    return uri
+    return snapshot_partition(source, lake, spec, table, key).snapshot.uri

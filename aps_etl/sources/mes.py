@@ -13,6 +13,8 @@ PRODUCT = ExtractSpec(
     table="product",
     mode="full",
     columns={"product_id": STR, "product_name": STR, "route_id": STR, "lot_size": I32},
+    primary_key=("product_id",),
+    rules={"lot_size > 0": pl.col("lot_size") > 0},
     description="Products and their routes (master data, a full snapshot per day).",
 )
 
@@ -28,6 +30,11 @@ ROUTE_STEP = ExtractSpec(
         "eqp_group_id": STR,
         "std_cycle_min": F64,
     },
+    primary_key=("route_id", "step_seq"),
+    rules={
+        "step_seq > 0": pl.col("step_seq") > 0,
+        "std_cycle_min > 0": pl.col("std_cycle_min") > 0,
+    },
     description="Ordered process steps of each route (master data, a full snapshot per day).",
 )
 
@@ -42,6 +49,8 @@ EQUIPMENT = ExtractSpec(
         "capacity_per_hour": F64,
         "active": BOOL,
     },
+    primary_key=("equipment_id",),
+    rules={"capacity_per_hour >= 0": pl.col("capacity_per_hour") >= 0},
     description="Equipment and its parallel groups (master data, a full snapshot per day).",
 )
 
@@ -78,6 +87,17 @@ LOT_HISTORY = ExtractSpec(
     """,
     columns=_LOT_HISTORY_COLUMNS,
     nullable=frozenset({"equipment_id", "hold_reason"}),
+    primary_key=("event_id",),
+    rules={
+        "event_type known": pl.col("event_type").is_in(
+            ["CREATE", "TRACK_IN", "TRACK_OUT", "COMPLETE", "HOLD", "RELEASE", "REWORK", "SCRAP"]
+        ),
+        "lot_status known": pl.col("lot_status").is_in(
+            ["WAIT", "RUN", "HOLD", "SCRAPPED", "COMPLETED"]
+        ),
+        "qty >= 0": pl.col("qty") >= 0,
+    },
+    guard="fail",
     description="History up to the end of D of every lot alive at the start of D.",
 )
 
@@ -102,6 +122,14 @@ PROCESS_RESULT = ExtractSpec(
         "is_rework": BOOL,
         "updated_at": TS,
     },
+    primary_key=("result_id",),
+    rules={
+        "track_out_ts >= track_in_ts": pl.col("track_out_ts") >= pl.col("track_in_ts"),
+        "in_qty >= 0": pl.col("in_qty") >= 0,
+        "out_qty >= 0": pl.col("out_qty") >= 0,
+        "scrap_qty >= 0": pl.col("scrap_qty") >= 0,
+    },
+    guard="fail",
     description="Finished passes whose track-out falls in D.",
 )
 
@@ -122,21 +150,50 @@ EQUIPMENT_EVENT = ExtractSpec(
         "updated_at": TS,
     },
     nullable=frozenset({"end_ts", "reason_code"}),
+    primary_key=("event_id",),
+    rules={
+        "state known": pl.col("state").is_in(["RUN", "IDLE", "DOWN", "PM"]),
+        "end_ts > start_ts": pl.col("end_ts").is_null() | (pl.col("end_ts") > pl.col("start_ts")),
+    },
+    guard="fail",
     description="Equipment state intervals that overlap D (open ones included).",
 )
+
+_PLAN_RUN_COLUMNS = {
+    "run_id": STR,
+    "base_date": DATE,
+    "horizon_days": I32,
+    "created_at": TS,
+    "status": STR,
+}
+_PLAN_RUN_RULES = {
+    "horizon_days > 0": pl.col("horizon_days") > 0,
+    "status known": pl.col("status").is_in(["RUNNING", "COMPLETED", "FAILED"]),
+}
 
 PLAN_RUN = ExtractSpec(
     name="plan_run",
     table="plan_run",
     mode="full",
-    columns={
-        "run_id": STR,
-        "base_date": DATE,
-        "horizon_days": I32,
-        "created_at": TS,
-        "status": STR,
-    },
+    columns=_PLAN_RUN_COLUMNS,
+    primary_key=("run_id",),
+    rules=_PLAN_RUN_RULES,
     description="Every APS engine run so far (which plan is in force, which run came before).",
+)
+
+# The plan runs a business day can see: those created before its end. The plan in force for
+# D is chosen among runs created before D starts, so later runs cannot change D's numbers;
+# scoping the day's snapshot to them keeps every new plan run from making all past days'
+# snapshots stale. A run created before D ends whose status changes later (RUNNING ->
+# COMPLETED) does change D's snapshot, as it should.
+PLAN_RUN_OF_DAY = ExtractSpec(
+    name="plan_run",
+    mode="query",
+    query="select r.* from plan_run r where r.created_at < {end}",
+    columns=_PLAN_RUN_COLUMNS,
+    primary_key=("run_id",),
+    rules=_PLAN_RUN_RULES,
+    description="The APS engine runs created before the end of D (which plan is in force).",
 )
 
 # A plan run's results, taken whole as the run's immutable snapshot.
@@ -153,6 +210,8 @@ PLAN_PRODUCTION = ExtractSpec(
         "process_id": STR,
         "planned_qty": I32,
     },
+    primary_key=("run_id", "plan_date", "product_id", "step_id"),
+    rules={"planned_qty >= 0": pl.col("planned_qty") >= 0},
     description="All plan_production rows of one APS run (immutable snapshot).",
 )
 
@@ -168,6 +227,11 @@ PLAN_EQUIPMENT = ExtractSpec(
         "planned_qty": I32,
         "planned_load_min": F64,
     },
+    primary_key=("run_id", "plan_date", "equipment_id"),
+    rules={
+        "planned_qty >= 0": pl.col("planned_qty") >= 0,
+        "planned_load_min in [0, 1440]": pl.col("planned_load_min").is_between(0, 1440),
+    },
     description="All plan_equipment rows of one APS run (immutable snapshot).",
 )
 
@@ -178,6 +242,6 @@ APS_INPUT_SOURCES = (
     LOT_HISTORY,
     PROCESS_RESULT,
     EQUIPMENT_EVENT,
-    PLAN_RUN,
+    PLAN_RUN_OF_DAY,
 )
 APS_PLAN_SOURCES = (PLAN_RUN, PLAN_PRODUCTION, PLAN_EQUIPMENT)

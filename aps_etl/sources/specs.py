@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from aps_etl.sources.drift import DriftPolicy
 
 Mode = Literal["full", "incremental", "query", "key"]
+# What an extract that looks incomplete (0 rows, or far fewer than the table's earlier
+# days) does: "fail" keeps it out of the lake and fails the run; "warn" takes it anyway.
+GuardPolicy = Literal["fail", "warn"]
+WATERMARK_COLUMN = "updated_at"
 
 # PostgreSQL cast target for each declared Polars type.
 _PG_CAST: dict[type[pl.DataType], str] = {
@@ -49,6 +53,17 @@ class ExtractSpec:
     query: str | None = None
     # Columns whose values may legitimately be null (the rest are checked not null).
     nullable: frozenset[str] = field(default_factory=frozenset)
+    # The source's primary key: the identity of a row when a snapshot is composed from the
+    # previous one plus the rows changed since (newest updated_at wins).
+    primary_key: tuple[str, ...] = ()
+    # Value rules every extracted row must satisfy (the source's CHECK constraints),
+    # checked on every new snapshot before any transform reads it: name -> a Polars
+    # expression that is true on a valid row.
+    rules: dict[str, pl.Expr] = field(default_factory=dict)
+    # Completeness guard: 0 rows, or fewer than `min_fraction` of the median row count of
+    # the table's earlier days, is "incomplete" (master data: never checked by fraction).
+    guard: GuardPolicy = "warn"
+    min_fraction: float = 0.5
     description: str = ""
     # Schema drift (§6.2), checked before each extract: "fail" stops on removed or retyped
     # columns (added ones only warn: the SELECT names the declared columns); "warn" logs all.
@@ -64,6 +79,27 @@ class ExtractSpec:
             raise ValueError(
                 f"extract spec {self.name}: {self.mode} needs a declared partition_column"
             )
+        unknown = [c for c in (*self.primary_key, *self.nullable) if c not in self.columns]
+        if unknown:
+            raise ValueError(f"extract spec {self.name}: undeclared columns {unknown}")
+        if not 0 <= self.min_fraction <= 1:
+            raise ValueError(f"extract spec {self.name}: min_fraction must lie in [0, 1]")
+
+    @property
+    def watermark_column(self) -> str | None:
+        """The column that says when a row last changed (the incremental watermark)."""
+        return WATERMARK_COLUMN if WATERMARK_COLUMN in self.columns else None
+
+    @property
+    def composable(self) -> bool:
+        """Whether a new snapshot may be composed from the previous one plus the rows
+        changed since: it needs `updated_at` and a single integer primary key, whose
+        fingerprint is computed the same way in PostgreSQL and in Polars."""
+        return (
+            self.watermark_column is not None
+            and len(self.primary_key) == 1
+            and self.columns[self.primary_key[0]] in (pl.Int64, pl.Int32)
+        )
 
     @property
     def source_table(self) -> str:
@@ -78,8 +114,30 @@ class ExtractSpec:
         end: dt.datetime | None = None,
         *,
         key: str | None = None,
+        changed_since: dt.datetime | None = None,
     ) -> str:
-        """The extract query for the window [start, end) in UTC, or for a partition key."""
+        """The extract query for the window [start, end) in UTC, or for a partition key;
+        with `changed_since`, only its rows whose updated_at is later (a delta)."""
+        sql = self._select_sql(start, end, key=key)
+        if changed_since is None:
+            return sql
+        if self.watermark_column is None:
+            raise ValueError(f"extract spec {self.name} has no {WATERMARK_COLUMN} column")
+        column = exp.column(self.watermark_column, quoted=True)
+        return (
+            exp.select("*")
+            .from_(sqlglot.parse_one(sql, dialect="postgres").subquery("delta"))
+            .where(column > sqlglot.parse_one(_timestamptz(changed_since), dialect="postgres"))
+            .sql(dialect="postgres")
+        )
+
+    def _select_sql(
+        self,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        *,
+        key: str | None = None,
+    ) -> str:
         projections = [
             exp.Cast(
                 this=exp.column(name, table="src", quoted=True),

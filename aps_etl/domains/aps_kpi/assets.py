@@ -25,7 +25,7 @@ from aps_etl.factories import (
     transform_key,
     transform_table,
 )
-from aps_etl.lake import LakeResource
+from aps_etl.lake import LakeResource, LakeTable, snapshots
 from aps_etl.lake.duckdb_views import attach_lake, create_empty_view, create_view
 from aps_etl.partitions import DAILY
 from aps_etl.sources.database import SourceDatabase
@@ -36,7 +36,7 @@ from aps_etl.sources.mes import (
     LOT_HISTORY,
     PLAN_EQUIPMENT,
     PLAN_PRODUCTION,
-    PLAN_RUN,
+    PLAN_RUN_OF_DAY,
     PROCESS_RESULT,
     PRODUCT,
     ROUTE_STEP,
@@ -63,7 +63,7 @@ PLANS = (PLAN_PRODUCTION, PLAN_EQUIPMENT)
         for table in OUTPUTS
         for spec in check_specs(table, transform_key(JOB, table.name), DAILY)
     ],
-    deps=[extract_key(EXTRACT_JOB, spec.name) for spec in (*ACTUALS, PLAN_RUN)],
+    deps=[extract_key(EXTRACT_JOB, spec.name) for spec in (*ACTUALS, PLAN_RUN_OF_DAY)],
     partitions_def=DAILY,
     backfill_policy=backfill_policy(DAILY),
     group_name=JOB,
@@ -108,14 +108,24 @@ def aps_kpi(
     yield from checks
 
 
+def _newest(lake: LakeResource, table: LakeTable, key: str) -> str:
+    uri = snapshots.newest_uri(lake, table, key)
+    if uri is None:
+        raise FileNotFoundError(
+            f"no snapshot of extract {table.table} for {key} in the lake: materialize "
+            f"{'/'.join(('extract', table.job_name, table.table))} for {key} first"
+        )
+    return uri
+
+
 def _kpis_of_day(
     con: Any, lake: LakeResource, source: SourceDatabase, key: str
 ) -> tuple[dict[str, pl.DataFrame], str | None]:
     """The three KPI tables of one day, joined in DuckDB over the lake's Parquet."""
     day = parse_partition_key(key)
     uri = {
-        spec.name: lake.uri(*extract_table(spec, EXTRACT_JOB).file_parts(key))
-        for spec in (*ACTUALS, PLAN_RUN)
+        spec.name: _newest(lake, extract_table(spec, EXTRACT_JOB), key)
+        for spec in (*ACTUALS, PLAN_RUN_OF_DAY)
     }
     plan_run = pl.read_parquet(uri["plan_run"], storage_options=lake.polars_storage_options())
     run_id = logic.plan_in_force(plan_run, day)
