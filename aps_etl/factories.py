@@ -367,7 +367,12 @@ def build_load_assets(
 
         def load_table(key: dg.AssetKey) -> list[LoadReport]:
             output, lake_table = tables[key]
-            return [loader.load(output, lake_table, partition) for partition in partitions]
+            return [
+                loader.load(
+                    output, lake_table, partition, job=context.job_name, run_id=context.run_id
+                )
+                for partition in partitions
+            ]
 
         failures: dict[dg.AssetKey, BaseException] = {}
         with ThreadPoolExecutor(max_workers=max(1, loader.parallel_loads)) as pool:
@@ -396,6 +401,15 @@ def build_load_assets(
 
 def _load_metadata(reports: list[LoadReport]) -> dict[str, Any]:
     metadata = reports[0].metadata()
+    if len(reports) > 1:
+        metadata["snapshot_versions"] = dg.MetadataValue.json(
+            {
+                r.partition: {
+                    name: info.get("version") for name, info in (r.snapshots or {}).items()
+                }
+                for r in reports
+            }
+        )
     rows = sum(r.rows for r in reports)
     metadata.update(
         {

@@ -26,6 +26,7 @@ from dagster import UPathIOManager
 from pydantic import PrivateAttr
 
 from aps_etl.calendar import parse_partition_key
+from aps_etl.lake import lineage as lineages
 from aps_etl.lake import snapshots
 from aps_etl.lake.atomic import WrittenFile, write_parquet
 from aps_etl.lake.layout import LakeTable
@@ -50,6 +51,9 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
 
     lake: LakeResource
     _base_path = PrivateAttr()
+    # {step key: {partition: lineage}} of what each step's inputs were read from: the
+    # step's outputs carry it in their footers (lineage.py).
+    _reads: dict[str, dict[str, lineages.Lineage]] = PrivateAttr(default_factory=dict)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._base_path = self.lake.upath()
@@ -93,6 +97,10 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
         written: list[WrittenFile] = []
         schemas: list[Any] = []
         kept: list[Snapshot] = []
+        given = (context.output_metadata or {}).get(lineages.OUTPUT_METADATA_KEY)
+        given = getattr(given, "value", given) or {}
+        read = self._reads.get(context.step_key, {})
+        lineage_of = {key: {**read.get(key, {}), **given.get(key, {})} for key in parts}
         for key, part in parts.items():
             if isinstance(part, Snapshot):  # published by the extract step itself
                 written.append(WrittenFile(part.uri, part.rows, part.size_bytes))
@@ -104,13 +112,27 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
                     "the lake stores Polars DataFrames or LazyFrames"
                 )
             written.append(
-                write_parquet(self.lake, table.file_parts(key), part, immutable=table.immutable)
+                write_parquet(
+                    self.lake,
+                    table.file_parts(key),
+                    part,
+                    immutable=table.immutable,
+                    metadata=lineages.footer(lineage_of[key]) if lineage_of[key] else None,
+                )
             )
             schemas.append(part)
         metadata = self._metadata(schemas[0] if schemas else None, written)
         if kept:
             metadata["snapshot_versions"] = dg.MetadataValue.json(
                 {s.partition: s.version for s in kept}
+            )
+        elif any(lineage_of.values()):
+            # which snapshot versions each partition was computed from
+            metadata["snapshot_versions"] = dg.MetadataValue.json(
+                {
+                    key: {name: info["version"] for name, info in sorted(lin.items())}
+                    for key, lin in lineage_of.items()
+                }
             )
         context.add_output_metadata(metadata)
 
@@ -155,6 +177,8 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
             raise ValueError(f"input {context.asset_key.to_user_string()} has no partition")
         uris = [self.partition_uri(table, key) for key in keys]
         missing = [uri for uri in uris if not self.lake.fs.exists(uri)]
+        if not missing:
+            self._record_reads(context, table, keys, uris)
         if missing:
             raise FileNotFoundError(
                 f"lake partition(s) of {table.table} not found: {', '.join(missing)}. "
@@ -163,6 +187,22 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
         if len(keys) == 1:
             return self._scan(uris, context)
         return {key: self._scan([uri], context) for key, uri in zip(keys, uris, strict=True)}
+
+    def _record_reads(
+        self, context: dg.InputContext, table: LakeTable, keys: list[str], uris: list[str]
+    ) -> None:
+        """Remembers what the step read, for the lineage of what it writes."""
+        step = context.step_context.step.key
+        reads = self._reads.setdefault(step, {})
+        for key, uri in zip(keys, uris, strict=True):
+            if table.immutable:
+                version = snapshots.version_of(uri.rsplit("/", 1)[-1]) or 1
+                found = lineages.of_snapshot(
+                    table, snapshots.read(self.lake, table, key, version, uri)
+                )
+            else:  # a transform: what it was computed from
+                found = lineages.read_file(self.lake, uri)[1]
+            reads.setdefault(key, {}).update(found)
 
     def partition_uri(self, table: LakeTable, key: str) -> str:
         """Where a partition is read from: an extract's newest snapshot version."""

@@ -282,13 +282,13 @@ def _guard(
 
 def ensure_extract(
     source: SourceDatabase, lake: LakeResource, spec: ExtractSpec, table: LakeTable, key: str
-) -> str:
-    """The URI of the partition's newest snapshot, taking the first one if there is none
-    (a plan run's snapshot is immutable: an existing one is used as it is)."""
-    existing = snapshots.newest_uri(lake, table, key)
+) -> Snapshot:
+    """The partition's newest snapshot, taking the first one if there is none (a plan
+    run's snapshot is immutable: an existing one is used as it is)."""
+    existing = snapshots.newest(lake, table, key)
     if existing is not None:
         return existing
     from aps_etl.sources.drift import check_drift  # drift imports database: keep it lazy
 
     check_drift(source, spec, spec.drift_policy, schema=None)
-    return snapshot_partition(source, lake, spec, table, key).snapshot.uri
+    return snapshot_partition(source, lake, spec, table, key).snapshot

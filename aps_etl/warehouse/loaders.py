@@ -18,6 +18,7 @@ from pydantic import Field
 
 from aps_etl.calendar import parse_partition_key
 from aps_etl.lake.layout import LakeTable
+from aps_etl.lake.lineage import read_file as read_lineage
 from aps_etl.lake.storage import LakeResource
 from aps_etl.sources.database import PostgresConnection
 from aps_etl.warehouse import target
@@ -33,6 +34,7 @@ class LoadReport:
     seconds: float
     loader: str
     statement: str | None = None
+    snapshots: dict[str, Any] | None = None
 
     def metadata(self) -> dict[str, Any]:
         metadata: dict[str, Any] = {
@@ -42,6 +44,10 @@ class LoadReport:
             "loader": self.loader,
             "load_seconds": dg.MetadataValue.float(round(self.seconds, 3)),
         }
+        if self.snapshots:
+            metadata["snapshot_versions"] = dg.MetadataValue.json(
+                {name: info.get("version") for name, info in sorted(self.snapshots.items())}
+            )
         if self.statement:
             metadata["load_sql"] = dg.MetadataValue.md(f"```sql\n{self.statement}\n```")
         return metadata
@@ -74,9 +80,25 @@ class TargetLoader(dg.ConfigurableResource):
     def kind(self) -> str:
         return "trino" if self.trino else "adbc"
 
-    def load(self, table: Any, lake_table: LakeTable, partition_key: str) -> LoadReport:
+    def load(
+        self,
+        table: Any,
+        lake_table: LakeTable,
+        partition_key: str,
+        *,
+        job: str = "",
+        run_id: str | None = None,
+    ) -> LoadReport:
         started = time.perf_counter()
         value = _partition_value(lake_table, partition_key)
+        # The lake file's rows and the snapshots it was computed from (its footer): the
+        # stage must hold exactly these rows, and the load log names the snapshots.
+        lake_rows, snapshots = read_lineage(
+            self.lake, self.lake.uri(*lake_table.file_parts(partition_key))
+        )
+        log = target.LoadLogEntry(
+            job or lake_table.job_name, lake_rows, snapshots, run_id, self.kind
+        )
         with self.target.connect() as connection:
             partitioned = target.ensure_target(connection, table)
             stage = target.new_stage_name(table, partition_key)
@@ -94,12 +116,19 @@ class TargetLoader(dg.ConfigurableResource):
                     stage,
                     partition_key=partition_key,
                     partitioned=partitioned,
+                    log=log,
                 )
             finally:
                 # after a successful attach the stage is the partition: nothing to drop
                 target.drop_stage(connection, stage)
         return LoadReport(
-            table.name, partition_key, rows, time.perf_counter() - started, self.kind, statement
+            table.name,
+            partition_key,
+            rows,
+            time.perf_counter() - started,
+            self.kind,
+            statement,
+            snapshots,
         )
 
     def _fill_with_adbc(

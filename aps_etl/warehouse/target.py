@@ -26,6 +26,8 @@ from typing import Any, Protocol
 from sqlglot import exp
 
 STAGE_SCHEMA = "aps_stage"
+# One row per loaded partition: what was loaded, when, by which run, from which snapshots.
+LOAD_LOG = "aps_load_log"
 TARGET_SCHEMA = "public"
 # Where the partitions of the partitioned targets live: `public` shows only the tables.
 PARTITION_SCHEMA = "aps_partitions"
@@ -138,6 +140,7 @@ def ensure_target(connection: Any, table: TableDecl) -> bool:
         cursor.execute(f"create schema if not exists {ident(STAGE_SCHEMA)}")
         cursor.execute(f"create schema if not exists {ident(PARTITION_SCHEMA)}")
         cursor.execute(create_table_sql(table))
+        cursor.execute(LOAD_LOG_SQL)
         connection.commit()
         diff = diff_schema(table, target_columns(cursor, table.name))
         cursor.execute(
@@ -153,6 +156,63 @@ def ensure_target(connection: Any, table: TableDecl) -> bool:
             f"nothing was loaded:\n{diff.describe()}"
         )
     return kind == "p"
+
+
+LOAD_LOG_SQL = f"""create table if not exists {ident(TARGET_SCHEMA, LOAD_LOG)} (
+  load_id bigint generated always as identity primary key,
+  job text not null,
+  table_name text not null,
+  partition_key text not null,
+  rows bigint not null,
+  snapshots jsonb not null,
+  dagster_run_id text,
+  loader text not null,
+  loaded_at timestamptz not null default now()
+)"""
+
+
+@dataclass(frozen=True)
+class LoadLogEntry:
+    """What a load records beside the rows it swaps in, in the same transaction."""
+
+    job: str
+    rows: int  # the lake file's rows: the stage must hold exactly these
+    snapshots: dict[str, Any]
+    run_id: str | None
+    loader: str
+
+
+class RowCountMismatch(PermanentLoadError):
+    """The stage holds other than the lake file's rows: nothing is swapped in."""
+
+
+def _log_load(cursor: Any, table: TableDecl, partition_key: str, entry: LoadLogEntry) -> None:
+    import json
+
+    cursor.execute(
+        f"insert into {ident(TARGET_SCHEMA, LOAD_LOG)} "
+        "(job, table_name, partition_key, rows, snapshots, dagster_run_id, loader) "
+        "values ($1, $2, $3, $4, $5::jsonb, $6, $7)",
+        parameters=(
+            entry.job,
+            table.name,
+            partition_key,
+            entry.rows,
+            json.dumps(entry.snapshots, sort_keys=True, default=str),
+            entry.run_id,
+            entry.loader,
+        ),
+    )
+
+
+def _check_rows(
+    table: TableDecl, partition_key: str, staged: int, entry: LoadLogEntry | None
+) -> None:
+    if entry is not None and staged != entry.rows:
+        raise RowCountMismatch(
+            f"stage for {table.name} {partition_key} holds {staged:,} rows but the lake file "
+            f"has {entry.rows:,}; nothing was swapped"
+        )
 
 
 def new_stage_name(table: TableDecl, partition_key: str) -> str:
@@ -218,12 +278,14 @@ def swap_partition(
     *,
     partition_key: str | None = None,
     partitioned: bool = False,
+    log: LoadLogEntry | None = None,
 ) -> int:
     """Makes the stage the partition's rows, atomically; returns their count. Rows of the
-    stage that belong to another partition abort the swap."""
+    stage that belong to another partition, or a row count other than the lake file's,
+    abort the swap. `log` is written to the load log in the swap's transaction."""
+    key = partition_key if partition_key is not None else str(partition_value)
     if partitioned:
-        assert partition_key is not None
-        return _attach_partition(connection, table, partition_value, stage, partition_key)
+        return _attach_partition(connection, table, partition_value, stage, key, log)
     columns = ", ".join(ident(c.name) for c in table.columns)
     target, staged = ident(TARGET_SCHEMA, table.name), ident(STAGE_SCHEMA, stage)
     partition = ident(table.partition_column)
@@ -239,6 +301,13 @@ def swap_partition(
                 f"stage for {table.name} holds {foreign} rows outside partition "
                 f"{partition_value}; nothing was swapped"
             )
+        cursor.execute(f"select count(*) from {staged}")
+        (staged_rows,) = cursor.fetchone()
+        try:
+            _check_rows(table, key, int(staged_rows), log)
+        except RowCountMismatch:
+            connection.rollback()
+            raise
         cursor.execute(
             f"delete from {target} where {partition} = $1", parameters=(partition_value,)
         )
@@ -247,12 +316,19 @@ def swap_partition(
             f"select count(*) from {target} where {partition} = $1", parameters=(partition_value,)
         )
         (rows,) = cursor.fetchone()
+        if log is not None:
+            _log_load(cursor, table, key, log)
     connection.commit()
     return int(rows)
 
 
 def _attach_partition(
-    connection: Any, table: TableDecl, partition_value: Any, stage: str, partition_key: str
+    connection: Any,
+    table: TableDecl,
+    partition_value: Any,
+    stage: str,
+    partition_key: str,
+    log: LoadLogEntry | None,
 ) -> int:
     target, staged = ident(TARGET_SCHEMA, table.name), ident(STAGE_SCHEMA, stage)
     literal = _literal(partition_value)
@@ -276,6 +352,11 @@ def _attach_partition(
         cursor.execute(f"alter table {staged} add primary key ({key})")
         cursor.execute(f"select count(*) from {staged}")
         (rows,) = cursor.fetchone()
+        try:
+            _check_rows(table, partition_key, int(rows), log)
+        except RowCountMismatch:
+            connection.rollback()
+            raise
         connection.commit()
         # The swap: a short transaction. Detaching and dropping a previous partition of P
         # locks the target for a moment; a first load of P only attaches.
@@ -289,5 +370,7 @@ def _attach_partition(
         cursor.execute(f"alter table {staged} set schema {ident(PARTITION_SCHEMA)}")
         cursor.execute(f"alter table {moved} rename to {ident(name)}")
         cursor.execute(f"alter table {target} attach partition {old} for values in ({literal})")
+        if log is not None:
+            _log_load(cursor, table, partition_key, log)
     connection.commit()
     return int(rows)

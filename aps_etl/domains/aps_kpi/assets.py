@@ -26,6 +26,7 @@ from aps_etl.factories import (
     transform_table,
 )
 from aps_etl.lake import LakeResource, LakeTable, snapshots
+from aps_etl.lake import lineage as lineages
 from aps_etl.lake.duckdb_views import attach_lake, create_empty_view, create_view
 from aps_etl.partitions import DAILY
 from aps_etl.sources.database import SourceDatabase
@@ -79,10 +80,11 @@ def aps_kpi(
     started = time.perf_counter()
     by_table: dict[str, dict[str, pl.DataFrame]] = {t.name: {} for t in OUTPUTS}
     plans: dict[str, str] = {}
+    lineage: dict[str, lineages.Lineage] = {}
     with duckdb.get_connection() as con:
         attach_lake(con, lake)
         for key in context.partition_keys:
-            frames, run_id = _kpis_of_day(con, lake, source, key)
+            frames, run_id, lineage[key] = _kpis_of_day(con, lake, source, key)
             plans[key] = run_id or ""
             context.log.info(f"plan in force for {key}: {run_id or 'none'}")
             for name, frame in frames.items():
@@ -103,30 +105,35 @@ def aps_kpi(
                 "plan_run_id": ", ".join(plans.values()),
                 "bottleneck": "; ".join(bottlenecks.values()),
                 "duration_s": round(time.perf_counter() - started, 3),
+                lineages.OUTPUT_METADATA_KEY: dg.MetadataValue.json(lineage),
             },
         )
     yield from checks
 
 
-def _newest(lake: LakeResource, table: LakeTable, key: str) -> str:
-    uri = snapshots.newest_uri(lake, table, key)
-    if uri is None:
+def _newest(lake: LakeResource, table: LakeTable, key: str) -> snapshots.Snapshot:
+    found = snapshots.newest(lake, table, key)
+    if found is None:
         raise FileNotFoundError(
             f"no snapshot of extract {table.table} for {key} in the lake: materialize "
             f"{'/'.join(('extract', table.job_name, table.table))} for {key} first"
         )
-    return uri
+    return found
 
 
 def _kpis_of_day(
     con: Any, lake: LakeResource, source: SourceDatabase, key: str
-) -> tuple[dict[str, pl.DataFrame], str | None]:
-    """The three KPI tables of one day, joined in DuckDB over the lake's Parquet."""
+) -> tuple[dict[str, pl.DataFrame], str | None, lineages.Lineage]:
+    """The three KPI tables of one day, joined in DuckDB over the lake's Parquet, and the
+    snapshots they were computed from."""
     day = parse_partition_key(key)
-    uri = {
-        spec.name: _newest(lake, extract_table(spec, EXTRACT_JOB), key)
-        for spec in (*ACTUALS, PLAN_RUN_OF_DAY)
-    }
+    lineage: lineages.Lineage = {}
+    uri = {}
+    for spec in (*ACTUALS, PLAN_RUN_OF_DAY):
+        table = extract_table(spec, EXTRACT_JOB)
+        snapshot = _newest(lake, table, key)
+        uri[spec.name] = snapshot.uri
+        lineage.update(lineages.of_snapshot(table, snapshot))
     plan_run = pl.read_parquet(uri["plan_run"], storage_options=lake.polars_storage_options())
     run_id = logic.plan_in_force(plan_run, day)
     for spec in ACTUALS:
@@ -137,13 +144,15 @@ def _kpis_of_day(
             continue
         # The plan in force's immutable snapshot; taken now if its sensor run has not yet.
         table = extract_table(spec, PLAN_JOB, "run_id")
-        create_view(con, spec.name, ensure_extract(source, lake, spec, table, run_id))
+        snapshot = ensure_extract(source, lake, spec, table, run_id)
+        create_view(con, spec.name, snapshot.uri)
+        lineage.update(lineages.of_snapshot(table, snapshot))
     frames = {
         APS_KPI_PLAN_VS_ACTUAL.name: logic.aps_kpi_plan_vs_actual(con, day, run_id),
         APS_KPI_EQUIPMENT_UTIL.name: logic.aps_kpi_equipment_util(con, day, run_id),
         APS_KPI_BOTTLENECK.name: logic.aps_kpi_bottleneck(con, day),
     }
-    return frames, run_id
+    return frames, run_id, lineage
 
 
 assets = [aps_kpi]

@@ -15,6 +15,7 @@ from aps_etl.factories import (
     transform_table,
 )
 from aps_etl.lake import LakeResource
+from aps_etl.lake import lineage as lineages
 from aps_etl.partitions import PLAN_RUNS
 from aps_etl.sources.database import SourceDatabase
 from aps_etl.sources.extraction import ensure_extract
@@ -86,16 +87,14 @@ def aps_plan_diff(
     run_id = context.partition_key
     previous_id = logic.previous_run(plan_run, run_id)
     previous = plan_production.clear()
+    lineage: dict = {}
     if previous_id is not None:
         # The previous run's own immutable snapshot; taken now if the sensor has not yet.
-        uri = ensure_extract(
-            source,
-            lake,
-            PLAN_PRODUCTION,
-            extract_table(PLAN_PRODUCTION, JOB, "run_id"),
-            previous_id,
-        )
-        previous = pl.scan_parquet(uri, storage_options=lake.polars_storage_options())
+        table = extract_table(PLAN_PRODUCTION, JOB, "run_id")
+        snapshot = ensure_extract(source, lake, PLAN_PRODUCTION, table, previous_id)
+        previous = pl.scan_parquet(snapshot.uri, storage_options=lake.polars_storage_options())
+        # the previous run's snapshot is an input too: name it in the lineage
+        lineage = {run_id: {f"{JOB}/plan_production@{previous_id}": snapshot.lineage()}}
     frame = logic.aps_plan_diff(plan_production, previous, run_id, previous_id).collect()
     checks = yield from checked(context, APS_PLAN_DIFF, frame, DIFF_KEY)
     dates = logic.compared_plan_dates(plan_production, previous, run_id, previous_id)
@@ -107,6 +106,7 @@ def aps_plan_diff(
             "run_id": run_id,
             "prev_run_id": previous_id or "",
             "summary": dg.MetadataValue.json(summary),
+            lineages.OUTPUT_METADATA_KEY: dg.MetadataValue.json(lineage),
         },
     )
     yield from checks
