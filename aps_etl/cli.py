@@ -101,23 +101,113 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if result.success else 1
 
 
-def _supersede(args: argparse.Namespace) -> int:
-    """Explicit re-extraction: move a write-once extract partition aside, keeping it."""
-    import logging
-
-    from aps_etl.lake.layout import LakeTable
-    from aps_etl.lake.supersede import supersede
+def _resolved(env: str) -> dict:
+    """The environment's source and lake, configuration resolved (EnvVars read)."""
     from aps_etl.settings import resources_for
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    resources = resources_for(env)
+    return {name: resources[name].process_config_and_initialize() for name in ("source", "lake")}
+
+
+def _history(args: argparse.Namespace) -> int:
+    """Every snapshot of one extract partition, oldest first."""
+    from aps_etl.lake import snapshots
+    from aps_etl.lake.layout import LakeTable
+
     env = _environment(args.env)
-    lake = resources_for(env)["lake"]
+    lake = _resolved(env)["lake"]
     table = LakeTable("extract", args.job, args.table, partition_name=args.partition_name)
-    for key in args.partitions:
-        result = supersede(lake, table, key)
-        print(f"superseded {result.moved_from}\n  old snapshot kept at {result.kept_at}")
-    print("the next run of the job extracts these partitions afresh")
+    found = snapshots.history(lake, table, args.partition)
+    if not found:
+        print(f"no snapshot of {args.job}/{args.table} for {args.partition} in {lake.root}")
+        return 1
+    print(f"snapshots of {args.job}/{args.table} {args.partition_name}={args.partition}:")
+    for snap in found:
+        fp = snap.fingerprint.describe() if snap.fingerprint else "no fingerprint (legacy)"
+        newest = "  <- newest, read by transforms" if snap is found[-1] else ""
+        how = snap.method
+        if snap.method == "incremental":
+            how += f" ({snap.delta_rows} changed rows on version {snap.base_version})"
+        print(f"  v{snap.version:<3} taken {snap.taken_at or '?':<25} {how}{newest}")
+        print(f"       {snap.rows:,} rows; source fingerprint: {fp}")
+        print(f"       {snap.uri}")
     return 0
+
+
+def _print_states(states: list, title: str) -> None:
+    from collections import Counter
+
+    counts = Counter(s.status for s in states)
+    print(f"{title}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing")
+    for s in states:
+        if s.status == "current":
+            continue
+        had = (
+            f"snapshot v{s.snapshot.version} {s.snapshot.rows:,} rows"
+            if s.snapshot
+            else "no snapshot"
+        )
+        print(f"  {s.partition}  {s.table:<16} {s.status:<8} {had}; source {s.source.rows:,} rows")
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    """The source beside the lake's newest snapshots for the last N days; without
+    --dry-run, the changed days are snapshotted, transformed and loaded again."""
+    from aps_etl.sources.changes import business_days, last_complete_day
+
+    env = _environment(args.env)
+    os.environ["APS_ENV"] = env
+    if args.days < 1:
+        raise SystemExit("aps-etl reconcile: --days must be at least 1")
+    until = args.until or last_complete_day()
+    days = business_days(until, args.days)
+    resolved = _resolved(env)
+    daily, plans = _states(resolved, days)
+    print(f"source `mes` ({env}) beside the lake {resolved['lake'].root}, {days[0]}..{days[-1]}")
+    _print_states(daily, "daily partitions")
+    _print_states(plans, "plan-run snapshots (immutable)")
+    changed = sorted({s.partition for s in daily if s.status == "changed"})
+    if args.dry_run or not changed:
+        return 0 if not changed and all(s.status != "changed" for s in plans) else 1
+    from aps_etl import demo
+
+    instance = demo.dagster_instance()
+    failed = []
+    for day in changed:
+        result = demo.run_job(day, instance, tags={"aps/source_change": "aps-etl reconcile"})
+        print(f"{day}: aps_daily run {result.run_id} {'succeeded' if result.success else 'FAILED'}")
+        if not result.success:
+            failed.append(day)
+            for event in result.all_events:
+                if event.is_step_failure and event.step_failure_data.error:
+                    print(f"  {event.step_key}: {event.step_failure_data.error.message.strip()}")
+    daily, plans = _states(resolved, days)
+    _print_states(daily, "after reconciling")
+    current = all(s.status != "changed" for s in (*daily, *plans))
+    return 0 if current and not failed else 1
+
+
+def _states(resolved: dict, days: list[str]) -> tuple[list, list]:
+    from aps_etl.domains.aps_input.assets import DAILY_SPECS, JOB
+    from aps_etl.domains.aps_plan.assets import JOB as PLAN_JOB
+    from aps_etl.factories import extract_table
+    from aps_etl.sources.changes import daily_states, plan_states
+    from aps_etl.sources.mes import PLAN_EQUIPMENT, PLAN_PRODUCTION
+
+    source, lake = resolved["source"], resolved["lake"]
+    tables = {spec.name: extract_table(spec, JOB) for spec in DAILY_SPECS}
+    daily = daily_states(source, lake, DAILY_SPECS, tables, days)
+    run_ids = (
+        source.fetch_arrow(
+            "select run_id from plan_run where status = 'COMPLETED' "
+            f"and base_date >= date '{days[0]}' order by created_at, run_id"
+        )
+        .column("run_id")
+        .to_pylist()
+    )
+    specs = (PLAN_PRODUCTION, PLAN_EQUIPMENT)
+    plan_tables = {s.name: extract_table(s, PLAN_JOB, "run_id") for s in specs}
+    return daily, plan_states(source, lake, specs, plan_tables, run_ids)
 
 
 def _backfill(args: argparse.Namespace) -> int:
@@ -170,15 +260,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     lake = sub.add_parser("lake", help="operator actions on the lake")
     lake_sub = lake.add_subparsers(dest="lake_command", required=True)
-    sup = lake_sub.add_parser(
-        "supersede", help="re-extract: move write-once extract partitions aside (kept)"
+    hist = lake_sub.add_parser(
+        "history", help="the snapshots of one extract partition, with their fingerprints"
     )
-    sup.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
-    sup.add_argument("--job", required=True, help="e.g. aps_input")
-    sup.add_argument("--table", required=True, help="e.g. process_result")
-    sup.add_argument("--partition-name", default="date", help="date (default) or run_id")
-    sup.add_argument("partitions", nargs="+", help="partition keys, e.g. 2026-11-25")
-    sup.set_defaults(func=_supersede)
+    hist.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
+    hist.add_argument("--job", required=True, help="lake namespace, e.g. aps_input")
+    hist.add_argument("--table", required=True, help="e.g. process_result")
+    hist.add_argument("--partition-name", default="date", help="date (default) or run_id")
+    hist.add_argument("partition", help="partition key, e.g. 2026-11-21")
+    hist.set_defaults(func=_history)
+
+    rec = sub.add_parser(
+        "reconcile",
+        help="compare the source with the lake's newest snapshots of the last days and "
+        "bring changed days up to date (snapshot, transform, load)",
+    )
+    rec.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
+    rec.add_argument("--days", type=int, default=7, help="business days to check (default 7)")
+    rec.add_argument(
+        "--until", type=_date, help="last day of the window (default: yesterday, plant time)"
+    )
+    rec.add_argument(
+        "--dry-run", action="store_true", help="only report; exit 1 if anything changed"
+    )
+    rec.set_defaults(func=_reconcile)
     return parser
 
 

@@ -12,7 +12,7 @@ from aps_etl.domains.aps_plan.assets import assets as aps_plan_assets
 from aps_etl.ops.alerts import alert_resources_from_env, build_alert_sensor
 from aps_etl.ops.gates import gates, loads
 from aps_etl.ops.jobs import aps_daily, aps_daily_schedule, aps_plan_snapshot
-from aps_etl.ops.sensors import build_plan_run_sensor
+from aps_etl.ops.sensors import build_plan_run_sensor, build_source_change_sensor
 from aps_etl.settings import resources_for
 
 
@@ -29,7 +29,11 @@ def build_defs(resources: dict[str, Any] | None = None) -> dg.Definitions:
         ],
         jobs=[aps_daily, aps_plan_snapshot],
         schedules=[aps_daily_schedule],
-        sensors=[build_plan_run_sensor(aps_plan_snapshot), build_alert_sensor()],
+        sensors=[
+            build_plan_run_sensor(aps_plan_snapshot),
+            build_source_change_sensor([aps_daily, aps_plan_snapshot]),
+            build_alert_sensor(),
+        ],
         resources={
             # failure alerts: Slack and/or email, each on when its variables are set
             **alert_resources_from_env(),

@@ -55,6 +55,7 @@ def run_job(
     partition_key: str,
     instance: dg.DagsterInstance | None = None,
     last_partition: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """One run of the daily job: one partition, or [partition_key, last_partition] as a
     single-run backfill (every daily asset has BackfillPolicy.single_run())."""
@@ -69,6 +70,8 @@ def run_job(
                 "dagster/asset_partition_range_end": last_partition,
             }
         }
+    if tags:
+        target["tags"] = {**target.get("tags", {}), **tags}
     return job.execute_in_process(
         **target,
         instance=instance or dagster_instance(),
@@ -140,7 +143,7 @@ def print_report(
     for report in sorted(reports, key=lambda r: (order[r.asset.split("/")[0]], r.asset)):
         rows = f"{report.rows:>9,} rows" if report.rows is not None else " " * 14
         took = f"{report.seconds:6.2f} s" if report.seconds is not None else " " * 8
-        note = " (reused write-once extract)" if report.extra.get("reused") else ""
+        note = " (snapshot current: source unchanged)" if report.extra.get("reused") else ""
         print(f"  {report.asset:<{width}} {rows} {took}  {report.path or ''}{note}")
     if not result.success:
         for event in result.all_events:

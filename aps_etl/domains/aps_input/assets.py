@@ -24,6 +24,9 @@ def _inputs(*names: str) -> dict:
     return {name: extract_key(JOB, name) for name in names}
 
 
+# Every daily source table: what the source-change sensor compares with the lake.
+DAILY_SPECS = APS_INPUT_SOURCES
+
 extract_assets = build_extract_assets(APS_INPUT_SOURCES, JOB, DAILY)
 
 transform_assets = [
