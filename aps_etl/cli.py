@@ -106,7 +106,11 @@ def _resolved(env: str) -> dict:
     from aps_etl.settings import resources_for
 
     resources = resources_for(env)
-    return {name: resources[name].process_config_and_initialize() for name in ("source", "lake")}
+    resolved = {
+        name: resources[name].process_config_and_initialize() for name in ("source", "lake")
+    }
+    resolved["target"] = resources["loader"].target.process_config_and_initialize()
+    return resolved
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -134,11 +138,11 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_states(states: list, title: str) -> None:
+def _print_states(states: list, title: str, todo: dict | None = None) -> None:
     from collections import Counter
 
     counts = Counter(s.status for s in states)
-    print(f"{title}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing")
+    print(f"{title}: " + (", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none"))
     for s in states:
         if s.status == "current":
             continue
@@ -148,6 +152,13 @@ def _print_states(states: list, title: str) -> None:
             else "no snapshot"
         )
         print(f"  {s.partition}  {s.table:<16} {s.status:<8} {had}; source {s.source.rows:,} rows")
+    for day, stale in sorted((todo or {}).items()):
+        for s in stale:
+            if s.status == "current":
+                print(
+                    f"  {day}  {s.table:<16} not loaded: snapshot v{s.snapshot.version} is newer "
+                    "than the one the day's tables were loaded from"
+                )
 
 
 def _reconcile(args: argparse.Namespace) -> int:
@@ -162,18 +173,18 @@ def _reconcile(args: argparse.Namespace) -> int:
     until = args.until or last_complete_day()
     days = business_days(until, args.days)
     resolved = _resolved(env)
-    daily, plans = _states(resolved, days)
+    daily, plans, todo = _states(resolved, days)
     print(f"source `mes` ({env}) beside the lake {resolved['lake'].root}, {days[0]}..{days[-1]}")
-    _print_states(daily, "daily partitions")
+    _print_states(daily, "daily partitions", todo)
     _print_states(plans, "plan-run snapshots (immutable)")
-    changed = sorted({s.partition for s in daily if s.status == "changed"})
-    if args.dry_run or not changed:
-        return 0 if not changed and all(s.status != "changed" for s in plans) else 1
+    plan_ok = all(s.status != "changed" for s in plans)
+    if args.dry_run or not todo:
+        return 0 if not todo and plan_ok else 1
     from aps_etl import demo
 
     instance = demo.dagster_instance()
     failed = []
-    for day in changed:
+    for day in sorted(todo):
         result = demo.run_job(day, instance, tags={"aps/source_change": "aps-etl reconcile"})
         print(f"{day}: aps_daily run {result.run_id} {'succeeded' if result.success else 'FAILED'}")
         if not result.success:
@@ -181,22 +192,23 @@ def _reconcile(args: argparse.Namespace) -> int:
             for event in result.all_events:
                 if event.is_step_failure and event.step_failure_data.error:
                     print(f"  {event.step_key}: {event.step_failure_data.error.message.strip()}")
-    daily, plans = _states(resolved, days)
-    _print_states(daily, "after reconciling")
-    current = all(s.status != "changed" for s in (*daily, *plans))
-    return 0 if current and not failed else 1
+    daily, plans, todo = _states(resolved, days)
+    _print_states(daily, "after reconciling", todo)
+    return 0 if not todo and not failed and all(s.status != "changed" for s in plans) else 1
 
 
-def _states(resolved: dict, days: list[str]) -> tuple[list, list]:
+def _states(resolved: dict, days: list[str]) -> tuple[list, list, dict]:
     from aps_etl.domains.aps_input.assets import DAILY_SPECS, JOB
     from aps_etl.domains.aps_plan.assets import JOB as PLAN_JOB
     from aps_etl.factories import extract_table
+    from aps_etl.ops.sensors import days_to_run
     from aps_etl.sources.changes import daily_states, plan_states
     from aps_etl.sources.mes import PLAN_EQUIPMENT, PLAN_PRODUCTION
 
     source, lake = resolved["source"], resolved["lake"]
     tables = {spec.name: extract_table(spec, JOB) for spec in DAILY_SPECS}
     daily = daily_states(source, lake, DAILY_SPECS, tables, days)
+    todo = days_to_run(daily, resolved["target"])
     run_ids = (
         source.fetch_arrow(
             "select run_id from plan_run where status = 'COMPLETED' "
@@ -207,7 +219,7 @@ def _states(resolved: dict, days: list[str]) -> tuple[list, list]:
     )
     specs = (PLAN_PRODUCTION, PLAN_EQUIPMENT)
     plan_tables = {s.name: extract_table(s, PLAN_JOB, "run_id") for s in specs}
-    return daily, plan_states(source, lake, specs, plan_tables, run_ids)
+    return daily, plan_states(source, lake, specs, plan_tables, run_ids), todo
 
 
 def _backfill(args: argparse.Namespace) -> int:

@@ -59,9 +59,10 @@ def run_job(
 ) -> dg.ExecuteInProcessResult:
     """One run of the daily job: one partition, or [partition_key, last_partition] as a
     single-run backfill (every daily asset has BackfillPolicy.single_run())."""
-    from aps_etl.definitions import defs
+    from aps_etl.definitions import build_defs
 
-    job = defs.resolve_job_def(JOB_NAME)
+    # the resources of $APS_ENV as it is now (the module's `defs` was built at import)
+    job = build_defs().resolve_job_def(JOB_NAME)
     target: dict = {"partition_key": partition_key}
     if last_partition and last_partition != partition_key:
         target = {

@@ -104,6 +104,12 @@ class ExtractConfig(dg.Config):
         "fingerprint and take a new version when the source changed (first run: the first "
         "snapshot). reuse: reprocess from the lake's newest snapshots, no source query.",
     )
+    accept_incomplete: list[str] = Field(
+        default=[],
+        description="source tables whose extract this run takes even when the completeness "
+        "guard calls it incomplete (0 rows, or far fewer than earlier days): e.g. a day the "
+        "plant stood still. Their snapshot is taken with a warning.",
+    )
 
 
 def _extract_one(
@@ -114,6 +120,7 @@ def _extract_one(
     partition_keys: list[str],
     policy: Policy,
     run_id: str,
+    accept_incomplete: bool,
     log: _Messages,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One spec's partitions, each snapshot written to the lake here, in the worker thread:
@@ -128,7 +135,16 @@ def _extract_one(
         if drift is None and policy == "refresh":
             drift = check_drift(source, spec, spec.drift_policy, log, schema=None)
             metadata.update(drift.metadata())
-        result = snapshot_partition(source, lake, spec, table, key, policy=policy, run_id=run_id)
+        result = snapshot_partition(
+            source,
+            lake,
+            spec,
+            table,
+            key,
+            policy=policy,
+            run_id=run_id,
+            accept_incomplete=accept_incomplete,
+        )
         for level, line in result.messages:
             getattr(log, level)(line)
         parts[key] = result.snapshot
@@ -184,6 +200,13 @@ def build_extract_assets(
                 allow_retries=False,
             )
         policy: Policy = config.snapshots  # type: ignore[assignment]
+        unknown = sorted(set(config.accept_incomplete) - set(by_name))
+        if unknown:
+            raise dg.Failure(
+                description=f"accept_incomplete names unknown tables {unknown}; "
+                f"the tables of this step are {sorted(by_name)}",
+                allow_retries=False,
+            )
         names = [
             name for name in by_name if extract_key(job_name, name) in context.selected_asset_keys
         ]
@@ -200,7 +223,8 @@ def build_extract_assets(
                     tables[name],
                     keys,
                     policy,
-                    context.run_id,
+                    context.run.run_id,
+                    name in config.accept_incomplete,
                     logs[name],
                 )
                 for name in names
@@ -369,7 +393,7 @@ def build_load_assets(
             output, lake_table = tables[key]
             return [
                 loader.load(
-                    output, lake_table, partition, job=context.job_name, run_id=context.run_id
+                    output, lake_table, partition, job=context.job_name, run_id=context.run.run_id
                 )
                 for partition in partitions
             ]

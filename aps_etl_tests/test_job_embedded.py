@@ -19,7 +19,9 @@ from aps_etl.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
 from aps_etl.settings import resources_for
 from aps_etl_tests.pipeline_harness import (
     DAILY_TABLES,
+    EVENT_TABLES,
     TABLE_JOB,
+    accept_incomplete,
     assert_rows_equal,
     fetch,
     reference_partition,
@@ -109,7 +111,16 @@ def test_a_day_without_production_loads_what_the_contract_says(local) -> None:
     """No lot events before the plant's data starts: scenario 1 is empty; equipment-based
     tables still list every active equipment (utilization 0, no plan in force)."""
     day = dt.date(2026, 10, 1)
-    result = run_daily(local["resources"], day.isoformat(), local["instance"])
+    # The completeness guard: empty event tables do not silently become the day's data.
+    refused = run_daily(local["resources"], day.isoformat(), local["instance"])
+    assert not refused.success
+    message = step_failures(refused)["extract__aps_input"]
+    for table in EVENT_TABLES:
+        assert f"extract {table} for 2026-10-01 has 0 rows" in message, message
+    # An operator who knows the plant stood still takes them explicitly.
+    result = run_daily(
+        local["resources"], day.isoformat(), local["instance"], accept_incomplete(*EVENT_TABLES)
+    )
     assert result.success, step_failures(result)
     for table in ("aps_input_wip", "aps_input_cycle_time", "aps_input_lead_time"):
         assert target_partition(local["target"], table, day) == []

@@ -5,6 +5,7 @@ import datetime as dt
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -12,9 +13,10 @@ import polars as pl
 import pytest
 
 from aps_etl.calendar import PartitionKeyError
-from aps_etl.lake import LakeIOManager, LakeResource, LakeTable
+from aps_etl.lake import LakeIOManager, LakeResource, LakeTable, snapshots
 from aps_etl.lake.atomic import write_parquet
-from aps_etl.lake.supersede import supersede
+from aps_etl.lake.snapshots import SnapshotConflict
+from aps_etl.sources.fingerprint import Fingerprint
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01")
 EXTRACT = LakeTable("extract", "aps_input", "things", immutable=True)
@@ -104,18 +106,61 @@ def test_transform_partitions_are_overwritten(lake: LakeResource) -> None:
     ]
 
 
-def test_supersede_keeps_the_old_snapshot_and_allows_a_new_extract(lake: LakeResource) -> None:
-    assert materialize(lake, [things], "2026-11-23", rows=10).success
-    moved = supersede(lake, EXTRACT, "2026-11-23")
-    assert "/_superseded/extract/job_name=aps_input/date=2026-11-23/things/" in moved.kept_at
-    assert (
-        pl.read_parquet(moved.kept_at, storage_options=lake.polars_storage_options()).height == 10
+def _fp(rows: int, checksum: str) -> Fingerprint:
+    return Fingerprint(rows, None, checksum, "row")
+
+
+def test_snapshot_versions_sit_side_by_side_and_the_newest_is_read(lake: LakeResource) -> None:
+    key = "2026-11-23"
+    first = snapshots.write(
+        lake, EXTRACT, key, pl.DataFrame({"i": [1, 2]}), version=1, fingerprint=_fp(2, "7")
     )
-    assert materialize(lake, [things], "2026-11-23", rows=20).success
-    assert (
-        pl.read_parquet(moved.moved_from, storage_options=lake.polars_storage_options()).height
-        == 20
+    assert first.uri.endswith("/date=2026-11-23/things/data.parquet")  # the pre-versions path
+    second = snapshots.write(
+        lake, EXTRACT, key, pl.DataFrame({"i": [1, 2, 3]}), version=2, fingerprint=_fp(3, "9"),
+        method="incremental", base_version=1, delta_rows=1, run_id="r2",
+    )  # fmt: skip
+    assert second.uri.endswith("/things/data.v2.parquet")
+    found = snapshots.history(lake, EXTRACT, key)
+    assert [(s.version, s.rows, s.fingerprint) for s in found] == [
+        (1, 2, _fp(2, "7")),
+        (2, 3, _fp(3, "9")),
+    ]
+    assert (found[1].method, found[1].base_version, found[1].delta_rows, found[1].run_id) == (
+        "incremental", 1, 1, "r2",
+    )  # fmt: skip
+    assert snapshots.newest_uri(lake, EXTRACT, key) == second.uri
+    # a temp file left by a killed writer is never taken for a version
+    lake.fs.pipe_file(lake.uri(*EXTRACT.partition_parts(key), ".tmp-dead.parquet"), b"junk")
+    assert list(snapshots.versions(lake, EXTRACT, key)) == [1, 2]
+    # the IO manager hands downstream assets the newest version
+    result = materialize(lake, [things.to_source_asset(), summary], key)
+    assert result.success
+    out = pl.read_parquet(
+        lake.uri(*TRANSFORM.file_parts(key)), storage_options=lake.polars_storage_options()
     )
+    assert out["n"].to_list() == [3]
+
+
+def test_a_snapshot_version_is_written_once_even_by_racing_writers(lake: LakeResource) -> None:
+    key = "2026-11-24"
+    frames = [pl.DataFrame({"i": list(range(n))}) for n in (5, 6, 7, 8)]
+
+    def attempt(frame: pl.DataFrame) -> str:
+        try:
+            snapshots.write(lake, EXTRACT, key, frame, version=1, fingerprint=None)
+            return "won"
+        except SnapshotConflict:
+            return "lost"
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(attempt, frames))
+    assert sorted(outcomes) == ["lost", "lost", "lost", "won"]
+    winner = frames[outcomes.index("won")]
+    kept = pl.read_parquet(
+        snapshots.newest_uri(lake, EXTRACT, key), storage_options=lake.polars_storage_options()
+    )
+    assert kept.equals(winner)
 
 
 def _failing_frame() -> pl.LazyFrame:

@@ -11,8 +11,9 @@ from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from aps_etl.calendar import parse_partition_key
 from aps_etl.lake import LakeResource
 from aps_etl.partitions import DAILY, PLAN_RUNS
-from aps_etl.sources.database import SourceDatabase, SourceError
+from aps_etl.sources.database import PostgresConnection, SourceDatabase, SourceError
 from aps_etl.sources.database import _redact as _redact_secret
+from aps_etl.warehouse.loaders import TargetLoader
 
 
 def redact_source_message(message: str, source: SourceDatabase) -> str:
@@ -82,10 +83,27 @@ def _in_progress(instance: dg.DagsterInstance, job_name: str, partition: str) ->
     )
 
 
+def days_to_run(states: list, target: PostgresConnection) -> dict[str, list]:
+    """{day: the tables that make it worth a run}: the source changed under their newest
+    snapshot, or no load of the day was built on it yet."""
+    from aps_etl.domains.aps_input.assets import JOB
+    from aps_etl.sources.changes import loaded_versions, stale_tables
+
+    found: dict[str, list] = {}
+    for state in states:
+        if state.status == "changed":
+            found.setdefault(state.partition, []).append(state)
+    ran = sorted({s.partition for s in states})
+    for day, stale in stale_tables(states, JOB, loaded_versions(target, ran)).items():
+        found.setdefault(day, []).extend(stale)
+    return found
+
+
 def source_change_requests(
     instance: dg.DagsterInstance,
     source: SourceDatabase,
     lake: LakeResource,
+    target: PostgresConnection,
     days: list[str],
     log: Any = None,
 ) -> list[dg.RunRequest]:
@@ -100,10 +118,7 @@ def source_change_requests(
 
     requests = []
     tables = {spec.name: extract_table(spec, JOB) for spec in DAILY_SPECS}
-    changed: dict[str, list] = {}
-    for state in daily_states(source, lake, DAILY_SPECS, tables, days):
-        if state.status == "changed":
-            changed.setdefault(state.partition, []).append(state)
+    changed = days_to_run(daily_states(source, lake, DAILY_SPECS, tables, days), target)
     for day, states in sorted(changed.items()):
         if _in_progress(instance, "aps_daily", day):
             if log:
@@ -111,7 +126,7 @@ def source_change_requests(
             continue
         names = ", ".join(sorted(s.table for s in states))
         if log:
-            log.info(f"{day}: source changed under the snapshots of {names}")
+            log.info(f"{day}: newest snapshots of {names} differ from the source or the load")
         requests.append(
             dg.RunRequest(
                 job_name="aps_daily",
@@ -187,13 +202,18 @@ def build_source_change_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def source_change_sensor(
-        context: dg.SensorEvaluationContext, source: SourceDatabase, lake: LakeResource
+        context: dg.SensorEvaluationContext,
+        source: SourceDatabase,
+        lake: LakeResource,
+        loader: TargetLoader,
     ):
         first_day = parse_partition_key(DAILY.get_first_partition_key() or "2025-01-01")
         until = (last_day or last_complete_day)()
         check = [d for d in business_days(until, window) if parse_partition_key(d) >= first_day]
         # A source that cannot be read raises: the tick fails, visibly, with the reason.
-        requests = source_change_requests(context.instance, source, lake, check, context.log)
+        requests = source_change_requests(
+            context.instance, source, lake, loader.target, check, context.log
+        )
         if not requests:
             return dg.SkipReason(f"source unchanged under the snapshots of {check[0]}..{check[-1]}")
         return requests

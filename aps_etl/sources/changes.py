@@ -8,6 +8,10 @@ job and every business day of a window, one status:
   the source and no snapshot yet (an earlier extract was refused as incomplete);
 - absent: no snapshot and no source rows: nothing to take.
 
+A day is also out of date when one of its newest snapshots is current but no load of the
+day was built on it (`stale_tables`, from the target's load log): the run that took it
+failed afterwards, say because another table of the day was refused.
+
 Only days that were run before (at least one snapshot of the job in the lake) are looked
 at: running a day for the first time is the schedule's or a backfill's work.
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,7 +36,7 @@ from aps_etl.lake import snapshots
 from aps_etl.lake.layout import LakeTable
 from aps_etl.lake.snapshots import Snapshot
 from aps_etl.lake.storage import LakeResource
-from aps_etl.sources.database import SourceDatabase, SourceError
+from aps_etl.sources.database import PostgresConnection, SourceDatabase, SourceError
 from aps_etl.sources.fingerprint import Fingerprint, fingerprint_sql, from_row
 from aps_etl.sources.specs import ExtractSpec
 
@@ -181,7 +186,51 @@ def change_digest(states: Sequence[PartitionState]) -> str:
     """A short digest of the source state of changed partitions: a run key that repeats
     only while the source stays as it is (one run per distinct change)."""
     text = "|".join(
-        f"{s.table}:{s.partition}:{s.source.to_json()}"
+        f"{s.table}:{s.partition}:{s.source.to_json()}:{s.snapshot.version if s.snapshot else 0}"
         for s in sorted(states, key=lambda s: (s.partition, s.table))
     )
     return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def loaded_versions(target: PostgresConnection, days: Sequence[str]) -> dict[str, dict[str, int]]:
+    """{day: {extract label: snapshot version}} that the day's loaded tables were built
+    on, from the target's load log (the newest load of each table)."""
+    if not days:
+        return {}
+    from aps_etl.warehouse.target import LOAD_LOG, TARGET_SCHEMA, ident
+
+    sql = (
+        f"select distinct on (table_name, partition_key) partition_key, snapshots::text "
+        f"from {ident(TARGET_SCHEMA, LOAD_LOG)} where partition_key = any($1) "
+        "order by table_name, partition_key, load_id desc"
+    )
+    with target.connect() as connection, connection.cursor() as cursor:  # type: ignore[attr-defined]
+        cursor.execute(
+            "select to_regclass($1) is not null", parameters=(f"{TARGET_SCHEMA}.{LOAD_LOG}",)
+        )
+        (exists,) = cursor.fetchone()
+        if not exists:
+            return {day: {} for day in days}
+        cursor.execute(sql, parameters=(list(days),))
+        rows = cursor.fetchall()
+    found: dict[str, dict[str, int]] = {day: {} for day in days}
+    for day, text in rows:
+        for label, info in json.loads(text).items():
+            version = int(info.get("version") or 0)
+            found[day][label] = max(found[day].get(label, 0), version)
+    return found
+
+
+def stale_tables(
+    states: Sequence[PartitionState], job: str, loaded: dict[str, dict[str, int]]
+) -> dict[str, list[PartitionState]]:
+    """{day: states of tables whose newest snapshot no load of the day was built on}: a
+    snapshot taken by a run that failed later (another table refused), for instance."""
+    stale: dict[str, list[PartitionState]] = {}
+    for state in states:
+        if state.snapshot is None or state.status != "current":
+            continue
+        used = loaded.get(state.partition, {}).get(f"{job}/{state.table}", 0)
+        if state.snapshot.version > used:
+            stale.setdefault(state.partition, []).append(state)
+    return stale

@@ -114,6 +114,7 @@ def snapshot_partition(
     *,
     policy: Policy = "refresh",
     run_id: str | None = None,
+    accept_incomplete: bool = False,
 ) -> SnapshotResult:
     """The partition's newest snapshot after bringing it up to date (see the module)."""
     current = snapshots.newest(lake, table, key)
@@ -168,7 +169,7 @@ def snapshot_partition(
             frame = read.rows(spec.select_sql(**where))
     _reconcile(spec, key, frame, now)
     _check_rules(spec, key, frame)
-    _guard(lake, spec, table, key, frame.height, messages)
+    _guard(lake, spec, table, key, frame.height, messages, accept=accept_incomplete)
     version = current.version + 1 if current else 1
     try:
         snapshot = snapshots.write(
@@ -249,9 +250,12 @@ def _guard(
     key: str,
     rows: int,
     messages: list[tuple[str, str]],
+    *,
+    accept: bool = False,
 ) -> None:
     """0 rows, or fewer than min_fraction of the earlier days' median: `fail` refuses the
-    snapshot, `warn` takes it with a warning."""
+    snapshot, `warn` (or `accept`: the operator said so for this run) takes it with a
+    warning."""
     problem = None
     median = None
     if rows == 0:
@@ -268,14 +272,16 @@ def _guard(
                 )
     if problem is None:
         return
-    if spec.guard == "warn":
-        messages.append(("warning", f"{problem}; taken anyway (guard policy: warn)"))
+    if spec.guard == "warn" or accept:
+        why = "accepted for this run" if accept else "guard policy: warn"
+        messages.append(("warning", f"{problem}; taken anyway ({why})"))
         return
     raise IncompleteExtract(
         f"{problem}: looks incomplete (a lagging feed or replica?), so it does not become "
         "the day's data (guard policy: fail). Nothing was published; the previous snapshot, "
         "if any, stays in force. When the rows arrive, the source-change sensor (or "
-        "`aps-etl reconcile`) snapshots and loads them.",
+        "`aps-etl reconcile`) snapshots and loads them; if the day really is empty, rerun "
+        f"it with run config accept_incomplete: [{spec.name}] on the extract step.",
         {"rows": rows, "median_of_earlier_days": median, "min_fraction": spec.min_fraction},
     )
 
