@@ -77,3 +77,19 @@ def test_the_table_gives_our_ratio_to_every_peer_and_the_machine(results) -> Non
     # the same rows on both servers: the embedded source is seeded like the stack's
     datasets = results["datasets"]["day"]
     assert datasets["stack"]["reads"] == datasets["embedded"]["reads"]
+
+
+def test_the_living_source_cases_ran(results) -> None:
+    living = {m["key"]: m for m in results["measurements"] if m["kind"] == "living"}
+    assert set(living) == {
+        "living/sensor_check",
+        "living/full_resnapshot",
+        "living/incremental_resnapshot",
+    }
+    for key, m in living.items():
+        assert m["error"] is None and m["wall_s"] > 0, key
+    per_table = living["living/sensor_check"]["stages_s"]
+    assert {"process_result", "lot_history", "product"} <= set(per_table)
+    methods = living["living/incremental_resnapshot"]["rounds"][0]["result"]["methods"]
+    assert methods["process_result"] == "new/incremental", methods
+    assert methods["product"] == "current/full", methods

@@ -62,6 +62,7 @@ PARTITION = "2026-11-21"
 JOB = "aps_daily"
 SCHEDULE = "aps_daily_schedule"
 SENSOR = "plan_run_sensor"
+CHANGE_SENSOR = "source_change_sensor"
 WIP = dg.AssetKey(["transform", "aps_input", "aps_input_wip"])
 # One asset of each daily scenario: (domain, table).
 SHOWN = (
@@ -346,8 +347,12 @@ def test_job_page_shows_the_daily_job(page: Page, dagster_ui: DagsterUI) -> None
     visit(page, dagster_ui, f"/locations/{LOCATION}/jobs/{JOB}")
     expect_visible(page, job.description or JOB, "Partitions")
     expect(page.get_by_text(JOB, exact=True).filter(visible=True).first).to_be_visible()
-    # The schedule that targets the job is linked from its header.
-    expect_visible(page, "At 02:00 AM")
+    # The schedule and the source-change sensor that target the job are linked from its
+    # header.
+    page.get_by_text("2 schedules/sensors").first.click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(SCHEDULE)
+    expect(dialog).to_contain_text(CHANGE_SENSOR)
 
 
 def test_schedule_page_shows_the_daily_schedule(page: Page, dagster_ui: DagsterUI) -> None:
@@ -372,7 +377,14 @@ def test_sensor_page_shows_the_plan_run_sensor(page: Page, dagster_ui: DagsterUI
 
 def test_automation_lists_the_schedule_and_the_sensor(page: Page, dagster_ui: DagsterUI) -> None:
     visit(page, dagster_ui, "/automation")
-    expect_visible(page, SCHEDULE, SENSOR, exact=True)
+    expect_visible(page, SCHEDULE, SENSOR, CHANGE_SENSOR, exact=True)
+
+
+def test_sensor_page_shows_the_source_change_sensor(page: Page, dagster_ui: DagsterUI) -> None:
+    sensor = dagster_ui.defs.resolve_sensor_def(CHANGE_SENSOR)
+    visit(page, dagster_ui, f"/locations/{LOCATION}/sensors/{CHANGE_SENSOR}")
+    expect_visible(page, CHANGE_SENSOR, "Sensor in", "Running")
+    expect(page.get_by_text((sensor.description or "")[:40]).first).to_be_visible()
 
 
 def test_runs_list_the_daily_run(page: Page, dagster_ui: DagsterUI) -> None:

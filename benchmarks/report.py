@@ -136,6 +136,16 @@ def evaluate_targets(
             large["peak_rss_mb"] <= 2048)  # fmt: skip
     else:
         add("10M-row day, Trino load: run <= 3 min, peak <= 2 GB", "not measured", None)
+    check = _find(measurements, "living/sensor_check")
+    if check:
+        add("living source: the sensor's fingerprint check, 7 days x every daily source "
+            "<= 2 s", f"{check['wall_s']:.2f} s", check["wall_s"] <= 2)  # fmt: skip
+    full, inc = (_find(measurements, f"living/{k}_resnapshot") for k in ("full", "incremental"))
+    if full and inc:
+        ratio = full["wall_s"] / inc["wall_s"]
+        add("living source: incremental re-snapshot of a day, 1% changed, >= 3x faster "
+            "than a full re-extract", f"{inc['wall_s']:.2f} s vs {full['wall_s']:.2f} s "
+            f"({ratio:.1f}x)", ratio >= 3)  # fmt: skip
     for r in ratios:
         if r["peer"] != "dlt" or r["ratio"] is None or r["case"].endswith("_cli"):
             continue
@@ -306,6 +316,18 @@ def to_markdown(results: dict[str, Any]) -> str:
                 f"| {m['label']} | {name} | {d['largest_rows']:,} | {_s(d['largest_load_s'])} "
                 f"| {d['largest_rows_per_s'] or 0:,} |"
             )
+    living = [m for m in results["measurements"] if m["kind"] == "living"]
+    if living:
+        lines += ["", "## A living source (seconds, per source table)", ""]
+        lines += ["| case | source rows of the day | total | per table |", "|---|---:|---:|---|"]
+        for m in living:
+            if not m.get("wall_s"):
+                lines.append(f"| {m['label']} | {_rows(m['rows'])} | failed: {m.get('error')} |")
+                continue
+            per = ", ".join(
+                f"{k} {_s(v)}" for k, v in m["stages_s"].items() if k != "startup/other"
+            )
+            lines.append(f"| {m['label']} | {_rows(m['rows'])} | {_s(m['wall_s'])} | {per} |")
     if results["targets"]:
         lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
         for t in results["targets"]:

@@ -50,9 +50,11 @@ def write_parquet(
     *,
     immutable: bool,
     metadata: dict[str, str] | None = None,
+    expected_rows: int | None = None,
 ) -> WrittenFile:
     """Writes `frame` at lake path `parts` atomically; refuses to replace it if immutable.
-    `metadata` goes into the Parquet footer's key-value metadata."""
+    `metadata` goes into the Parquet footer's key-value metadata. With `expected_rows`, a
+    file whose footer counts other rows is not published (RowCountError)."""
     uri = lake.uri(*parts)
     fs = lake.fs
     if lake.is_s3:
@@ -61,6 +63,7 @@ def write_parquet(
         with tempfile.TemporaryDirectory(prefix="aps-lake-") as spool:
             tmp = Path(spool) / "data.parquet"
             rows = _sink(frame, tmp, metadata)
+            _check_rows(uri, rows, expected_rows)
             size = tmp.stat().st_size
             if not immutable:
                 fs.put_file(str(tmp), uri)
@@ -81,6 +84,7 @@ def write_parquet(
     tmp = final.parent / f".tmp-{uuid.uuid4().hex}.parquet"
     try:
         rows = _sink(frame, tmp, metadata)
+        _check_rows(uri, rows, expected_rows)
         size = tmp.stat().st_size
         if immutable:
             try:
@@ -92,6 +96,18 @@ def write_parquet(
     finally:
         tmp.unlink(missing_ok=True)
     return WrittenFile(uri, rows, size)
+
+
+class RowCountError(RuntimeError):
+    """The file written holds other rows than the data handed to it: not published."""
+
+
+def _check_rows(uri: str, rows: int, expected: int | None) -> None:
+    if expected is not None and rows != expected:
+        raise RowCountError(
+            f"{uri}: the Parquet file holds {rows:,} rows, {expected:,} were handed to it; "
+            "nothing was published"
+        )
 
 
 def _immutable_message(uri: str) -> str:

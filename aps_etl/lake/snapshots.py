@@ -170,7 +170,13 @@ def write(
     parts = (*table.partition_parts(key), file_name(version))
     try:
         written = write_parquet(
-            lake, parts, frame, immutable=True, metadata={FOOTER_KEY: json.dumps(info)}
+            lake,
+            parts,
+            frame,
+            immutable=True,
+            metadata={FOOTER_KEY: json.dumps(info)},
+            # the source counted these rows: the published file must hold exactly them
+            expected_rows=fingerprint.rows if fingerprint else None,
         )
     except SnapshotConflict:
         raise
