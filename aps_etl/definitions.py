@@ -12,7 +12,8 @@ from aps_etl.domains.aps_plan.assets import assets as aps_plan_assets
 from aps_etl.ops.alerts import alert_resources_from_env, build_alert_sensor
 from aps_etl.ops.gates import gates, loads
 from aps_etl.ops.jobs import aps_daily, aps_daily_schedule, aps_plan_snapshot
-from aps_etl.ops.sensors import build_plan_run_sensor, build_source_change_sensor
+from aps_etl.ops.sensors import build_plan_run_sensor
+from aps_etl.ops.source_change_sensor import build_source_change_sensor
 from aps_etl.settings import resources_for
 
 

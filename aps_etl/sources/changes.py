@@ -234,3 +234,31 @@ def stale_tables(
         if state.snapshot.version > used:
             stale.setdefault(state.partition, []).append(state)
     return stale
+
+
+def recent_plan_runs(source: SourceDatabase, first_day: str) -> list[str]:
+    """COMPLETED plan runs whose plan starts on or after `first_day`, oldest first."""
+    from aps_etl.sources.mes import PLAN_RUN
+
+    sql = (
+        "select run_id from plan_run where status = 'COMPLETED' "
+        f"and base_date >= date '{parse_partition_key(first_day).isoformat()}' "
+        "order by created_at, run_id"
+    )
+    with source.consistent_reads(PLAN_RUN) as read:
+        return read.arrow(sql).column("run_id").to_pylist()
+
+
+def days_to_run(
+    states: Sequence[PartitionState], target: PostgresConnection, job: str
+) -> dict[str, list[PartitionState]]:
+    """{day: the tables that make it worth a run}: the source changed under their newest
+    snapshot, or no load of the day was built on it yet."""
+    found: dict[str, list[PartitionState]] = {}
+    for state in states:
+        if state.status == "changed":
+            found.setdefault(state.partition, []).append(state)
+    ran = sorted({s.partition for s in states})
+    for day, stale in stale_tables(states, job, loaded_versions(target, ran)).items():
+        found.setdefault(day, []).extend(stale)
+    return found
