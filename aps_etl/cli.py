@@ -131,7 +131,7 @@ def _history(args: argparse.Namespace) -> int:
         newest = "  <- newest, read by transforms" if snap is found[-1] else ""
         how = snap.method
         if snap.method == "incremental":
-            how += f" ({snap.delta_rows} changed rows on version {snap.base_version})"
+            how = f"delta: {snap.delta_rows} changed rows on version {snap.base_version}"
         print(f"  v{snap.version:<3} taken {snap.taken_at or '?':<25} {how}{newest}")
         print(f"       {snap.rows:,} rows; source fingerprint: {fp}")
         print(f"       {snap.uri}")

@@ -142,6 +142,37 @@ def test_snapshot_versions_sit_side_by_side_and_the_newest_is_read(lake: LakeRes
     assert out["n"].to_list() == [3]
 
 
+def test_delta_versions_resolve_to_whole_versions(lake: LakeResource) -> None:
+    key = "2026-11-25"
+    rows = pl.DataFrame({"k": [1, 2, 3], "v": ["a", "b", "c"]})
+    v1 = snapshots.write(lake, EXTRACT, key, rows, version=1, fingerprint=_fp(3, "1"))
+    v2 = snapshots.write(
+        lake, EXTRACT, key, pl.DataFrame({"k": [2, 4], "v": ["B", "d"]}), version=2,
+        fingerprint=_fp(4, "2"), method="incremental", base_version=1, delta_rows=2,
+        delta_key="k",
+    )  # fmt: skip
+    v3 = snapshots.write(
+        lake, EXTRACT, key, pl.DataFrame({"k": [4], "v": ["D"]}), version=3,
+        fingerprint=_fp(4, "3"), method="incremental", base_version=2, delta_rows=1,
+        delta_key="k",
+    )  # fmt: skip
+    assert v2.uri.endswith("/things/delta.v2.parquet") and v2.is_delta and not v1.is_delta
+    assert [s.version for s in snapshots.chain(lake, EXTRACT, v3)] == [1, 2, 3]
+
+    def rows_of(snapshot) -> list[tuple]:
+        return sorted(snapshots.scan(lake, EXTRACT, snapshot).collect().rows())
+
+    assert rows_of(v1) == [(1, "a"), (2, "b"), (3, "c")]
+    assert rows_of(v2) == [(1, "a"), (2, "B"), (3, "c"), (4, "d")]
+    assert rows_of(v3) == [(1, "a"), (2, "B"), (3, "c"), (4, "D")]
+    newest = snapshots.newest(lake, EXTRACT, key)
+    assert (newest.version, newest.rows, newest.delta_rows) == (3, 4, 1)
+    # a delta whose base is gone is an error that names it, never a partial read
+    lake.fs.rm(v1.uri)
+    with pytest.raises(FileNotFoundError, match="builds on version 1"):
+        snapshots.scan(lake, EXTRACT, newest)
+
+
 def test_a_snapshot_version_is_written_once_even_by_racing_writers(lake: LakeResource) -> None:
     key = "2026-11-24"
     frames = [pl.DataFrame({"i": list(range(n))}) for n in (5, 6, 7, 8)]
@@ -228,8 +259,8 @@ def test_missing_upstream_partition_is_named(lake: LakeResource) -> None:
     )
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     text = str(failure.step_failure_data.error)
-    assert "lake partition(s) of things not found" in text
-    assert "date=2026-11-20/things/data.parquet" in text
+    assert "no snapshot of things in the lake for 2026-11-20" in text
+    assert "date=2026-11-20/things)" in text
 
 
 @pytest.mark.parametrize("key", ["2026-1-5", "20261125", "2026-02-30", "../etc", ""])

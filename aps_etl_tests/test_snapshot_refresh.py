@@ -33,6 +33,7 @@ from aps_etl.sources.specs import TS, ExtractSpec
 from aps_etl_tests.living_source import execute
 
 START = dt.date(2026, 11, 20)
+PR_TABLE = extract_table(PROCESS_RESULT, "aps_input")
 DAY = "2026-11-21"
 
 
@@ -167,7 +168,7 @@ def test_a_composed_snapshot_equals_a_full_reextract_on_random_corrections(plant
         kinds = [_random_change(rng, plant, DAY) for _ in range(rng.randint(1, 3))]
         result = _snap(plant, PROCESS_RESULT)
         full = _full(plant, PROCESS_RESULT)
-        stored = pl.read_parquet(result.snapshot.uri)
+        stored = snapshots.scan(plant["lake"], PR_TABLE, result.snapshot).collect()
         assert _sorted(stored, PROCESS_RESULT).equals(_sorted(full, PROCESS_RESULT)), kinds
         assert result.snapshot.fingerprint == frame_fingerprint(PROCESS_RESULT, full)
         methods.append((tuple(kinds), result.snapshot.method))
@@ -178,7 +179,12 @@ def test_a_composed_snapshot_equals_a_full_reextract_on_random_corrections(plant
     # every version is still there, each readable with its own rows
     history = snapshots.history(plant["lake"], extract_table(PROCESS_RESULT, "aps_input"), DAY)
     assert [s.version for s in history] == list(range(1, len(history) + 1))
-    assert all(pl.read_parquet(s.uri).height == s.rows for s in history)
+    assert all(
+        snapshots.scan(plant["lake"], PR_TABLE, s).collect().height == s.rows for s in history
+    )
+    # a delta holds only the changed rows; the version before it is untouched
+    deltas = [s for s in history if s.is_delta]
+    assert deltas and all(pl.read_parquet(s.uri).height == s.delta_rows for s in deltas)
 
 
 def test_a_query_spec_follows_a_late_event(plant) -> None:
@@ -200,9 +206,10 @@ def test_a_query_spec_follows_a_late_event(plant) -> None:
         "incremental",
         1,
     )
-    assert _sorted(pl.read_parquet(result.snapshot.uri), LOT_HISTORY).equals(
-        _sorted(_full(plant, LOT_HISTORY), LOT_HISTORY)
-    )
+    table = extract_table(LOT_HISTORY, "aps_input")
+    assert _sorted(
+        snapshots.scan(plant["lake"], table, result.snapshot).collect(), LOT_HISTORY
+    ).equals(_sorted(_full(plant, LOT_HISTORY), LOT_HISTORY))
 
 
 def test_policy_reuse_reads_no_source(plant) -> None:

@@ -11,6 +11,9 @@ from typing import Any
 
 import polars as pl
 
+from aps_etl.lake import snapshots
+from aps_etl.lake.layout import LakeTable
+from aps_etl.lake.snapshots import Snapshot
 from aps_etl.lake.storage import LakeResource
 
 
@@ -32,3 +35,15 @@ def create_empty_view(con: Any, name: str, schema: pl.Schema) -> None:
     """A view `name` with the declared columns and no rows (e.g. no plan in force)."""
     con.register(f"_empty_{name}", pl.DataFrame(schema=schema).to_arrow())
     con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM "_empty_{name}"')
+
+
+def create_snapshot_view(
+    con: Any, name: str, lake: LakeResource, table: LakeTable, snapshot: Snapshot
+) -> None:
+    """A view `name` over an extract snapshot version: read in place when it is one whole
+    file; a version kept as deltas is resolved by Polars and handed over as Arrow."""
+    if not snapshot.is_delta:
+        create_view(con, name, snapshot.uri)
+        return
+    con.register(f"_snapshot_{name}", snapshots.scan(lake, table, snapshot).collect().to_arrow())
+    con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM "_snapshot_{name}"')

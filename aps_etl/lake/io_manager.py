@@ -175,42 +175,50 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
         keys = context.asset_partition_keys if context.has_asset_partitions else []
         if not keys:
             raise ValueError(f"input {context.asset_key.to_user_string()} has no partition")
-        uris = [self.partition_uri(table, key) for key in keys]
-        missing = [uri for uri in uris if not self.lake.fs.exists(uri)]
-        if not missing:
-            self._record_reads(context, table, keys, uris)
+        frames, lineage = (
+            self._snapshots(context, table, keys)
+            if table.immutable
+            else self._transforms(context, table, keys)
+        )
+        # what the step read, for the lineage of what it writes
+        reads = self._reads.setdefault(context.step_context.step.key, {})
+        for key, found in lineage.items():
+            reads.setdefault(key, {}).update(found)
+        return frames[keys[0]] if len(keys) == 1 else frames
+
+    def _snapshots(
+        self, context: dg.InputContext, table: LakeTable, keys: list[str]
+    ) -> tuple[dict[str, pl.LazyFrame], dict[str, lineages.Lineage]]:
+        """Each partition's newest snapshot version."""
+        found = {key: snapshots.newest(self.lake, table, key) for key in keys}
+        missing = [key for key, snapshot in found.items() if snapshot is None]
+        if missing:
+            folders = ", ".join(self.lake.uri(*table.partition_parts(k)) for k in missing)
+            raise FileNotFoundError(
+                f"no snapshot of {table.table} in the lake for {', '.join(missing)} "
+                f"({folders}). Materialize {context.asset_key.to_user_string()} for these "
+                "partitions first."
+            )
+        return (
+            {key: snapshots.scan(self.lake, table, snap) for key, snap in found.items() if snap},
+            {key: lineages.of_snapshot(table, snap) for key, snap in found.items() if snap},
+        )
+
+    def _transforms(
+        self, context: dg.InputContext, table: LakeTable, keys: list[str]
+    ) -> tuple[dict[str, pl.LazyFrame], dict[str, lineages.Lineage]]:
+        uris = {key: self.lake.uri(*table.file_parts(key)) for key in keys}
+        missing = [uri for uri in uris.values() if not self.lake.fs.exists(uri)]
         if missing:
             raise FileNotFoundError(
                 f"lake partition(s) of {table.table} not found: {', '.join(missing)}. "
                 f"Materialize {context.asset_key.to_user_string()} for these partitions first."
             )
-        if len(keys) == 1:
-            return self._scan(uris, context)
-        return {key: self._scan([uri], context) for key, uri in zip(keys, uris, strict=True)}
-
-    def _record_reads(
-        self, context: dg.InputContext, table: LakeTable, keys: list[str], uris: list[str]
-    ) -> None:
-        """Remembers what the step read, for the lineage of what it writes."""
-        step = context.step_context.step.key
-        reads = self._reads.setdefault(step, {})
-        for key, uri in zip(keys, uris, strict=True):
-            if table.immutable:
-                version = snapshots.version_of(uri.rsplit("/", 1)[-1]) or 1
-                found = lineages.of_snapshot(
-                    table, snapshots.read(self.lake, table, key, version, uri)
-                )
-            else:  # a transform: what it was computed from
-                found = lineages.read_file(self.lake, uri)[1]
-            reads.setdefault(key, {}).update(found)
-
-    def partition_uri(self, table: LakeTable, key: str) -> str:
-        """Where a partition is read from: an extract's newest snapshot version."""
-        if table.immutable:
-            newest = snapshots.newest_uri(self.lake, table, key)
-            if newest is not None:
-                return newest
-        return self.lake.uri(*table.file_parts(key))
+        return (
+            {key: self._scan([uri], context) for key, uri in uris.items()},
+            # a transform's own lineage: what it was computed from
+            {key: lineages.read_file(self.lake, uri)[1] for key, uri in uris.items()},
+        )
 
     def _scan(self, uris: list[str], context: dg.InputContext) -> pl.LazyFrame:
         del context

@@ -7,10 +7,11 @@ How a partition is snapshotted (`snapshot_partition`):
 1. No snapshot yet: a full extract, its source fingerprint taken in the same transaction.
 2. A snapshot exists and the policy is `refresh`: the source's fingerprint now is compared
    with the snapshot's. Equal: the snapshot is current and reused. Different: a new
-   version is taken, incrementally where the spec allows (the rows changed since the
-   previous snapshot's watermark, merged into it by primary key; kept only when the
-   result's fingerprint equals the source's, else a full re-extract: deletes, rows moved
-   to another day, updated_at going backwards or set in the future all end there).
+   version is taken, incrementally where the spec allows: the rows changed since the
+   previous snapshot's watermark, kept as a delta on it (replacing rows by primary key)
+   only when the result's fingerprint equals the source's; else a full re-extract
+   (deletes, rows moved to another day, updated_at going backwards or set in the future
+   all end there).
    A plan run (`key` mode) never gets a second version: it is immutable by contract, and a
    change is an error (PlanRunChanged) for the run's failure alert.
 3. Policy `reuse` (reprocess from Parquet): the newest snapshot, no source query at all.
@@ -148,14 +149,11 @@ def snapshot_partition(
                 )
             )
         frame = None
+        delta_key = None
         watermark = current.fingerprint.watermark() if current and current.fingerprint else None
         if current is not None and spec.composable and watermark is not None:
             delta = read.rows(spec.select_sql(**where, changed_since=watermark))
-            composed = _compose(lake, current, delta, spec.primary_key[0])
-            if frame_fingerprint(spec, composed) == now:
-                frame, method = composed, "incremental"
-                base_version, delta_rows = current.version, delta.height
-            else:
+            if frame_fingerprint(spec, _composed_ids(lake, table, current, delta, spec)) != now:
                 messages.append(
                     (
                         "info",
@@ -165,16 +163,25 @@ def snapshot_partition(
                         "full re-extract",
                     )
                 )
+            elif snapshots.delta_allowed(lake, table, current, delta.height):
+                frame, method, delta_key = delta, "incremental", spec.primary_key[0]
+                base_version, delta_rows = current.version, delta.height
+            else:
+                messages.append(
+                    ("info", f"{spec.name} {key}: written whole again (long chain or big change)")
+                )
         if frame is None:
             frame = read.rows(spec.select_sql(**where))
-    _reconcile(spec, key, frame, now)
+            _reconcile(spec, key, frame, now)
+    # A delta was proven above: the previous version plus it has the source's fingerprint.
     _check_rules(spec, key, frame)
-    _guard(lake, spec, table, key, frame.height, messages, accept=accept_incomplete)
+    _guard(lake, spec, table, key, now.rows, messages, accept=accept_incomplete)
     version = current.version + 1 if current else 1
     try:
         snapshot = snapshots.write(
             lake, table, key, frame, version=version, fingerprint=now, method=method,
             base_version=base_version, delta_rows=delta_rows, run_id=run_id,
+            delta_key=delta_key,
         )  # fmt: skip
     except SnapshotConflict:
         # Another run took this version meanwhile: fine if it holds what we saw.
@@ -187,22 +194,27 @@ def snapshot_partition(
             transient=True,
         ) from None
     how = (
-        f"incremental: {delta_rows} changed row(s) merged into version {base_version}"
+        f"a delta of {delta_rows} changed row(s) on version {base_version}"
         if method == "incremental"
         else "full extract"
     )
     messages.append(
-        ("info", f"{spec.name} {key}: snapshot version {version}, {frame.height} rows ({how})")
+        ("info", f"{spec.name} {key}: snapshot version {version}, {now.rows} rows ({how})")
     )
     return SnapshotResult(snapshot, "new", messages)
 
 
-def _compose(lake: LakeResource, previous: Snapshot, delta: pl.DataFrame, key: str) -> pl.DataFrame:
-    """The previous snapshot with the delta's rows replacing theirs by primary key (the
-    delta's are newer: it holds only rows changed after the previous watermark)."""
-    before = pl.scan_parquet(previous.uri, storage_options=lake.polars_storage_options())
-    kept = before.filter(~pl.col(key).is_in(delta[key].implode()))
-    return pl.concat([kept, delta.lazy()], how="vertical").collect()
+def _composed_ids(
+    lake: LakeResource, table: LakeTable, previous: Snapshot, delta: pl.DataFrame, spec: ExtractSpec
+) -> pl.DataFrame:
+    """Key and updated_at of the previous version with the delta's rows replacing theirs
+    (the delta's are newer: it holds only rows changed after the previous watermark):
+    enough for the fingerprint, without reading or writing the other columns."""
+    key, wm = spec.primary_key[0], spec.watermark_column
+    changed = delta.select(key, wm)
+    before = snapshots.scan(lake, table, previous).select(key, wm)
+    kept = before.join(changed.lazy().select(key), on=key, how="anti")
+    return pl.concat([kept, changed.lazy()], how="vertical").collect()
 
 
 def _reconcile(spec: ExtractSpec, key: str, frame: pl.DataFrame, now: Fingerprint) -> None:

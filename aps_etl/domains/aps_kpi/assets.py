@@ -27,7 +27,7 @@ from aps_etl.factories import (
 )
 from aps_etl.lake import LakeResource, LakeTable, snapshots
 from aps_etl.lake import lineage as lineages
-from aps_etl.lake.duckdb_views import attach_lake, create_empty_view, create_view
+from aps_etl.lake.duckdb_views import attach_lake, create_empty_view, create_snapshot_view
 from aps_etl.partitions import DAILY
 from aps_etl.sources.database import SourceDatabase
 from aps_etl.sources.extraction import ensure_extract
@@ -128,16 +128,15 @@ def _kpis_of_day(
     snapshots they were computed from."""
     day = parse_partition_key(key)
     lineage: lineages.Lineage = {}
-    uri = {}
+    newest = {}
     for spec in (*ACTUALS, PLAN_RUN_OF_DAY):
         table = extract_table(spec, EXTRACT_JOB)
-        snapshot = _newest(lake, table, key)
-        uri[spec.name] = snapshot.uri
-        lineage.update(lineages.of_snapshot(table, snapshot))
-    plan_run = pl.read_parquet(uri["plan_run"], storage_options=lake.polars_storage_options())
+        newest[spec.name] = (table, _newest(lake, table, key))
+        lineage.update(lineages.of_snapshot(*newest[spec.name]))
+    plan_run = snapshots.scan(lake, *newest["plan_run"]).collect()
     run_id = logic.plan_in_force(plan_run, day)
     for spec in ACTUALS:
-        create_view(con, spec.name, uri[spec.name])
+        create_snapshot_view(con, spec.name, lake, *newest[spec.name])
     for spec in PLANS:
         if run_id is None:
             create_empty_view(con, spec.name, spec.polars_schema())
@@ -145,7 +144,7 @@ def _kpis_of_day(
         # The plan in force's immutable snapshot; taken now if its sensor run has not yet.
         table = extract_table(spec, PLAN_JOB, "run_id")
         snapshot = ensure_extract(source, lake, spec, table, run_id)
-        create_view(con, spec.name, snapshot.uri)
+        create_snapshot_view(con, spec.name, lake, table, snapshot)
         lineage.update(lineages.of_snapshot(table, snapshot))
     frames = {
         APS_KPI_PLAN_VS_ACTUAL.name: logic.aps_kpi_plan_vs_actual(con, day, run_id),

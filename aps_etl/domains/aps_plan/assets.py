@@ -14,7 +14,7 @@ from aps_etl.factories import (
     transform_key,
     transform_table,
 )
-from aps_etl.lake import LakeResource
+from aps_etl.lake import LakeResource, snapshots
 from aps_etl.lake import lineage as lineages
 from aps_etl.partitions import PLAN_RUNS
 from aps_etl.sources.database import SourceDatabase
@@ -92,7 +92,7 @@ def aps_plan_diff(
         # The previous run's own immutable snapshot; taken now if the sensor has not yet.
         table = extract_table(PLAN_PRODUCTION, JOB, "run_id")
         snapshot = ensure_extract(source, lake, PLAN_PRODUCTION, table, previous_id)
-        previous = pl.scan_parquet(snapshot.uri, storage_options=lake.polars_storage_options())
+        previous = snapshots.scan(lake, table, snapshot)
         # the previous run's snapshot is an input too: name it in the lineage
         lineage = {run_id: {f"{JOB}/plan_production@{previous_id}": snapshot.lineage()}}
     frame = logic.aps_plan_diff(plan_production, previous, run_id, previous_id).collect()
