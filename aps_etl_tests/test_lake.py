@@ -149,12 +149,12 @@ def test_delta_versions_resolve_to_whole_versions(lake: LakeResource) -> None:
     v2 = snapshots.write(
         lake, EXTRACT, key, pl.DataFrame({"k": [2, 4], "v": ["B", "d"]}), version=2,
         fingerprint=_fp(4, "2"), method="incremental", base_version=1, delta_rows=2,
-        delta_key="k",
+        delta_key=("k",),
     )  # fmt: skip
     v3 = snapshots.write(
         lake, EXTRACT, key, pl.DataFrame({"k": [4], "v": ["D"]}), version=3,
         fingerprint=_fp(4, "3"), method="incremental", base_version=2, delta_rows=1,
-        delta_key="k",
+        delta_key=("k",),
     )  # fmt: skip
     assert v2.uri.endswith("/things/delta.v2.parquet") and v2.is_delta and not v1.is_delta
     assert [s.version for s in snapshots.chain(lake, EXTRACT, v3)] == [1, 2, 3]

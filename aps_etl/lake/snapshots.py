@@ -83,7 +83,7 @@ class Snapshot:
     base_version: int | None = None  # incremental: the version the delta applies to
     delta_rows: int | None = None
     run_id: str | None = None
-    key: str | None = None  # incremental: the primary key that deltas replace rows by
+    key: tuple[str, ...] | None = None  # incremental: the primary key a delta replaces by
 
     @property
     def is_delta(self) -> bool:
@@ -149,7 +149,7 @@ def read(lake: LakeResource, table: LakeTable, key: str, version: int, uri: str)
         base_version=info.get("base_version"),
         delta_rows=info.get("delta_rows"),
         run_id=info.get("run_id"),
-        key=info.get("key"),
+        key=tuple(info["key"]) if info.get("key") else None,
     )
 
 
@@ -189,7 +189,7 @@ def scan(lake: LakeResource, table: LakeTable, snapshot: Snapshot) -> pl.LazyFra
     files = chain(lake, table, snapshot)
     frame = pl.scan_parquet(files[0].uri, storage_options=options)
     for delta in files[1:]:
-        key = delta.key
+        key = list(delta.key or ())
         changed = pl.scan_parquet(delta.uri, storage_options=options)
         kept = frame.join(changed.select(key), on=key, how="anti")
         frame = pl.concat([kept, changed], how="vertical")
@@ -215,7 +215,7 @@ def write(
     base_version: int | None = None,
     delta_rows: int | None = None,
     run_id: str | None = None,
-    delta_key: str | None = None,
+    delta_key: tuple[str, ...] | None = None,
 ) -> Snapshot:
     """Publishes `frame` as snapshot `version` of the partition, create-only: raises
     SnapshotConflict when that version exists (another writer got there first). With
@@ -231,7 +231,7 @@ def write(
         "base_version": base_version,
         "delta_rows": delta_rows,
         "run_id": run_id,
-        "key": delta_key,
+        "key": list(delta_key) if delta_key else None,
     }
     if fingerprint is not None:
         info["rows"] = fingerprint.rows

@@ -5,21 +5,19 @@ with the source's fingerprint now says whether the partition changed since (corr
 late, deleted or moved rows) without reading the rows.
 
 A fingerprint is (row count, max updated_at, checksum), the checksum an order-independent
-sum of a per-row hash:
+sum of a per-row hash that PostgreSQL computes (`hash_record_extended`: the hash it uses
+for hash partitioning, stable across sessions, time zones and versions):
 
-- `key+updated_at` (specs that are `composable`: a single integer key and updated_at): the
-  hash mixes the key and updated_at in microseconds with integer arithmetic that
-  PostgreSQL and Polars compute exactly alike, so the fingerprint of a snapshot composed
-  in the pipeline (previous snapshot + delta) can be compared with the source's. A change
-  of any row's updated_at, a row added, removed or moved to another day changes it.
-- `row` (every other spec: master data, plans): a hash of the whole row's text, in the
-  source only (UTC session time zone, so timestamps render the same in every session).
-  Catches any change of any column.
+- `key+updated_at` (specs with a primary key and updated_at, `composable`): the hash of
+  (primary key, updated_at). A row added, removed or moved to another day, or any change
+  that moves its updated_at (forwards or backwards), changes it.
+- `row` (master data, plans: no updated_at): the hash of the whole row as extracted, so any
+  change of any column changes it.
 
-Per row, with P = 2^31 - 1 (every intermediate fits in a bigint):
-    a = key mod P, b = updated_at_us mod P (both made non-negative)
-    x = (a * 48271 + b) mod P
-    h = (x * x + a) mod P
+Since the checksum is a sum, a snapshot composed from the previous one plus the changed
+rows has the previous checksum, minus the hashes of the rows it replaced, plus those of
+the changed rows: `rows_hash_sql` has the source hash given rows, so the composition is
+checked against the source's fingerprint without reading the day again.
 """
 
 from __future__ import annotations
@@ -34,8 +32,6 @@ import polars as pl
 if TYPE_CHECKING:
     from aps_etl.sources.specs import ExtractSpec
 
-P = 2_147_483_647
-M = 48_271
 Kind = Literal["key+updated_at", "row"]
 
 
@@ -43,7 +39,7 @@ Kind = Literal["key+updated_at", "row"]
 class Fingerprint:
     rows: int
     max_updated_at: str | None  # ISO 8601, UTC, microseconds; None without updated_at
-    checksum: str  # a decimal integer (sums exceed 64 bits on large tables)
+    checksum: str  # a decimal integer (a sum of 64-bit hashes needs more than 64 bits)
     kind: Kind
 
     def to_json(self) -> str:
@@ -70,7 +66,7 @@ def kind_of(spec: ExtractSpec) -> Kind:
     return "key+updated_at" if spec.composable else "row"
 
 
-def _iso(value: dt.datetime | None) -> str | None:
+def iso(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is None:  # ADBC hands timestamptz aggregates back as UTC
@@ -82,59 +78,64 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _row_hash(spec: ExtractSpec) -> str:
+    if spec.composable:
+        columns = ", ".join(f"f.{_q(c)}" for c in (*spec.primary_key, spec.watermark_column))
+        return f"hash_record_extended(row({columns}), 0)"
+    return "hash_record_extended(f, 0)"
+
+
 def fingerprint_sql(spec: ExtractSpec, select_sql: str, bucket: str | None = None) -> str:
     """The fingerprint of the rows `select_sql` (the spec's extract query) yields: one row
     (count, max updated_at, checksum as text), or one per `bucket` (a SQL expression over
-    the query's columns, e.g. the business day of a timestamp) with the bucket first."""
+    the query's columns `f`, e.g. the business day of a timestamp) with the bucket first."""
     wm = spec.watermark_column
-    bucket_col = f"{bucket} as bucket, " if bucket else ""
-    newest = f"f.{_q(wm)}" if wm else "null::timestamptz"
-    if spec.composable:
-        key = f"f.{_q(spec.primary_key[0])}::bigint"
-        us = f"(extract(epoch from f.{_q(wm)}) * 1000000)::bigint"  # type: ignore[arg-type]
-        inner = (
-            f"select {bucket_col}(({key} % {P}) + {P}) % {P} as a, "
-            f"(({us} % {P}) + {P}) % {P} as b, {newest} as newest from ({select_sql}) f"
-        )
-        rows = f"select *, (a * {M} + b) % {P} as x from ({inner}) ab"
-        checksum = f"sum((x * x % {P} + a) % {P})"
-    else:
-        rows = (
-            f"select {bucket_col}hashtextextended(f::text, 0) as h, {newest} as newest "
-            f"from ({select_sql}) f"
-        )
-        checksum = "sum(h)"
-    head, tail = ("bucket, ", " group by bucket") if bucket else ("", "")
+    newest = f"max(f.{_q(wm)})" if wm else "null::timestamptz"
+    aggregates = f"count(*), {newest}, coalesce(sum({_row_hash(spec)}), 0)::text"
+    if bucket is None:
+        return f"select {aggregates} from ({select_sql}) f"
+    return f"select {bucket} as bucket, {aggregates} from ({select_sql}) f group by 1"
+
+
+def rows_hash_sql(spec: ExtractSpec, rows: pl.DataFrame) -> str:
+    """The sum of the row hashes of `rows` (key and updated_at columns), computed by the
+    source from literal values of the declared types: rows the source no longer holds
+    (the previous versions of corrected rows) hash exactly as they did."""
+    from aps_etl.sources.specs import pg_type
+
+    columns = [*spec.primary_key, spec.watermark_column]
+    if not spec.composable:
+        raise ValueError(f"extract spec {spec.name} has no primary key and updated_at")
+    casts = [f"v.c{i}::{pg_type(spec.columns[c])}" for i, c in enumerate(columns)]
+    # one SQL literal per value, built column-wise by Polars (thousands of rows)
+    literals = rows.select(
+        pl.concat_str([_literal(pl.col(c), rows.schema[c]) for c in columns], separator=", ")
+    ).to_series()
+    values = "(" + "), (".join(literals.to_list()) + ")"
+    names = ", ".join(f"c{i}" for i in range(len(columns)))
     return (
-        f"select {head}count(*), max(newest), coalesce({checksum}, 0)::text from ({rows}) r{tail}"
+        f"select coalesce(sum(hash_record_extended(row({', '.join(casts)}), 0)), 0)::text "
+        f"from (values {values}) v({names})"
     )
+
+
+def _literal(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A column's values as SQL literals (null as null)."""
+    if dtype.is_integer():
+        text = column.cast(pl.String)
+    elif isinstance(dtype, pl.Datetime):
+        # exact microseconds, in UTC (the transaction's time zone)
+        utc = column.dt.convert_time_zone("UTC") if dtype.time_zone else column
+        text = "'" + utc.dt.strftime("%Y-%m-%d %H:%M:%S%.6f") + "+00'"
+    elif dtype == pl.Date:
+        text = "'" + column.dt.strftime("%Y-%m-%d") + "'"
+    elif dtype == pl.Boolean:
+        text = column.cast(pl.String)
+    else:
+        text = "'" + column.cast(pl.String).str.replace_all("'", "''", literal=True) + "'"
+    return text.fill_null("null")
 
 
 def from_row(spec: ExtractSpec, row: tuple) -> Fingerprint:
     rows, newest, checksum = row
-    return Fingerprint(int(rows), _iso(newest), str(checksum), kind_of(spec))
-
-
-def frame_fingerprint(spec: ExtractSpec, frame: pl.DataFrame | pl.LazyFrame) -> Fingerprint:
-    """The same fingerprint computed in Polars, for `composable` specs only."""
-    if not spec.composable:
-        raise ValueError(f"extract spec {spec.name}: its fingerprint is computed in the source")
-    wm, key = spec.watermark_column, spec.primary_key[0]
-    a = ((pl.col(key).cast(pl.Int64) % P) + P) % P
-    b = ((pl.col(wm).dt.epoch("us") % P) + P) % P
-    x = (a * M + b) % P
-    h = (x * x % P + a) % P
-    out = (
-        frame.lazy()
-        .select(
-            pl.len().alias("rows"),
-            pl.col(wm).max().alias("newest"),
-            # each h < 2^31: an Int64 sum overflows only past 4 billion rows
-            h.sum().alias("checksum"),
-        )
-        .collect()
-    )
-    newest = out["newest"][0]
-    return Fingerprint(
-        int(out["rows"][0]), _iso(newest), str(int(out["checksum"][0])), "key+updated_at"
-    )
+    return Fingerprint(int(rows), iso(newest), str(checksum), kind_of(spec))

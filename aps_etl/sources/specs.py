@@ -92,14 +92,9 @@ class ExtractSpec:
 
     @property
     def composable(self) -> bool:
-        """Whether a new snapshot may be composed from the previous one plus the rows
-        changed since: it needs `updated_at` and a single integer primary key, whose
-        fingerprint is computed the same way in PostgreSQL and in Polars."""
-        return (
-            self.watermark_column is not None
-            and len(self.primary_key) == 1
-            and self.columns[self.primary_key[0]] in (pl.Int64, pl.Int32)
-        )
+        """Whether a new snapshot may be the previous one plus the rows changed since: it
+        needs a primary key (to replace rows by) and updated_at (to find them)."""
+        return self.watermark_column is not None and bool(self.primary_key)
 
     @property
     def source_table(self) -> str:
@@ -141,7 +136,7 @@ class ExtractSpec:
         projections = [
             exp.Cast(
                 this=exp.column(name, table="src", quoted=True),
-                to=exp.DataType.build(_pg_type(dtype), dialect="postgres"),
+                to=exp.DataType.build(pg_type(dtype), dialect="postgres"),
             ).as_(name, quoted=True)
             for name, dtype in self.columns.items()
         ]
@@ -178,7 +173,7 @@ class ExtractSpec:
         return select.sql(dialect="postgres")
 
 
-def _pg_type(dtype: pl.DataType) -> str:
+def pg_type(dtype: pl.DataType) -> str:
     base = dtype.base_type() if isinstance(dtype, pl.DataType) else dtype
     try:
         return _PG_CAST[base]
