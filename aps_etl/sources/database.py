@@ -105,9 +105,9 @@ class PostgresConnection(dg.ConfigurableResource):
 
 class SourceDatabase(PostgresConnection):
     """The MES source. Its connections are kept for reuse while the resource lives (a
-    step, a sensor tick): setting one up costs ~45 ms, more than most fingerprint
-    queries. Only read transactions use them, each ended with a rollback; a connection
-    that saw an error is closed, never reused."""
+    step, a sensor tick, a command): setting one up costs ~45 ms, more than most
+    fingerprint queries. Only read transactions use them, each ended with a rollback; a
+    connection that saw an error is closed, never reused."""
 
     _idle: list[Any] = PrivateAttr(default_factory=list)
     _idle_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -154,19 +154,18 @@ class SourceDatabase(PostgresConnection):
                 return
         connection.close()
 
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        with self._idle_lock:
-            idle, self._idle = self._idle, []
-        for connection in idle:
-            with suppress(Exception):
-                connection.close()
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # a pool of this execution's own (a step, a sensor tick); its idle connections
+        # close when it is let go
+        self._idle = []
+        self._idle_lock = threading.Lock()
 
     @contextmanager
     def consistent_reads(self, spec: ExtractSpec) -> Iterator[ConsistentReads]:
         """Queries about one spec that all see the same state of the source: one
         REPEATABLE READ, read-only transaction (a fingerprint and the rows it describes
         agree even while the MES writes), in UTC (timestamps render alike everywhere)."""
-        with self.connect() as connection, connection.cursor() as cursor:  # type: ignore[attr-defined]
+        with self.connect() as connection, connection.cursor() as cursor:
             try:
                 cursor.execute("set transaction isolation level repeatable read, read only")
                 cursor.execute("set local timezone = 'UTC'")
@@ -176,7 +175,7 @@ class SourceDatabase(PostgresConnection):
                 yield ConsistentReads(cursor, spec, self)
             finally:
                 with suppress(Exception):  # a lost connection has nothing to roll back
-                    connection.rollback()  # type: ignore[attr-defined]
+                    connection.rollback()
 
 
 class ConsistentReads:
