@@ -222,6 +222,11 @@ def _explain(spec: ExtractSpec, db: PostgresConnection, message: str) -> str:
             f"extract {spec.name}: column {missing_column.group(1)} declared by the spec does "
             f"not exist in {spec.source_table} ({db.describe()}): the source schema drifted"
         )
+    if "hash_record_extended" in message and "does not exist" in message:
+        return (
+            f"extract {spec.name}: {db.describe()} has no hash_record_extended(): source "
+            "fingerprints need PostgreSQL 14 or later"
+        )
     return f"extract {spec.name} failed on {db.describe()}: {message.splitlines()[0]}"
 
 
