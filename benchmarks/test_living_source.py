@@ -94,7 +94,8 @@ def test_sensor_check_of_seven_days(bench: Bench, living: dict, benchmark: Any) 
     m = _measurement(
         bench,
         "sensor_check",
-        f"source-change check: fingerprints of {len(DAILY_SPECS)} tables x 7 days (tables side by side)",
+        f"source-change check: fingerprints of {len(DAILY_SPECS)} tables x 7 days "
+        "(tables side by side)",
         living["dataset"].rows,
     )
 
