@@ -292,14 +292,34 @@ def test_a_changed_plan_run_fails_its_check_run_for_the_alert(plant, living) -> 
     assert tick(plant) == []
 
 
-def test_reconcile_brings_a_changed_day_back(plant, living, capsys) -> None:
-    mes.correct_results(plant["owner"], DAYS[2], 3)
+def test_reconcile_brings_changed_days_back(plant, living, capsys) -> None:
+    uri = plant["owner"]
+    mes.correct_results(uri, DAYS[2], 3, offset=20)
+    mes.delete_result(uri, DAYS[3])
+    mes.late_result(uri, DAYS[1])
+    mes.move_result(uri, DAYS[0])  # into DAYS[1]
+    mes.idle_run_interval(uri, DAYS[4])
     args = ["reconcile", "--env", plant["kind"], "--until", DAYS[-1], "--days", "7"]
     assert cli([*args, "--dry-run"]) == 1
     out = capsys.readouterr().out
-    assert f"{DAYS[2]}  process_result   changed" in out
+    for day, table in [
+        (DAYS[0], "process_result"),
+        (DAYS[1], "process_result"),
+        (DAYS[2], "process_result"),
+        (DAYS[3], "process_result"),
+        (DAYS[4], "equipment_event"),
+    ]:
+        assert f"{day}  {table:<16} changed" in out, out
+    before = {
+        day: snapshots.history(lake_of(plant), extract_table_named("process_result"), day)
+        for day in DAYS
+    }
     assert cli(args) == 0
     out = capsys.readouterr().out
     assert "after reconciling" in out and "changed" not in out.split("after reconciling")[1]
     assert cli([*args, "--dry-run"]) == 0
     assert_targets_match_the_source(plant)
+    for day in DAYS[:4]:  # one new version each, the older ones kept
+        after = snapshots.history(lake_of(plant), extract_table_named("process_result"), day)
+        assert [s.uri for s in after[:-1]] == [s.uri for s in before[day]]
+        assert len(after) == len(before[day]) + 1
