@@ -183,6 +183,13 @@ def build_extract_assets(
             )
             for spec in specs
         },
+        check_specs=[
+            dg.AssetCheckSpec(
+                check, asset=extract_key(job_name, spec.name), blocking=True, description=text
+            )
+            for spec in specs
+            for check, text in SOURCE_CHECKS.items()
+        ],
         partitions_def=partitions_def,
         backfill_policy=backfill_policy(partitions_def),
         can_subset=True,
@@ -230,15 +237,18 @@ def build_extract_assets(
                 for name in names
             }
             for name in names:  # in declaration order: a stable event log
+                key = extract_key(job_name, name)
                 try:
                     parts, metadata = futures[name].result()
                 except Exception as exc:  # reported below, after the other extracts
                     failures[name] = exc
+                    yield from _source_checks(context, key, keys, exc)
                     continue
                 finally:
                     for level, line in logs[name].lines:
                         getattr(context.log, level)(line)
                 yield dg.Output(one_or_many(parts), output_name=name, metadata=metadata)
+                yield from _source_checks(context, key, keys, None)
         if failures:
             message = "\n".join(f"extract {name}: {exc}" for name, exc in failures.items())
             refused = {n: e for n, e in failures.items() if isinstance(e, SnapshotRefused)}
@@ -260,6 +270,47 @@ def build_extract_assets(
             )
 
     return _extract
+
+
+# Checks of every new extract snapshot, before any transform reads it (the snapshot is
+# refused, and the step fails, when one fails).
+SOURCE_CHECKS = {
+    "source_rules": "Source rules of new snapshots: no null where the spec does not allow "
+    "one, no NaN or infinity, the source's value rules (counts and sample rows).",
+    "completeness": "New snapshots are not empty or far smaller than the table's earlier "
+    "days (a lagging feed), unless the source's guard policy is warn.",
+}
+
+
+def _source_checks(
+    context: dg.AssetExecutionContext,
+    key: dg.AssetKey,
+    partitions: list[str],
+    failure: BaseException | None,
+):
+    """The extract's check results: both passed, or the one its refusal failed."""
+    from aps_etl.sources.extraction import IncompleteExtract, SourceRulesViolated
+
+    failed = {SourceRulesViolated: "source_rules", IncompleteExtract: "completeness"}
+    failed_check = next((c for t, c in failed.items() if isinstance(failure, t)), None)
+    if failure is not None and failed_check is None:
+        return  # not a check's business (the source down, a drifted schema)
+    for check in SOURCE_CHECKS:
+        if dg.AssetCheckKey(key, check) not in context.selected_asset_check_keys:
+            continue
+        if failure is not None and check != failed_check:
+            continue  # not evaluated: the snapshot was refused before or without it
+        metadata: dict[str, Any] = {"partitions": ", ".join(partitions)}
+        if failure is not None:
+            for name, value in failure.metadata.items():  # type: ignore[attr-defined]
+                if isinstance(value, dict | list):
+                    metadata[name] = dg.MetadataValue.json(_jsonable(value))
+                elif value is not None:
+                    metadata[name] = value
+            metadata["reason"] = str(failure)[:1000]
+        yield dg.AssetCheckResult(
+            asset_key=key, check_name=check, passed=failure is None, metadata=metadata
+        )
 
 
 def _jsonable(value: Any) -> Any:

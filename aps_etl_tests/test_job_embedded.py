@@ -282,3 +282,39 @@ def test_checks_record_the_violation_counts(local) -> None:
     assert evaluations[("aps_input_wip", "ranges")].passed
     restarts = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert restarts == []  # validation failures are not retried
+
+
+def test_source_rows_breaking_the_rules_fail_the_extract_check(local, loaded) -> None:
+    """NaN in a numeric source column (PostgreSQL numeric holds it, the CHECK lets it
+    through): the new snapshot is refused with counts and samples on the extract's
+    `source_rules` check, nothing is transformed, and the day keeps its snapshot."""
+    kept = fetch(
+        local["source"],
+        "select route_id, std_cycle_min::text as v from route_step where step_seq = 2",
+    )
+    fetch(
+        local["source"],
+        "update route_step set std_cycle_min = 'NaN' where step_seq = 2 returning 1",
+    )
+    try:
+        result = run_daily(local["resources"], "2026-11-22", local["instance"])
+    finally:
+        for row in kept:  # as it was
+            fetch(
+                local["source"],
+                "update route_step set std_cycle_min = $1::numeric where route_id = $2 "
+                "and step_seq = 2 returning 1",
+                row["v"],
+                row["route_id"],
+            )
+    assert not result.success
+    (check,) = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key.path[-1] == "route_step" and e.check_name == "source_rules"
+    ]
+    assert not check.passed
+    (count,) = check.metadata["violation_counts"].value.values()
+    assert count > 0 and check.metadata["sample_rows"].value["std_cycle_min is finite"]
+    steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+    assert steps == {"extract__aps_input"}, steps  # nothing downstream ran

@@ -195,6 +195,19 @@ def test_an_emptied_day_is_refused_then_loaded_when_its_rows_arrive(plant, livin
     message = step_failures(emptied)["extract__aps_input"]
     assert f"extract process_result for {DAYS[4]} has 0 rows" in message, message
     assert "looks incomplete" in message
+    # the refusal is a failed completeness check of the extract, with its counts
+    (check,) = [
+        e
+        for e in emptied.get_asset_check_evaluations()
+        if e.asset_key.path[-1] == "process_result" and e.check_name == "completeness"
+    ]
+    assert not check.passed and check.metadata["rows"].value == 0
+    passed = {
+        (e.asset_key.path[-1], e.check_name)
+        for e in emptied.get_asset_check_evaluations()
+        if e.passed
+    }
+    assert ("lot_history", "source_rules") in passed and ("product", "completeness") in passed
     for day in DAYS[:4]:
         assert living["first_runs"][f"aps_daily:{day}"].success, step_failures(
             living["first_runs"][f"aps_daily:{day}"]
