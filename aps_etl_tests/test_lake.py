@@ -1,6 +1,7 @@
 """The lake IO manager: Hive layout, metadata, write-once extracts, crash safety, on a local
 folder and on MinIO (the dev stack)."""
 
+import dataclasses
 import datetime as dt
 import subprocess
 import sys
@@ -293,3 +294,30 @@ def test_one_output_for_several_partitions_is_split_by_its_partition_column(tmp_
     for i, day in enumerate(days):
         frame = pl.read_parquet(lake.uri(*TRANSFORM.file_parts(day.isoformat())))
         assert frame["v"].to_list() == [i, i + 3]
+
+
+def test_a_long_chain_or_a_big_change_is_written_whole(
+    lake: LakeResource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "2026-11-26"
+    base = snapshots.write(
+        lake, EXTRACT, key, pl.DataFrame({"k": range(100)}), version=1, fingerprint=_fp(100, "1")
+    )
+    assert snapshots.delta_allowed(lake, EXTRACT, base, 25)
+    assert not snapshots.delta_allowed(lake, EXTRACT, base, 26)  # over a quarter of the rows
+    monkeypatch.setattr(snapshots, "MAX_DELTA_ROWS", 10)
+    assert not snapshots.delta_allowed(lake, EXTRACT, base, 11)
+    monkeypatch.setattr(snapshots, "MAX_DELTAS", 2)
+    newest = base
+    for version in (2, 3):
+        newest = snapshots.write(
+            lake, EXTRACT, key, pl.DataFrame({"k": [version]}), version=version,
+            fingerprint=_fp(100, str(version)), method="incremental",
+            base_version=version - 1, delta_rows=1, delta_key=("k",),
+        )  # fmt: skip
+    # version 3 rests on two deltas: a third in a row is not allowed
+    assert snapshots.delta_allowed(lake, EXTRACT, base, 1)
+    assert not snapshots.delta_allowed(lake, EXTRACT, newest, 1)
+    # legacy snapshots (no fingerprint) never take a delta
+    legacy = dataclasses.replace(base, fingerprint=None)
+    assert not snapshots.delta_allowed(lake, EXTRACT, legacy, 1)

@@ -45,6 +45,8 @@ _FILE = re.compile(r"(data|delta)(?:\.v([0-9]+))?\.parquet")
 # share of the partition's rows, worth keeping as a delta.
 MAX_DELTAS = 8
 MAX_DELTA_SHARE = 0.25
+# ... and in rows: a delta is checked by handing its rows' keys back to the source.
+MAX_DELTA_ROWS = 100_000
 
 
 class SnapshotConflict(ImmutablePartitionError):
@@ -198,7 +200,9 @@ def scan(lake: LakeResource, table: LakeTable, snapshot: Snapshot) -> pl.LazyFra
 
 def delta_allowed(lake: LakeResource, table: LakeTable, base: Snapshot, delta_rows: int) -> bool:
     """Whether a delta on `base` keeps reads cheap: a short chain, a small change."""
-    if base.fingerprint is None or delta_rows > MAX_DELTA_SHARE * max(base.rows, 1):
+    if base.fingerprint is None or delta_rows > MAX_DELTA_ROWS:
+        return False
+    if delta_rows > MAX_DELTA_SHARE * max(base.rows, 1):
         return False
     return len(chain(lake, table, base)) <= MAX_DELTAS
 
