@@ -102,7 +102,9 @@ class ExtractConfig(dg.Config):
         default="refresh",
         description="refresh: compare each partition's newest snapshot with the source's "
         "fingerprint and take a new version when the source changed (first run: the first "
-        "snapshot). reuse: reprocess from the lake's newest snapshots, no source query.",
+        "snapshot). reuse: reprocess from the lake's newest snapshots, no source query. "
+        "full: take a new version of every selected table, read whole, changed or not "
+        "(a plan run's snapshot is never re-taken).",
     )
     accept_incomplete: list[str] = Field(
         default=[],
@@ -132,7 +134,7 @@ def _extract_one(
     lineage: dict[str, Any] = {}
     drift = None
     for key in partition_keys:
-        if drift is None and policy == "refresh":
+        if drift is None and policy != "reuse":
             drift = check_drift(source, spec, spec.drift_policy, log, schema=None)
             metadata.update(drift.metadata())
         result = snapshot_partition(

@@ -336,3 +336,25 @@ def test_reconcile_brings_changed_days_back(plant, living, capsys) -> None:
         after = snapshots.history(lake_of(plant), extract_table_named("process_result"), day)
         assert [s.uri for s in after[:-1]] == [s.uri for s in before[day]]
         assert len(after) == len(before[day]) + 1
+
+
+def test_a_forced_full_snapshot_run_takes_every_table_again(plant, living) -> None:
+    """Run config `snapshots: full`: the operator's lever when the source was corrected
+    behind the fingerprint's back (updated_at left as it was)."""
+    lake = lake_of(plant)
+    day = DAYS[2]
+    before = {
+        s.name: snapshots.newest(lake, extract_table(s, "aps_input"), day) for s in DAILY_SPECS
+    }
+    result = run_daily(
+        plant["resources"],
+        day,
+        plant["instance"],
+        run_config={"ops": {"extract__aps_input": {"config": {"snapshots": "full"}}}},
+    )
+    assert result.success, step_failures(result)
+    for spec in DAILY_SPECS:
+        after = snapshots.newest(lake, extract_table(spec, "aps_input"), day)
+        assert after.version == before[spec.name].version + 1, spec.name
+        assert (after.method, after.fingerprint) == ("full", before[spec.name].fingerprint)
+    assert_targets_match_the_source(plant)

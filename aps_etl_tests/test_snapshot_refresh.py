@@ -309,3 +309,39 @@ def test_a_missing_source_table_and_an_unreachable_source_are_named(plant) -> No
     down = SourceDatabase(database="mes", host="127.0.0.1", port=1, user="nobody")
     with pytest.raises(SourceError, match="process_result.*cannot connect"):
         daily_states(down, plant["lake"], [PROCESS_RESULT], tables, [DAY])
+
+
+def test_reload_full_and_a_forced_full_snapshot(plant) -> None:
+    """PRD 3.1's option: a source set to reload `full` takes a changed partition whole;
+    policy `full` takes a new whole version even when the fingerprint did not move (a
+    correction made without touching updated_at, which the fingerprint cannot see)."""
+    whole = dataclasses.replace(PROCESS_RESULT, reload="full")
+    assert _snap(plant, whole).snapshot.version == 1
+    start, end = business_day_window(dt.date.fromisoformat(DAY))
+    window = "track_out_ts >= $1 and track_out_ts < $2"
+    execute(
+        plant["uri"],
+        "update process_result set out_qty = out_qty + 1, updated_at = now() where result_id = "
+        f"(select min(result_id) from process_result where {window})",
+        start,
+        end,
+    )
+    changed = _snap(plant, whole).snapshot
+    assert (changed.version, changed.method, changed.is_delta) == (2, "full", False)
+    # a silent correction: updated_at left as it was
+    execute(
+        plant["uri"],
+        "update process_result set scrap_qty = scrap_qty + 1 where result_id = "
+        f"(select max(result_id) from process_result where {window})",
+        start,
+        end,
+    )
+    assert _snap(plant, PROCESS_RESULT).action == "current"  # invisible to the fingerprint
+    forced = _snap(plant, PROCESS_RESULT, policy="full")
+    assert (forced.action, forced.snapshot.version, forced.snapshot.method) == ("new", 3, "full")
+    stored = snapshots.scan(plant["lake"], PR_TABLE, forced.snapshot).collect()
+    assert _sorted(stored, PROCESS_RESULT).equals(
+        _sorted(_full(plant, PROCESS_RESULT), PROCESS_RESULT)
+    )
+    with pytest.raises(ValueError, match="reload must be incremental or full"):
+        dataclasses.replace(PROCESS_RESULT, reload="sometimes")

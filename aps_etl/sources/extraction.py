@@ -46,8 +46,11 @@ from aps_etl.sources.fingerprint import (
 )
 from aps_etl.sources.specs import ExtractSpec
 
-Policy = Literal["refresh", "reuse"]
-POLICIES: tuple[Policy, ...] = ("refresh", "reuse")
+# refresh: follow the source (a new version when it changed); reuse: reprocess from the
+# lake, no source query; full: a new version read whole, changed or not (an operator's
+# choice: e.g. a correction the source made without moving updated_at).
+Policy = Literal["refresh", "reuse", "full"]
+POLICIES: tuple[Policy, ...] = ("refresh", "reuse", "full")
 # Earlier business days whose snapshots give the completeness guard its median.
 GUARD_HISTORY_DAYS = 7
 
@@ -131,8 +134,9 @@ def snapshot_partition(
     method, base_version, delta_rows = "full", None, None
     with source.consistent_reads(spec) as read:
         now = source_fingerprint(read, spec, where)
+        forced = policy == "full" and spec.mode != "key"  # a plan run is never re-taken
         if current is not None:
-            if current.fingerprint == now:
+            if current.fingerprint == now and not forced:
                 return SnapshotResult(current, "current")
             if spec.mode == "key":
                 if current.fingerprint is None:  # taken before fingerprints: cannot compare
@@ -146,17 +150,18 @@ def snapshot_partition(
                     {"snapshot": current.lineage(), "source_fingerprint": now.to_json()},
                 )
             was = current.fingerprint.describe() if current.fingerprint else "no fingerprint"
+            why = "read whole on request" if forced else "source changed"
             messages.append(
                 (
                     "info",
-                    f"{spec.name} {key}: source changed since version {current.version} "
+                    f"{spec.name} {key}: {why} since version {current.version} "
                     f"({was} -> {now.describe()})",
                 )
             )
         frame = None
         delta_key = None
         watermark = current.fingerprint.watermark() if current and current.fingerprint else None
-        if current is not None and spec.composable and watermark is not None:
+        if current is not None and spec.deltas and not forced and watermark is not None:
             delta = read.rows(spec.select_sql(**where, changed_since=watermark))
             if not snapshots.delta_allowed(lake, table, current, delta.height):
                 messages.append(

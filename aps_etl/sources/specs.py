@@ -64,6 +64,9 @@ class ExtractSpec:
     # the table's earlier days, is "incomplete" (master data: never checked by fraction).
     guard: GuardPolicy = "warn"
     min_fraction: float = 0.5
+    # PRD 3.1's incremental / full option: when the source changed, take only the changed
+    # rows (a delta, where the spec is composable) or read the partition whole again.
+    reload: Literal["incremental", "full"] = "incremental"
     description: str = ""
     # Schema drift (§6.2), checked before each extract: "fail" stops on removed or retyped
     # columns (added ones only warn: the SELECT names the declared columns); "warn" logs all.
@@ -82,6 +85,8 @@ class ExtractSpec:
         unknown = [c for c in (*self.primary_key, *self.nullable) if c not in self.columns]
         if unknown:
             raise ValueError(f"extract spec {self.name}: undeclared columns {unknown}")
+        if self.reload not in ("incremental", "full"):
+            raise ValueError(f"extract spec {self.name}: reload must be incremental or full")
         if not 0 <= self.min_fraction <= 1:
             raise ValueError(f"extract spec {self.name}: min_fraction must lie in [0, 1]")
 
@@ -95,6 +100,11 @@ class ExtractSpec:
         """Whether a new snapshot may be the previous one plus the rows changed since: it
         needs a primary key (to replace rows by) and updated_at (to find them)."""
         return self.watermark_column is not None and bool(self.primary_key)
+
+    @property
+    def deltas(self) -> bool:
+        """Whether changes are taken as deltas (reload incremental, composable)."""
+        return self.reload == "incremental" and self.composable
 
     @property
     def source_table(self) -> str:
