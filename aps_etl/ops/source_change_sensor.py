@@ -48,6 +48,19 @@ def _in_progress(instance: dg.DagsterInstance, job_name: str, partition: str) ->
     )
 
 
+def _request(job: str, reason: str, partition: str, states: list) -> dg.RunRequest:
+    """A run of `job` for `partition`, keyed by the source state that asked for it: the
+    daemon launches it once per distinct change."""
+    from aps_etl.sources.changes import change_digest
+
+    return dg.RunRequest(
+        job_name=job,
+        partition_key=partition,
+        run_key=f"{reason}:{partition}:{change_digest(states)}",
+        tags={SOURCE_CHANGE_TAG: ", ".join(sorted(s.table for s in states))},
+    )
+
+
 def source_change_requests(
     instance: dg.DagsterInstance,
     source: SourceDatabase,
@@ -63,7 +76,6 @@ def source_change_requests(
     from aps_etl.domains.aps_plan.assets import JOB as PLAN_JOB
     from aps_etl.factories import extract_table
     from aps_etl.sources.changes import (
-        change_digest,
         daily_states,
         days_to_run,
         plan_states,
@@ -82,14 +94,7 @@ def source_change_requests(
         names = ", ".join(sorted(s.table for s in states))
         if log:
             log.info(f"{day}: newest snapshots of {names} differ from the source or the load")
-        requests.append(
-            dg.RunRequest(
-                job_name="aps_daily",
-                partition_key=day,
-                run_key=f"source-change:{day}:{change_digest(states)}",
-                tags={SOURCE_CHANGE_TAG: names},
-            )
-        )
+        requests.append(_request("aps_daily", "source-change", day, states))
     # Plan runs of the window: immutable by contract, so a change is an error to alert on.
     known = set(instance.get_dynamic_partitions(PLAN_RUNS.name))
     run_ids = [r for r in recent_plan_runs(source, days[0]) if r in known] if days else []
@@ -102,14 +107,7 @@ def source_change_requests(
     for run_id, states in sorted(by_run.items()):
         if log:
             log.warning(f"plan run {run_id} changed after its snapshot (immutable)")
-        requests.append(
-            dg.RunRequest(
-                job_name="aps_plan_snapshot",
-                partition_key=run_id,
-                run_key=f"plan-changed:{run_id}:{change_digest(states)}",
-                tags={SOURCE_CHANGE_TAG: ", ".join(s.table for s in states)},
-            )
-        )
+        requests.append(_request("aps_plan_snapshot", "plan-changed", run_id, states))
     return requests
 
 

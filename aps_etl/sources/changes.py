@@ -169,10 +169,7 @@ def fingerprints_of(
         try:
             return source_fingerprints(source, spec, days)
         except SourceError as exc:
-            raise SourceError(
-                f"source-change check of {spec.name} for {', '.join(days)}: {exc}",
-                transient=exc.transient,
-            ) from None
+            raise exc.within(f"source-change check of {spec.name} for {', '.join(days)}") from None
         finally:
             if timings is not None:
                 timings[spec.name] = time.perf_counter() - started
@@ -199,10 +196,8 @@ def plan_states(
         try:
             now = key_fingerprints(source, spec, taken)
         except SourceError as exc:
-            raise SourceError(
-                f"immutability check of {spec.name} for plan runs {', '.join(taken)}: {exc}",
-                transient=exc.transient,
-            ) from None
+            what = f"immutability check of {spec.name} for plan runs {', '.join(taken)}"
+            raise exc.within(what) from None
         states += [PartitionState(spec.name, r, now[r], newest[(spec.name, r)]) for r in taken]
     return states
 

@@ -37,6 +37,10 @@ class SourceError(RuntimeError):
         super().__init__(message)
         self.transient = transient
 
+    def within(self, what: str) -> SourceError:
+        """The same error, named by what was being done (retryable as it was)."""
+        return SourceError(f"{what}: {self}", transient=self.transient)
+
 
 class PostgresConnection(dg.ConfigurableResource):
     """A PostgreSQL database reached with ADBC. Either host/port/user/password, or
