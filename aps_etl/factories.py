@@ -35,6 +35,7 @@ from aps_etl.sources.extraction import (
 )
 from aps_etl.sources.specs import ExtractSpec
 from aps_etl.validation import check_specs, checked
+from aps_etl.warehouse.leftovers import run_aware
 from aps_etl.warehouse.loaders import LoadReport, TargetLoader
 from aps_etl.warehouse.target import PermanentLoadError
 
@@ -440,40 +441,46 @@ def build_load_assets(
     )
     def _load(context: dg.AssetExecutionContext, loader: TargetLoader):
         keys = [key for key in tables if key in context.selected_asset_keys]
-        partitions = list(context.partition_keys)
-
-        def load_table(key: dg.AssetKey) -> list[LoadReport]:
-            output, lake_table = tables[key]
-            return [
-                loader.load(
-                    output, lake_table, partition, job=context.job_name, run_id=context.run.run_id
-                )
-                for partition in partitions
-            ]
-
-        failures: dict[dg.AssetKey, BaseException] = {}
-        with ThreadPoolExecutor(max_workers=max(1, loader.parallel_loads)) as pool:
-            futures = {key: pool.submit(load_table, key) for key in keys}
-            for key in keys:  # in declaration order: a stable event log
-                try:
-                    reports = futures[key].result()
-                except Exception as exc:  # reported below, after the other tables
-                    failures[key] = exc
-                    continue
-                for report in reports:
-                    context.log.info(
-                        f"loaded {report.rows} rows into {report.table} for {report.partition} "
-                        f"via {report.loader} in {report.seconds:.2f} s"
-                    )
-                yield dg.MaterializeResult(asset_key=key, metadata=_load_metadata(reports))
-        if failures:
-            message = "\n".join(f"{key.to_user_string()}: {exc}" for key, exc in failures.items())
-            if any(isinstance(exc, PermanentLoadError) for exc in failures.values()):
+        # Stages filled side by side; each partition's tables swapped in together.
+        result = loader.load_partitions(
+            [tables[key] for key in keys],
+            list(context.partition_keys),
+            job=context.job_name,
+            run_id=context.run.run_id,
+            is_live=run_aware(lambda run_id: _run_status(context.instance, run_id)),
+        )
+        if result.dropped_stages or result.killed_queries:
+            context.log.warning(
+                f"cleaned up after dead runs: {len(result.dropped_stages)} stage tables, "
+                f"{len(result.killed_queries)} Trino queries"
+            )
+        if result.failures:
+            swapped = sorted({r.partition for rs in result.reports.values() for r in rs})
+            message = (
+                "partitions not loaded (the previous version of each is intact):\n"
+                + result.describe_failures()
+                + (f"\nloaded whole: {', '.join(swapped)}" if swapped else "")
+            )
+            if any(isinstance(exc, PermanentLoadError) for exc in result.errors()):
                 # A drifted target or an inconsistent stage will not heal by retrying.
                 raise dg.Failure(description=message, allow_retries=False)
-            raise next(iter(failures.values()))  # transient: RetryPolicy retries the step
+            raise dg.Failure(description=message)  # transient: RetryPolicy retries the step
+        for key in keys:  # in declaration order: a stable event log
+            output, _ = tables[key]
+            reports = result.reports[output.name]
+            for report in reports:
+                context.log.info(
+                    f"loaded {report.rows} rows into {report.table} for {report.partition} "
+                    f"via {report.loader} in {report.seconds:.2f} s"
+                )
+            yield dg.MaterializeResult(asset_key=key, metadata=_load_metadata(reports))
 
     return _load
+
+
+def _run_status(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    run = instance.get_run_by_id(run_id)
+    return run.status.value if run else None
 
 
 def _load_metadata(reports: list[LoadReport]) -> dict[str, Any]:

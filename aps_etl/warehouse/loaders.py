@@ -8,8 +8,11 @@ transaction that swaps the partition in, and both drop their stage whatever happ
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dagster as dg
@@ -17,13 +20,18 @@ import polars as pl
 from pydantic import Field
 
 from aps_etl.calendar import parse_partition_key
+from aps_etl.failpoints import failpoint
 from aps_etl.lake.layout import LakeTable
 from aps_etl.lake.lineage import read_file as read_lineage
 from aps_etl.lake.storage import LakeResource
 from aps_etl.sources.database import PostgresConnection
 from aps_etl.warehouse import target
 from aps_etl.warehouse.lake_catalog import TrinoLake
+from aps_etl.warehouse.leftovers import kill_orphan_queries, owner_alive, query_source
+from aps_etl.warehouse.swap import StagedTable, SwapPolicy, swap_partition_tables
 from aps_etl.warehouse.trino import TrinoResource
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,8 @@ class LoadReport:
     loader: str
     statement: str | None = None
     snapshots: dict[str, Any] | None = None
+    swap_seconds: float = 0.0
+    swap_attempts: int = 0
 
     def metadata(self) -> dict[str, Any]:
         metadata: dict[str, Any] = {
@@ -43,6 +53,8 @@ class LoadReport:
             "dagster/row_count": dg.MetadataValue.int(self.rows),
             "loader": self.loader,
             "load_seconds": dg.MetadataValue.float(round(self.seconds, 3)),
+            "swap_seconds": dg.MetadataValue.float(round(self.swap_seconds, 3)),
+            "swap_attempts": dg.MetadataValue.int(self.swap_attempts),
         }
         if self.snapshots:
             metadata["snapshot_versions"] = dg.MetadataValue.json(
@@ -51,6 +63,31 @@ class LoadReport:
         if self.statement:
             metadata["load_sql"] = dg.MetadataValue.md(f"```sql\n{self.statement}\n```")
         return metadata
+
+
+@dataclass
+class PartitionLoads:
+    """What load_partitions did: reports per table (a partition each), the partitions that
+    failed (nothing of them swapped) and the leftovers of dead runs it cleaned."""
+
+    reports: dict[str, list[LoadReport]] = field(default_factory=dict)
+    failures: dict[str, list[tuple[str, BaseException]]] = field(default_factory=dict)
+    dropped_stages: list[str] = field(default_factory=list)
+    killed_queries: list[str] = field(default_factory=list)
+
+    def errors(self) -> list[BaseException]:
+        return [exc for failures in self.failures.values() for _, exc in failures]
+
+    def raise_first(self) -> None:
+        if self.failures:
+            raise self.errors()[0]
+
+    def describe_failures(self) -> str:
+        return "\n".join(
+            f"{key} ({name}): {exc}"
+            for key, failures in sorted(self.failures.items())
+            for name, exc in failures
+        )
 
 
 def _partition_value(lake_table: LakeTable, key: str) -> Any:
@@ -69,6 +106,16 @@ class TargetLoader(dg.ConfigurableResource):
         description="parallel JDBC writers of each Trino INSERT (task_min_writer_count); "
         "a 1M-row stage fills in ~3.3 s with Trino's default 1, ~2.8 s with 2, ~2.4 s with 4 "
         "(2 cores; PostgreSQL takes the rows from several connections at once)",
+    )
+    lock_timeout_ms: int = Field(
+        default=2_000,
+        description="how long the swap waits for one lock before backing off (readers "
+        "queued behind the swap wait at most this long)",
+    )
+    swap_budget_s: float = Field(
+        default=120.0,
+        description="how long the swap keeps retrying while readers hold the tables; then "
+        "the load fails naming them, the previous version of the day intact",
     )
     parallel_loads: int = Field(
         default=4,
@@ -89,6 +136,95 @@ class TargetLoader(dg.ConfigurableResource):
         job: str = "",
         run_id: str | None = None,
     ) -> LoadReport:
+        """One table's partition (load_partitions does a run's tables, a day at once)."""
+        result = self.load_partitions(
+            [(table, lake_table)], [partition_key], job=job, run_id=run_id
+        )
+        result.raise_first()
+        return result.reports[table.name][0]
+
+    def load_partitions(
+        self,
+        tables: Sequence[tuple[Any, LakeTable]],
+        partition_keys: Sequence[str],
+        *,
+        job: str = "",
+        run_id: str | None = None,
+        is_live: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> PartitionLoads:
+        """Fills and checks a stage per (table, partition), `parallel_loads` at a time,
+        then swaps each partition's stages in together (swap.py): a partition is loaded
+        whole or not at all. Stages of runs that died are dropped first (`is_live` tells
+        whether a stage's owner lives; by default its process on this host)."""
+        result = PartitionLoads()
+        with self.target.connect() as connection:
+            dropped = target.drop_abandoned_stages(connection, is_live or owner_alive)
+            if dropped:
+                log.warning("dropped %d stages of dead runs: %s", len(dropped), ", ".join(dropped))
+            result.dropped_stages = dropped
+            partitioned = {t.name: target.ensure_target(connection, t) for t, _ in tables}
+        if self.trino:
+            result.killed_queries = kill_orphan_queries(self.trino)
+        work = [(t, lt, key) for key in partition_keys for t, lt in tables]
+        staged: dict[tuple[str, str], tuple[StagedTable, LoadReport]] = {}
+        with ThreadPoolExecutor(max_workers=max(1, self.parallel_loads)) as pool:
+            futures = {
+                (t.name, key): pool.submit(
+                    self._stage, t, lt, key, partitioned[t.name], job, run_id
+                )
+                for t, lt, key in work
+            }
+            for (name, key), future in futures.items():
+                try:
+                    staged[(name, key)] = future.result()
+                except Exception as exc:
+                    result.failures.setdefault(key, []).append((name, exc))
+        try:
+            failpoint("load.filled")  # a kill here: every stage filled, nothing swapped
+            with self.target.connect() as connection:
+                for key in partition_keys:
+                    if key in result.failures:
+                        continue  # a day is loaded whole or not at all
+                    day = [staged[(t.name, key)] for t, _ in tables]
+                    started = time.perf_counter()
+                    try:
+                        outcome = swap_partition_tables(
+                            connection, [s for s, _ in day], self.swap_policy()
+                        )
+                    except Exception as exc:
+                        result.failures.setdefault(key, []).append(("swap", exc))
+                        continue
+                    swapped = time.perf_counter() - started
+                    for stage, report in day:
+                        del staged[(stage.table.name, key)]
+                        result.reports.setdefault(stage.table.name, []).append(
+                            replace(
+                                report,
+                                rows=outcome.rows[stage.table.name],
+                                seconds=report.seconds + swapped,
+                                swap_seconds=swapped,
+                                swap_attempts=outcome.attempts,
+                            )
+                        )
+        finally:
+            if staged:  # not swapped: nothing of them is visible, drop them
+                with self.target.connect() as connection:
+                    for stage, _ in staged.values():
+                        target.drop_stage(connection, stage.stage)
+        return result
+
+    def swap_policy(self) -> SwapPolicy:
+        return SwapPolicy(lock_timeout_ms=self.lock_timeout_ms, budget_s=self.swap_budget_s)
+
+    def _stage(
+        self,
+        table: Any,
+        lake_table: LakeTable,
+        partition_key: str,
+        partitioned: bool,
+        job: str,
+        run_id: str | None,
+    ) -> tuple[StagedTable, LoadReport]:
         started = time.perf_counter()
         value = _partition_value(lake_table, partition_key)
         # The lake file's rows and the snapshots it was computed from (its footer): the
@@ -96,40 +232,42 @@ class TargetLoader(dg.ConfigurableResource):
         lake_rows, snapshots = read_lineage(
             self.lake, self.lake.uri(*lake_table.file_parts(partition_key))
         )
-        log = target.LoadLogEntry(
+        entry = target.LoadLogEntry(
             job or lake_table.job_name, lake_rows, snapshots, run_id, self.kind
         )
         with self.target.connect() as connection:
-            partitioned = target.ensure_target(connection, table)
             stage = target.new_stage_name(table, partition_key)
-            target.create_stage(connection, table, stage, partitioned=partitioned)
+            target.create_stage(connection, table, stage, partitioned=partitioned, run_id=run_id)
             try:
                 if self.trino:
-                    statement = self._fill_with_trino(table, lake_table, partition_key, stage)
+                    statement = self._fill_with_trino(
+                        table, lake_table, partition_key, stage, run_id
+                    )
                 else:
                     statement = None
                     self._fill_with_adbc(connection, table, lake_table, partition_key, stage)
-                rows = target.swap_partition(
+                staged = target.prepare_stage(
                     connection,
                     table,
                     value,
                     stage,
                     partition_key=partition_key,
                     partitioned=partitioned,
-                    log=log,
+                    log=entry,
                 )
-            finally:
-                # after a successful attach the stage is the partition: nothing to drop
+            except BaseException:
                 target.drop_stage(connection, stage)
-        return LoadReport(
+                raise
+        report = LoadReport(
             table.name,
             partition_key,
-            rows,
+            staged.rows,
             time.perf_counter() - started,
             self.kind,
             statement,
             snapshots,
         )
+        return staged, report
 
     def _fill_with_adbc(
         self, connection: Any, table: Any, lake_table: LakeTable, key: str, stage: str
@@ -144,7 +282,9 @@ class TargetLoader(dg.ConfigurableResource):
                 cursor.adbc_ingest(stage, batch, mode="append", db_schema_name=target.STAGE_SCHEMA)
         connection.commit()
 
-    def _fill_with_trino(self, table: Any, lake_table: LakeTable, key: str, stage: str) -> str:
+    def _fill_with_trino(
+        self, table: Any, lake_table: LakeTable, key: str, stage: str, run_id: str | None
+    ) -> str:
         assert self.trino is not None
         source = TrinoLake(self.trino, self.lake).ensure_partition(table, lake_table, key)
         columns = ", ".join(f'"{c.name}"' for c in table.columns)
@@ -161,5 +301,6 @@ class TargetLoader(dg.ConfigurableResource):
                 # the stage is ours alone: several writers may fill it at once
                 "task_min_writer_count": str(self.writers),
             },
+            source=query_source(run_id),
         )
         return statement

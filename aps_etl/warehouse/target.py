@@ -1,13 +1,15 @@
 """Target tables in PostgreSQL: DDL from the declared output schema, the pre-write schema
-check, and the one-transaction partition swap that both loaders end with.
+check, the stages that loads fill and check (swap.py swaps them in, a whole partition of a
+run at once), and the leftovers of killed runs.
 
 The swap contract: after loading partition P of table T, T holds exactly P's rows from the
 transform output (no duplicates, no leftovers) and no reader ever sees P half-loaded.
 
 Targets are created LIST-partitioned by their partition column (base_date or run_id), one
 PostgreSQL partition per loaded partition. The stage (filled by Trino or ADBC COPY) is
-checked, given its primary key, and becomes P's partition in one short transaction:
-the previous partition of P, if any, is detached and dropped, the stage attached. The rows
+checked, given its primary key, and becomes P's partition in one short transaction with
+the other tables of P (swap.py): the previous partition of P, if any, is detached and
+dropped, the stage attached. The rows
 are written once, and a rerun leaves no dead rows behind (benchmarks/: at 1M rows the
 swap takes under 1 s instead of 3-7 s for DELETE + INSERT ... SELECT into the table).
 Targets that already exist as plain tables keep the row swap: one transaction that
@@ -18,8 +20,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -186,9 +191,7 @@ class RowCountMismatch(PermanentLoadError):
     """The stage holds other than the lake file's rows: nothing is swapped in."""
 
 
-def _log_load(cursor: Any, table: TableDecl, partition_key: str, entry: LoadLogEntry) -> None:
-    import json
-
+def log_load(cursor: Any, table: TableDecl, partition_key: str, entry: LoadLogEntry) -> None:
     cursor.execute(
         f"insert into {ident(TARGET_SCHEMA, LOAD_LOG)} "
         "(job, table_name, partition_key, rows, snapshots, dagster_run_id, loader) "
@@ -230,7 +233,19 @@ def partition_table_name(table: TableDecl, partition_key: str) -> str:
     return f"{table.name[:30]}__{readable}_{digest}"
 
 
-def create_stage(connection: Any, table: TableDecl, stage: str, *, partitioned: bool) -> None:
+def create_stage(
+    connection: Any,
+    table: TableDecl,
+    stage: str,
+    *,
+    partitioned: bool,
+    run_id: str | None = None,
+) -> None:
+    """A new stage, its owner (run id, host, pid) in its comment: a stage no live run owns
+    is a leftover of a killed one (drop_abandoned_stages)."""
+    from aps_etl.liveness import this_process
+
+    owner = {"run_id": run_id, **this_process().as_dict()}
     with connection.cursor() as cursor:
         # A partitioned target's stage becomes its partition, so it is a regular table.
         # A plain target's stage is copied and dropped: UNLOGGED, it needs no WAL.
@@ -239,7 +254,76 @@ def create_stage(connection: Any, table: TableDecl, stage: str, *, partitioned: 
             f"create {kind} {ident(STAGE_SCHEMA, stage)} "
             f"(like {ident(TARGET_SCHEMA, table.name)} including defaults)"
         )
+        cursor.execute(
+            f"comment on table {ident(STAGE_SCHEMA, stage)} is "
+            + exp.Literal.string(json.dumps(owner)).sql(dialect="postgres")
+        )
     connection.commit()
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    name: str
+    owner: dict[str, Any]
+    age_s: float
+    rows_estimate: int
+
+
+def list_stages(connection: Any) -> list[StageInfo]:
+    """Every table in the stage schema, with its owner and the owner process's age."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "select c.relname, coalesce(obj_description(c.oid, 'pg_class'), ''), "
+            "c.reltuples::bigint from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+            "where n.nspname = $1 and c.relkind in ('r', 'p') order by 1",
+            parameters=(STAGE_SCHEMA,),
+        )
+        found = cursor.fetchall()
+    connection.commit()
+    stages = []
+    now = time.time()
+    for name, comment, tuples in found:
+        try:
+            owner = json.loads(comment) if comment else {}
+        except ValueError:
+            owner = {}
+        started = float(owner.get("started") or 0)
+        stages.append(StageInfo(name, owner, now - started if started else 0.0, int(tuples)))
+    return stages
+
+
+def drop_abandoned_stages(
+    connection: Any, is_live: Callable[[dict[str, Any]], bool], *, lock_timeout_ms: int = 500
+) -> list[str]:
+    """Drops the stages whose owner `is_live` says is gone; a stage still in use (its lock
+    not free within `lock_timeout_ms`) is left for next time. Returns the names dropped."""
+    dropped = []
+    for stage in list_stages(connection):
+        if is_live(stage.owner):
+            continue
+        with connection.cursor() as cursor:
+            try:
+                cursor.execute(f"set local lock_timeout = '{int(lock_timeout_ms)}ms'")
+                cursor.execute(f"drop table if exists {ident(STAGE_SCHEMA, stage.name)}")
+                connection.commit()
+                dropped.append(stage.name)
+            except Exception:
+                connection.rollback()
+    return dropped
+
+
+def orphan_partitions(connection: Any) -> list[str]:
+    """Tables in the partition schema attached to no target: left by an interrupted
+    operation of an earlier version (the swap's transaction leaves none)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+            "where n.nspname = $1 and c.relkind = 'r' and not c.relispartition order by 1",
+            parameters=(PARTITION_SCHEMA,),
+        )
+        found = [name for (name,) in cursor.fetchall()]
+    connection.commit()
+    return found
 
 
 def drop_stage(connection: Any, stage: str) -> None:
@@ -249,7 +333,7 @@ def drop_stage(connection: Any, stage: str) -> None:
     connection.commit()
 
 
-def _literal(value: Any) -> str:
+def literal(value: Any) -> str:
     """A partition value as a SQL literal (DDL takes no parameters)."""
     if isinstance(value, dt.date):
         return f"date '{value.isoformat()}'"
@@ -270,6 +354,57 @@ def _foreign_rows_error(
     )
 
 
+def prepare_stage(
+    connection: Any,
+    table: TableDecl,
+    partition_value: Any,
+    stage: str,
+    *,
+    partition_key: str | None = None,
+    partitioned: bool = False,
+    log: LoadLogEntry | None = None,
+) -> Any:
+    """Checks a filled stage and readies it for the swap, on the stage alone (nobody else
+    sees it): every row is the partition's (for a partitioned target, a CHECK constraint
+    that also proves the partition bound, so ATTACH need not scan again), the primary key
+    built in one pass, the row count equal to the lake file's. Returns a StagedTable."""
+    from aps_etl.warehouse.swap import StagedTable
+
+    key = partition_key if partition_key is not None else str(partition_value)
+    staged = ident(STAGE_SCHEMA, stage)
+    with connection.cursor() as cursor:
+        try:
+            if partitioned:
+                cursor.execute(
+                    f"alter table {staged} add constraint {ident(stage[:50] + '_in_partition')} "
+                    f"check ({ident(table.partition_column)} = {literal(partition_value)})"
+                )
+                grain = ", ".join(ident(c) for c in table.grain)
+                cursor.execute(f"alter table {staged} add primary key ({grain})")
+            else:
+                cursor.execute(
+                    f"select count(*) from {staged} "
+                    f"where {ident(table.partition_column)} is distinct from $1",
+                    parameters=(partition_value,),
+                )
+                if cursor.fetchone()[0]:
+                    raise PermanentLoadError("violated")
+        except Exception as exc:
+            connection.rollback()
+            if "violated" not in str(exc):
+                raise
+            raise _foreign_rows_error(cursor, table, partition_value, staged) from None
+        cursor.execute(f"select count(*) from {staged}")
+        (rows,) = cursor.fetchone()
+        try:
+            _check_rows(table, key, int(rows), log)
+        except RowCountMismatch:
+            connection.rollback()
+            raise
+    connection.commit()
+    return StagedTable(table, partition_value, key, stage, int(rows), partitioned, log)
+
+
 def swap_partition(
     connection: Any,
     table: TableDecl,
@@ -280,97 +415,16 @@ def swap_partition(
     partitioned: bool = False,
     log: LoadLogEntry | None = None,
 ) -> int:
-    """Makes the stage the partition's rows, atomically; returns their count. Rows of the
-    stage that belong to another partition, or a row count other than the lake file's,
-    abort the swap. `log` is written to the load log in the swap's transaction."""
-    key = partition_key if partition_key is not None else str(partition_value)
-    if partitioned:
-        return _attach_partition(connection, table, partition_value, stage, key, log)
-    columns = ", ".join(ident(c.name) for c in table.columns)
-    target, staged = ident(TARGET_SCHEMA, table.name), ident(STAGE_SCHEMA, stage)
-    partition = ident(table.partition_column)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"select count(*) from {staged} where {partition} is distinct from $1",
-            parameters=(partition_value,),
-        )
-        (foreign,) = cursor.fetchone()
-        if foreign:
-            connection.rollback()
-            raise PermanentLoadError(
-                f"stage for {table.name} holds {foreign} rows outside partition "
-                f"{partition_value}; nothing was swapped"
-            )
-        cursor.execute(f"select count(*) from {staged}")
-        (staged_rows,) = cursor.fetchone()
-        try:
-            _check_rows(table, key, int(staged_rows), log)
-        except RowCountMismatch:
-            connection.rollback()
-            raise
-        cursor.execute(
-            f"delete from {target} where {partition} = $1", parameters=(partition_value,)
-        )
-        cursor.execute(f"insert into {target} ({columns}) select {columns} from {staged}")
-        cursor.execute(
-            f"select count(*) from {target} where {partition} = $1", parameters=(partition_value,)
-        )
-        (rows,) = cursor.fetchone()
-        if log is not None:
-            _log_load(cursor, table, key, log)
-    connection.commit()
-    return int(rows)
+    """One table's stage checked and swapped in (swap.py does it for a whole partition)."""
+    from aps_etl.warehouse.swap import swap_partition_tables
 
-
-def _attach_partition(
-    connection: Any,
-    table: TableDecl,
-    partition_value: Any,
-    stage: str,
-    partition_key: str,
-    log: LoadLogEntry | None,
-) -> int:
-    target, staged = ident(TARGET_SCHEMA, table.name), ident(STAGE_SCHEMA, stage)
-    literal = _literal(partition_value)
-    name = partition_table_name(table, partition_key)
-    old, moved = ident(PARTITION_SCHEMA, name), ident(PARTITION_SCHEMA, stage)
-    with connection.cursor() as cursor:
-        # The stage alone first (nobody else sees it): one scan checks that every row is
-        # P's and proves the partition bound, so ATTACH below need not scan again; the
-        # primary key is built in one pass (the NOT NULLs came with LIKE).
-        try:
-            cursor.execute(
-                f"alter table {staged} add constraint {ident(stage[:50] + '_in_partition')} "
-                f"check ({ident(table.partition_column)} = {literal})"
-            )
-        except Exception as exc:
-            connection.rollback()
-            if "violated" not in str(exc):
-                raise
-            raise _foreign_rows_error(cursor, table, partition_value, staged) from None
-        key = ", ".join(ident(c) for c in table.grain)
-        cursor.execute(f"alter table {staged} add primary key ({key})")
-        cursor.execute(f"select count(*) from {staged}")
-        (rows,) = cursor.fetchone()
-        try:
-            _check_rows(table, partition_key, int(rows), log)
-        except RowCountMismatch:
-            connection.rollback()
-            raise
-        connection.commit()
-        # The swap: a short transaction. Detaching and dropping a previous partition of P
-        # locks the target for a moment; a first load of P only attaches.
-        cursor.execute(
-            "select to_regclass($1) is not null", parameters=(f"{PARTITION_SCHEMA}.{name}",)
-        )
-        (exists,) = cursor.fetchone()
-        if exists:
-            cursor.execute(f"alter table {target} detach partition {old}")
-            cursor.execute(f"drop table {old}")
-        cursor.execute(f"alter table {staged} set schema {ident(PARTITION_SCHEMA)}")
-        cursor.execute(f"alter table {moved} rename to {ident(name)}")
-        cursor.execute(f"alter table {target} attach partition {old} for values in ({literal})")
-        if log is not None:
-            _log_load(cursor, table, partition_key, log)
-    connection.commit()
-    return int(rows)
+    staged = prepare_stage(
+        connection,
+        table,
+        partition_value,
+        stage,
+        partition_key=partition_key,
+        partitioned=partitioned,
+        log=log,
+    )
+    return swap_partition_tables(connection, [staged]).rows[table.name]

@@ -29,7 +29,9 @@ class TrinoResource(dg.ConfigurableResource):
     lake_schema_prefix: str = ""
     request_timeout_s: float = 600.0
 
-    def connect(self, session_properties: dict[str, str] | None = None) -> Any:
+    def connect(
+        self, session_properties: dict[str, str] | None = None, source: str | None = None
+    ) -> Any:
         import trino
 
         auth = None
@@ -43,15 +45,23 @@ class TrinoResource(dg.ConfigurableResource):
             auth=auth,
             session_properties=session_properties or {},
             request_timeout=self.request_timeout_s,
+            # who sent a query: `aps-etl doctor` finds the queries of dead runs by it
+            source=source or "aps-etl",
         )
 
     def execute(
-        self, statement: str, session_properties: dict[str, str] | None = None
+        self,
+        statement: str,
+        session_properties: dict[str, str] | None = None,
+        source: str | None = None,
     ) -> list[tuple[Any, ...]]:
-        connection = self.connect(session_properties)
+        from aps_etl.failpoints import failpoint
+
+        connection = self.connect(session_properties, source)
         try:
             cursor = connection.cursor()
             cursor.execute(statement)
+            failpoint("trino.running")  # a kill here: the query submitted, its client gone
             return cursor.fetchall()
         except Exception as exc:
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
