@@ -232,6 +232,24 @@ def _backfill(args: argparse.Namespace) -> int:
     return 0 if result.success else 1
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    """Leftovers of killed runs: dead runs, stages, orphan partitions, temp files, queries."""
+    from aps_etl import demo, doctor
+    from aps_etl.settings import resources_for
+
+    env = _environment(args.env)
+    os.environ["APS_ENV"] = env
+    resolved = _resolved(env)
+    loader = resources_for(env)["loader"]
+    trino = loader.trino.process_config_and_initialize() if loader.trino else None
+    instance = demo.dagster_instance()
+    findings = doctor.examine(
+        instance, resolved["target"], resolved["lake"], trino, fix=args.fix, unowned=args.all
+    )
+    doctor.print_findings(findings, fix=args.fix)
+    return 0 if all(f.fixed for f in findings) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aps-etl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -288,6 +306,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="only report; exit 1 if anything changed"
     )
     rec.set_defaults(func=_reconcile)
+
+    doc = sub.add_parser(
+        "doctor",
+        help="list what killed runs left behind (dead STARTED runs, stage tables, orphan "
+        "partitions, temp files, Trino queries); --fix removes them",
+    )
+    doc.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
+    doc.add_argument(
+        "--fix", action="store_true", help="fail dead runs (alerting), drop and remove leftovers"
+    )
+    doc.add_argument(
+        "--all", action="store_true", help="also stages that record no owner (older versions)"
+    )
+    doc.set_defaults(func=_doctor)
     return parser
 
 

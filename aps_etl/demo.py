@@ -71,8 +71,11 @@ def run_job(
                 "dagster/asset_partition_range_end": last_partition,
             }
         }
-    if tags:
-        target["tags"] = {**target.get("tags", {}), **tags}
+    # The worker is this process: run monitoring and `aps-etl doctor` mark the run FAILURE
+    # (and alert) if it dies mid-run, as they do for runs the daemon launched.
+    from aps_etl.liveness import this_process
+
+    target["tags"] = {**target.get("tags", {}), **this_process().tags(), **(tags or {})}
     return job.execute_in_process(
         **target,
         instance=instance or dagster_instance(),

@@ -16,10 +16,15 @@ FAILPOINT_ENV = "APS_FAILPOINT"
 MARKER_ENV = "APS_FAILPOINT_MARKER"
 
 
+_fired: set[str] = set()
+
+
 def failpoint(name: str) -> None:
+    """Fires once per process: a step retried after the fault runs on."""
     wanted = os.environ.get(FAILPOINT_ENV)
-    if not wanted or name not in wanted.split(","):
+    if not wanted or name not in wanted.split(",") or name in _fired:
         return
+    _fired.add(name)
     marker = os.environ.get(MARKER_ENV)
     if marker:
         Path(marker).write_text(f"{os.getpid()} {name}\n")

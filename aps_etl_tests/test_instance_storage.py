@@ -19,7 +19,7 @@ from dagster._core.remote_origin import (
     RemoteJobOrigin,
     RemoteRepositoryOrigin,
 )
-from dagster._core.run_coordinator import DefaultRunCoordinator, QueuedRunCoordinator
+from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.run_coordinator.base import SubmitRunContext
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.runs import SqliteRunStorage
@@ -31,6 +31,7 @@ from dagster_postgres import (
     PostgresScheduleStorage,
 )
 
+from aps_etl.run_launcher import MonitoredRunLauncher
 from aps_etl.stack_env import export_stack_env, postgres_uri
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,7 +76,13 @@ def test_local_instance_is_sqlite_under_dagster_home(tmp_path, monkeypatch) -> N
         assert isinstance(instance.run_storage, SqliteRunStorage)
         assert isinstance(instance.event_log_storage, SqliteEventLogStorage)
         assert isinstance(instance.schedule_storage, SqliteScheduleStorage)
-        assert isinstance(instance.run_coordinator, DefaultRunCoordinator)
+        # launched runs queue (the daemon drains it); a killed worker is seen
+        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+        assert isinstance(instance.run_launcher, MonitoredRunLauncher)
+        assert instance.run_launcher.supports_check_run_worker_health
+        assert instance.run_monitoring_enabled
+        assert instance.run_retries_enabled
+        assert not instance.run_retries_retry_on_asset_or_op_failure
         assert instance.get_settings("telemetry") == {"enabled": False}
         result = dg.materialize([_probe_asset(key)], instance=instance)
         assert result.success
@@ -103,6 +110,26 @@ def test_dev_yaml_holds_only_env_references_consistent_with_compose() -> None:
             assert db[field] == compose_db[field], (storage, field)
     assert dev["telemetry"] == {"enabled": False}
     assert dev["run_coordinator"]["class"] == "QueuedRunCoordinator"
+
+
+@pytest.mark.parametrize("config", [LOCAL_YAML, DEV_YAML, DOCKER_YAML], ids=lambda p: p.name)
+def test_every_instance_config_queues_guards_and_monitors_runs(config: Path) -> None:
+    settings = yaml.safe_load(config.read_text())
+    assert settings["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    limits = settings["run_coordinator"]["config"]["tag_concurrency_limits"]
+    guarded = {limit["key"]: limit for limit in limits}
+    assert guarded["dagster/partition"]["value"] == {"applyLimitPerUniqueValue": True}
+    assert guarded["dagster/partition"]["limit"] == 1
+    assert guarded["dagster/asset_partition_range_start"]["limit"] == 1  # range runs
+    assert settings["run_launcher"]["class"] == "MonitoredRunLauncher"
+    monitoring = settings["run_monitoring"]
+    assert monitoring["enabled"] is True
+    assert 0 < monitoring["poll_interval_seconds"] <= 60
+    assert settings["run_retries"] == {
+        "enabled": True,
+        "max_retries": 2,
+        "retry_on_asset_or_op_failure": False,
+    }
 
 
 @pytest.mark.stack

@@ -13,6 +13,7 @@ import trino
 
 from aps_etl.definitions import build_defs
 from aps_etl.devdata import seed_source
+from aps_etl.ops.alerts import AlertSettings
 from aps_etl.settings import resources_for
 from aps_etl.stack_env import postgres_uri
 from aps_etl_tests.pipeline_harness import (
@@ -136,7 +137,7 @@ def _sensor_tick(dev):
     sensor = defs.get_sensor_def("plan_run_sensor")
     context = dg.build_sensor_context(
         instance=dev["instance"],
-        resources={"source": dev["resources"]["source"]},
+        resources={"source": dev["resources"]["source"], "alert_settings": AlertSettings()},
         repository_def=defs.get_repository_def(),
     )
     result = sensor(context)  # the sensor's own answer: SensorResult or SkipReason

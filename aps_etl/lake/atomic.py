@@ -21,7 +21,12 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from aps_etl.failpoints import failpoint
 from aps_etl.lake.storage import LakeResource
+
+# Temporary files name the pid that writes them, so leftovers of a killed process are known.
+TMP_PREFIX = ".tmp-"
+SPOOL_PREFIX = "aps-lake-"
 
 
 class ImmutablePartitionError(RuntimeError):
@@ -60,10 +65,12 @@ def write_parquet(
     if lake.is_s3:
         if immutable and fs.exists(uri):
             raise ImmutablePartitionError(_immutable_message(uri))
-        with tempfile.TemporaryDirectory(prefix="aps-lake-") as spool:
+        # the spool folder names its owner: `aps-etl doctor` removes those of dead runs
+        with tempfile.TemporaryDirectory(prefix=f"{SPOOL_PREFIX}{os.getpid()}-") as spool:
             tmp = Path(spool) / "data.parquet"
             rows = _sink(frame, tmp, metadata)
             _check_rows(uri, rows, expected_rows)
+            failpoint("lake.publish")  # a kill here: written, not published
             size = tmp.stat().st_size
             if not immutable:
                 fs.put_file(str(tmp), uri)
@@ -81,10 +88,11 @@ def write_parquet(
     final.parent.mkdir(parents=True, exist_ok=True)
     if immutable and final.exists():
         raise ImmutablePartitionError(_immutable_message(uri))
-    tmp = final.parent / f".tmp-{uuid.uuid4().hex}.parquet"
+    tmp = final.parent / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}.parquet"
     try:
         rows = _sink(frame, tmp, metadata)
         _check_rows(uri, rows, expected_rows)
+        failpoint("lake.publish")  # a kill here: written, not published
         size = tmp.stat().st_size
         if immutable:
             try:

@@ -220,6 +220,34 @@ def failure_message(context: dg.RunFailureSensorContext, ui_url: str | None) -> 
     return subject, "\n".join(lines) + "\n"
 
 
+def deliver(
+    settings: AlertSettings, subject: str, body: str, log: Any = None
+) -> tuple[list[str], list[str]]:
+    """Sends through every configured channel (redacted); returns (sent, failed): a half
+    configured channel and a channel that fails are both in `failed`."""
+    secrets = settings.secrets()
+    subject, body = redact(subject, secrets), redact(body, secrets)
+    sent: list[str] = []
+    failed = list(settings.problems())
+    channels = [
+        ("Slack", settings.slack_enabled, lambda: settings.send_slack(body)),
+        ("email", settings.email_enabled, lambda: settings.send_email(subject, body)),
+    ]
+    for channel, enabled, send in channels:
+        if not enabled:
+            continue
+        try:
+            send()
+        except Exception as exc:  # one channel down must not silence the other
+            first = (str(exc).splitlines() or [""])[0]
+            failed.append(redact(f"{channel}: {type(exc).__name__}: {first}", secrets))
+            if log is not None:
+                log.error(f"alert not sent by {failed[-1]}")
+        else:
+            sent.append(channel)
+    return sent, failed
+
+
 def build_alert_sensor(name: str = SENSOR_NAME) -> dg.SensorDefinition:
     """A run-failure sensor over every job of the code location, on by default."""
 
@@ -238,25 +266,7 @@ def build_alert_sensor(name: str = SENSOR_NAME) -> dg.SensorDefinition:
             return dg.SkipReason(message)
 
         subject, body = failure_message(context, settings.ui_url)
-        secrets = settings.secrets()
-        subject, body = redact(subject, secrets), redact(body, secrets)
-        sent: list[str] = []
-        failed = list(problems)
-        channels = [
-            ("Slack", settings.slack_enabled, lambda: settings.send_slack(body)),
-            ("email", settings.email_enabled, lambda: settings.send_email(subject, body)),
-        ]
-        for channel, enabled, send in channels:
-            if not enabled:
-                continue
-            try:
-                send()
-            except Exception as exc:  # one channel down must not silence the other
-                first = (str(exc).splitlines() or [""])[0]
-                failed.append(redact(f"{channel}: {type(exc).__name__}: {first}", secrets))
-                context.log.error(f"alert not sent by {failed[-1]}")
-            else:
-                sent.append(channel)
+        sent, failed = deliver(settings, subject, body, log=context.log)
         run_id = context.dagster_run.run_id
         if sent:
             context.log.info(f"failure of run {run_id} sent by {', '.join(sent)}")
@@ -265,3 +275,32 @@ def build_alert_sensor(name: str = SENSOR_NAME) -> dg.SensorDefinition:
         return None
 
     return run_failure_alerts
+
+
+ALERT_REPEAT_S = 3600
+
+
+def _alert_key(name: str) -> str:
+    return f"aps_etl/alerted/{name}"
+
+
+def alert_once_an_hour(
+    instance: dg.DagsterInstance, name: str, settings: AlertSettings, message: str
+) -> bool:
+    """Alerts about a failing sensor `name` unless it was alerted within the hour (the
+    instance's key-value store remembers when); returns whether it sent."""
+    import time
+
+    key = _alert_key(name)
+    last = instance.run_storage.get_cursor_values({key}).get(key)
+    if last and time.time() - float(last) < ALERT_REPEAT_S:
+        return False
+    sent, failed = deliver(settings, f"[aps-etl] {name} failing", message + "\n")
+    instance.run_storage.set_cursor_values({key: str(time.time())})
+    return bool(sent) and not failed
+
+
+def clear_alert(instance: dg.DagsterInstance, name: str) -> None:
+    key = _alert_key(name)
+    if instance.run_storage.get_cursor_values({key}).get(key):
+        instance.run_storage.set_cursor_values({key: ""})

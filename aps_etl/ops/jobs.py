@@ -17,8 +17,13 @@ aps_daily = dg.define_asset_job(
 )
 
 # Runs at 02:00 Asia/Seoul for the day that just ended (D-1): the last complete partition.
+# On as soon as it is deployed: a schedule an operator must remember to switch on is one
+# that silently does not run after a deployment.
 aps_daily_schedule = dg.build_schedule_from_partitioned_job(
-    aps_daily, hour_of_day=2, minute_of_hour=0
+    aps_daily,
+    hour_of_day=2,
+    minute_of_hour=0,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
 # One COMPLETED APS plan run (§10.2): snapshot, checks, load, diff against the previous run.

@@ -4,6 +4,7 @@ from typing import Any
 
 import dagster as dg
 
+from aps_etl.ops.alerts import AlertSettings, alert_once_an_hour, clear_alert
 from aps_etl.partitions import PLAN_RUNS
 from aps_etl.sources.database import SourceDatabase, SourceError
 
@@ -21,12 +22,19 @@ def build_plan_run_sensor(job: Any) -> dg.SensorDefinition:
         "RUNNING and FAILED runs never become partitions.",
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    def plan_run_sensor(context: dg.SensorEvaluationContext, source: SourceDatabase):
+    def plan_run_sensor(
+        context: dg.SensorEvaluationContext, source: SourceDatabase, alert_settings: AlertSettings
+    ):
         try:
             table = source.fetch_arrow(COMPLETED_RUNS_SQL)
-        except Exception as exc:  # an unreachable source is a skip, not a sensor crash
+        except Exception as exc:
+            # An unreachable MES fails the tick (red in the UI) and alerts, once an hour
+            # while it lasts, instead of skipping quietly. No credentials in either.
             message = str(exc) if isinstance(exc, SourceError) else type(exc).__name__
-            return dg.SkipReason(f"cannot read plan_run from {source.describe()}: {message}")
+            error = f"plan_run_sensor cannot read plan_run from {source.describe()}: {message}"
+            alert_once_an_hour(context.instance, "plan_run_sensor", alert_settings, error)
+            raise SourceError(error) from None
+        clear_alert(context.instance, "plan_run_sensor")
         known = set(context.instance.get_dynamic_partitions(PLAN_RUNS.name))
         new = [run_id for run_id in table.column("run_id").to_pylist() if run_id not in known]
         if not new:

@@ -9,6 +9,7 @@ each load, and by `aps-etl doctor --fix`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from aps_etl.liveness import Owner, alive, this_process
 log = logging.getLogger(__name__)
 
 SOURCE_PREFIX = "aps-etl/"
+KILL_WAIT_S = 15.0
 # Runs in these states may still own a stage or a query.
 LIVE_RUN_STATUSES = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"}
 
@@ -107,4 +109,13 @@ def kill_orphan_queries(
             killed.append(query.query_id)
         except Exception as exc:
             log.warning("could not kill Trino query %s: %s", query.query_id, exc)
+    # A killed query lets go of its stage (a PostgreSQL lock) only once it has stopped.
+    deadline = time.monotonic() + KILL_WAIT_S
+    while killed and time.monotonic() < deadline:
+        try:
+            if not {q.query_id for q in running_queries(trino)} & set(killed):
+                break
+        except Exception:
+            break
+        time.sleep(0.5)
     return killed

@@ -157,14 +157,20 @@ class TargetLoader(dg.ConfigurableResource):
         whole or not at all. Stages of runs that died are dropped first (`is_live` tells
         whether a stage's owner lives; by default its process on this host)."""
         result = PartitionLoads()
+        live = is_live or owner_alive
+
+        def abandoned_or_earlier_attempt(owner: dict[str, Any]) -> bool:
+            # a stage of this very run already there is an earlier (failed) attempt's
+            return live(owner) and not (run_id and owner.get("run_id") == run_id)
+
+        if self.trino:  # first: a dead run's INSERT still running would hold its stage
+            result.killed_queries = kill_orphan_queries(self.trino, abandoned_or_earlier_attempt)
         with self.target.connect() as connection:
-            dropped = target.drop_abandoned_stages(connection, is_live or owner_alive)
+            dropped = target.drop_abandoned_stages(connection, abandoned_or_earlier_attempt)
             if dropped:
                 log.warning("dropped %d stages of dead runs: %s", len(dropped), ", ".join(dropped))
             result.dropped_stages = dropped
             partitioned = {t.name: target.ensure_target(connection, t) for t, _ in tables}
-        if self.trino:
-            result.killed_queries = kill_orphan_queries(self.trino)
         work = [(t, lt, key) for key in partition_keys for t, lt in tables]
         staged: dict[tuple[str, str], tuple[StagedTable, LoadReport]] = {}
         with ThreadPoolExecutor(max_workers=max(1, self.parallel_loads)) as pool:
@@ -208,9 +214,12 @@ class TargetLoader(dg.ConfigurableResource):
                         )
         finally:
             if staged:  # not swapped: nothing of them is visible, drop them
-                with self.target.connect() as connection:
-                    for stage, _ in staged.values():
-                        target.drop_stage(connection, stage.stage)
+                try:
+                    with self.target.connect() as connection:
+                        for stage, _ in staged.values():
+                            target.drop_stage(connection, stage.stage)
+                except Exception as exc:  # the next load drops them (their owner is known)
+                    log.warning("could not drop %d unswapped stages: %s", len(staged), exc)
         return result
 
     def swap_policy(self) -> SwapPolicy:
