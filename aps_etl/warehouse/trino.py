@@ -61,7 +61,8 @@ class TrinoResource(dg.ConfigurableResource):
         try:
             cursor = connection.cursor()
             cursor.execute(statement)
-            failpoint("trino.running")  # a kill here: the query submitted, its client gone
+            # a kill here: the query runs in Trino, its client is gone (trino.insert, ...)
+            failpoint(f"trino.{statement.split(None, 1)[0].lower()}")
             return cursor.fetchall()
         except Exception as exc:
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
