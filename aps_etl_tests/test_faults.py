@@ -34,6 +34,7 @@ from typing import Any
 
 import adbc_driver_postgresql.dbapi as adbc
 import dagster as dg
+import psutil
 import pyarrow.parquet as pq
 import pytest
 from dagster._core.events import DagsterEventType
@@ -76,6 +77,7 @@ def _stack_module():
     spec = importlib.util.spec_from_file_location("aps_stack", REPO / "infra" / "stack.py")
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     assert spec and spec.loader
+    sys.modules["aps_stack"] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -327,6 +329,17 @@ def test_a_run_killed_anywhere_leaves_the_whole_old_day_and_a_rerun_the_whole_ne
     assert rc == 0, report
 
 
+def _wait_gone(pid: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.1)
+
+
 def _service(name: str):
     stack = _stack_module()
     return stack, stack.services(stack.load_stack(), [name])[0]
@@ -343,14 +356,22 @@ def test_a_service_killed_mid_run_then_restarted(plant: Plant, service: str, poi
     process = plant.start("run", "--date", DAY, failpoint=point, sleep_s=4)
     plant.wait_for_failpoint(process)
     stack, svc = _service(service)
-    os.kill(svc.pid(), signal.SIGKILL)
+    pid = svc.pid()
+    os.kill(pid, signal.SIGKILL)
     FIGURES["faults_injected"] += 1
-    time.sleep(1)
+    _wait_gone(pid)
     if service != "postgres":  # with PostgreSQL down there is nothing to read
         assert assert_whole(plant, old, new) == "old"
-    up = subprocess.run(
-        [str(REPO / "infra" / "stack"), "up", service], capture_output=True, text=True, timeout=300
-    )
+    for _attempt in range(10):  # PostgreSQL's orphaned backends take a moment to exit
+        up = subprocess.run(
+            [str(REPO / "infra" / "stack"), "up", service],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if up.returncode == 0:
+            break
+        time.sleep(2)
     assert up.returncode == 0, up.stdout + up.stderr
     rc = plant.finish(process)
     state = assert_whole(plant, old, new)
@@ -405,6 +426,7 @@ def test_a_long_reader_delays_the_reload_never_the_other_readers(plant: Plant) -
         )
     finally:
         reader.commit()  # the reader leaves
+        cursor.close()
         reader.close()
     assert plant.finish(process) == 0, process.log.read_text()[-3000:]
     stop.set()
@@ -436,18 +458,21 @@ def test_a_reader_that_never_leaves_fails_the_swap_by_name(plant: Plant) -> None
     configured = resources_for("dev")["loader"].model_copy(update={"swap_budget_s": 4.0})
     reader = adbc.connect(plant.target + "?application_name=fault-stuck-report")
     cursor = reader.cursor()
-    cursor.execute("select count(*) from aps_kpi_daily where base_date = $1", parameters=(DATE,))
+    cursor.execute(
+        "select count(*) from aps_kpi_plan_vs_actual where base_date = $1", parameters=(DATE,)
+    )
     cursor.fetchall()
     try:
         with configured.process_config_and_initialize_cm() as loader:
             result = loader.load_partitions(tables, [DAY], job="aps_daily", run_id=None)
     finally:
         reader.rollback()
+        cursor.close()
         reader.close()
     FIGURES["faults_injected"] += 1
     ((_, error),) = result.failures[DAY]
     assert isinstance(error, SwapBlocked)
-    assert "fault-stuck-report" in str(error) and "aps_kpi_daily" in str(error)
+    assert "fault-stuck-report" in str(error) and "aps_kpi_plan_vs_actual" in str(error)
     assert "nothing was swapped" in str(error)
     assert plant.day() == old
     assert plant.stages() == 0
