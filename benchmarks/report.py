@@ -328,6 +328,25 @@ def to_markdown(results: dict[str, Any]) -> str:
                 f"{k} {_s(v)}" for k, v in m["stages_s"].items() if k != "startup/other"
             )
             lines.append(f"| {m['label']} | {_rows(m['rows'])} | {_s(m['wall_s'])} | {per} |")
+    swaps = [m for m in results["measurements"] if m["kind"] == "swap"]
+    if swaps:
+        lines += ["", "## Replacing a day under a long reader (median round)", ""]
+        lines += [
+            "| strategy | swap s | other readers' longest wait s | day seen not whole |",
+            "|---|---:|---:|---|",
+        ]
+        for m in swaps:
+            rounds = [r["result"] for r in m["rounds"]]
+            if not rounds:
+                lines.append(f"| {m['tool']} | failed: {m.get('error')} | | |")
+                continue
+            swap_s = sorted(r["swap_s"] for r in rounds)[(len(rounds) - 1) // 2]
+            wait = max(r["other_reader_wait_max_s"] for r in rounds)
+            seen = sorted({c for r in rounds for c in r["day_seen_other_than_whole"]})
+            lines.append(
+                f"| {m['tool']} | {swap_s:.2f} | {wait:.2f} | "
+                f"{'rows: ' + ', '.join(map(str, seen)) if seen else 'never'} |"
+            )
     if results["targets"]:
         lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
         for t in results["targets"]:

@@ -9,12 +9,14 @@ when the connection dies).
 Readers first. Replacing a loaded partition detaches it, which takes an ACCESS EXCLUSIVE
 lock on the table: a waiting swap would queue every later reader of that table behind the
 one that holds it. So the swap
-- first waits, without queuing, until no other session holds a lock on the tables it must
-  lock exclusively (a poll of pg_locks with backoff);
-- then takes its locks under `lock_timeout` (default 2 s): a reader that slips in between
-  delays the swap, and the readers behind the swap wait at most that long;
-- on a lock timeout rolls back and tries again, until `budget_s` runs out; then the load
-  fails naming the sessions in the way (pid, application, user, age).
+- first waits, without queuing, while another session has held a lock on a table it must
+  lock exclusively for longer than a short query would (a poll of pg_locks with backoff);
+- then takes its locks under a short `lock_timeout` (200 ms): a reader that slips in
+  between delays the swap, and the readers queued behind the swap wait at most that long;
+- on a lock timeout rolls back and tries again; past half of `budget_s` it waits up to the
+  configured `lock_timeout_ms` (default 2 s) per try, so a table that is never free still
+  gets its swap; when the budget runs out the load fails naming the sessions in the way
+  (pid, application, user, age).
 A first load of a partition only attaches (SHARE UPDATE EXCLUSIVE): readers never wait.
 docs/reliability.md has the measured alternatives and why this one.
 
@@ -57,6 +59,12 @@ class SwapPolicy:
 
     lock_timeout_ms: int = 2_000
     budget_s: float = 120.0
+    # A holder younger than this is a short query: queue behind it (it will be gone in
+    # moments) rather than wait for a gap that a busy table may never show.
+    long_holder_s: float = 0.5
+    # While there is time, each try waits at most this long for a lock (a reader that just
+    # began looks short); past half the budget, lock_timeout_ms: the swap forces its way.
+    probe_lock_timeout_ms: int = 200
     first_backoff_s: float = 0.2
     max_backoff_s: float = 5.0
 
@@ -140,9 +148,16 @@ def swap_partition_tables(
         # half the budget, queue anyway (under lock_timeout) so a steady stream of short
         # readers cannot starve the load.
         blockers = _holders(connection, ordered)
-        if not blockers or spent > policy.budget_s / 2:
+        long_holders = [b for b in blockers if b.age_s >= policy.long_holder_s]
+        forcing = spent > policy.budget_s / 2
+        if not long_holders or forcing:
+            timeout_ms = (
+                policy.lock_timeout_ms
+                if forcing
+                else min(policy.probe_lock_timeout_ms, policy.lock_timeout_ms)
+            )
             try:
-                outcome.rows = _swap_once(connection, ordered, policy)
+                outcome.rows = _swap_once(connection, ordered, timeout_ms)
                 outcome.waited_s = time.monotonic() - started
                 return outcome
             except Exception as exc:
@@ -216,14 +231,12 @@ def _exists(connection: Any, qualified: str) -> bool:
     return bool(exists)
 
 
-def _swap_once(
-    connection: Any, staged: Sequence[StagedTable], policy: SwapPolicy
-) -> dict[str, int]:
+def _swap_once(connection: Any, staged: Sequence[StagedTable], timeout_ms: int) -> dict[str, int]:
     from aps_etl.failpoints import failpoint
 
     rows: dict[str, int] = {}
     with connection.cursor() as cursor:
-        cursor.execute(f"set local lock_timeout = '{int(policy.lock_timeout_ms)}ms'")
+        cursor.execute(f"set local lock_timeout = '{int(timeout_ms)}ms'")
         for s in staged:  # serializes two runs' swaps of the same partition
             cursor.execute(
                 "select pg_advisory_xact_lock(hashtextextended($1, 0))",
