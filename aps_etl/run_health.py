@@ -1,18 +1,21 @@
 """Is a run's worker still alive? The answer run monitoring and `aps-etl doctor` act on.
 
 A run's worker is the process executing it: for a run the daemon launched, the one whose
-pid the run's "Started process for run (pid: N)" engine event records (DefaultRunLauncher
-starts it on this host, beside the code server); for a run `aps-etl run`/`backfill`
+pid the run's "Started process for run (pid: N)" engine event records, on the host of the
+code server that started it (the launcher's `.dagster/grpc_info` tag; another host's
+worker is never judged from here); for a run `aps-etl run`/`backfill`
 executed in its own process, the one its `aps_etl/worker_*` tags name. A STARTED run whose
 worker is gone will never finish: it is marked FAILURE, which fires the failure alert.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import dagster as dg
 from dagster._core.events import DagsterEventType
+from dagster._core.storage.tags import GRPC_INFO_TAG
 
 from aps_etl.liveness import Owner, alive, hostname, process_started
 
@@ -23,6 +26,9 @@ def worker_owner(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Owner | No
     owner = Owner.from_tags(dict(run.tags))
     if owner is not None:
         return owner
+    host = _code_server_host(dict(run.tags))
+    if host is None:
+        return None  # not launched through a code server we can see: cannot tell
     for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT):
         event = entry.dagster_event
         data = getattr(event, "engine_event_data", None) if event else None
@@ -32,9 +38,29 @@ def worker_owner(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Owner | No
             started = process_started(pid_value)
             # started after the event: the pid was reused, the worker is gone
             if started is not None and started > entry.timestamp + 1.0:
-                return Owner(hostname(), pid_value, entry.timestamp)
-            return Owner(hostname(), pid_value, started or entry.timestamp)
+                return Owner(host, pid_value, entry.timestamp)
+            return Owner(host, pid_value, started or entry.timestamp)
     return None
+
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+
+
+def _code_server_host(tags: dict[str, str]) -> str | None:
+    """Where the launcher's code server (which starts the worker) runs: this host for a
+    unix socket or a loopback address (`dagster dev`), else the named host, whose pids
+    this host cannot judge (alive() answers None for it)."""
+    raw = tags.get(GRPC_INFO_TAG)
+    if not raw:
+        return None
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        return None
+    server = str(info.get("host") or "")
+    if info.get("socket") or server in LOCAL_HOSTS or server == hostname():
+        return hostname()
+    return server or None
 
 
 @dataclass(frozen=True)

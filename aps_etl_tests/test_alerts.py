@@ -398,3 +398,33 @@ def test_redact_replaces_secret_env_values_and_uri_credentials(
 def test_settings_without_channels_are_valid() -> None:
     assert AlertSettings().problems() == []
     assert not AlertSettings().slack_enabled and not AlertSettings().email_enabled
+
+
+def test_an_unreachable_mes_fails_the_plan_sensor_tick_and_alerts_once_an_hour(
+    clean_env: pytest.MonkeyPatch, slack: SlackStandIn
+) -> None:
+    from aps_etl.ops.sensors import build_plan_run_sensor
+    from aps_etl.sources.database import SourceDatabase, SourceError
+
+    _configure_slack(clean_env, slack)
+    # nothing listens on this port: connection refused, as for a MES that is down
+    source = SourceDatabase(
+        database="mes", host="127.0.0.1", port=_free_port(), user="reader", password="pw-1"
+    )
+    from aps_etl.ops.jobs import aps_plan_snapshot
+
+    sensor = build_plan_run_sensor(aps_plan_snapshot)
+    instance = dg.DagsterInstance.ephemeral()
+    resources = {"source": source, **alert_resources_from_env()}
+
+    for _ in range(2):  # two ticks a minute apart: one alert
+        context = dg.build_sensor_context(instance=instance, resources=resources)
+        with pytest.raises(SourceError) as raised:
+            sensor(context)
+        assert "cannot read plan_run from PostgreSQL database 'mes' at 127.0.0.1" in str(
+            raised.value
+        )
+        assert "pw-1" not in str(raised.value)
+    (alert,) = slack.requests
+    assert "plan_run_sensor cannot read plan_run" in alert["body"]["text"]
+    assert "pw-1" not in alert["body"]["text"]

@@ -150,3 +150,117 @@ def test_concurrent_first_loads_into_a_fresh_database(tmp_path) -> None:
     for table in tables:
         assert content(fresh, table) == [(DAY1, "a", 1), (DAY1, "b", 2)]
     assert stages_left(fresh) == 0
+
+
+# The day-atomic swap (swap.py) ----------------------------------------------------------
+
+
+def staged(uri: str, table: Table, day: dt.date, items: dict[str, int], log=None):
+    """A filled, checked stage, as a loader hands it to the swap."""
+    with adbc.connect(uri) as conn:
+        partitioned = target.ensure_target(conn, table)
+        stage = target.new_stage_name(table, day.isoformat())
+        target.create_stage(conn, table, stage, partitioned=partitioned)
+        with conn.cursor() as cur:
+            for item, qty in items.items():
+                cur.execute(
+                    f"insert into {target.ident(target.STAGE_SCHEMA, stage)} values ($1, $2, $3)",
+                    parameters=(day, item, qty),
+                )
+        conn.commit()
+        return target.prepare_stage(
+            conn, table, day, stage, partition_key=day.isoformat(), partitioned=True, log=log
+        )
+
+
+def swap_all(uri: str, *stages, policy=None) -> None:
+    from aps_etl.warehouse.swap import SwapPolicy, swap_partition_tables
+
+    with adbc.connect(uri) as conn:
+        swap_partition_tables(conn, list(stages), policy or SwapPolicy())
+
+
+def test_the_tables_of_a_day_are_swapped_together_or_not_at_all(uri) -> None:
+    a, b = Table("day_atomic_a"), Table("day_atomic_b")
+    swap_all(uri, staged(uri, a, DAY1, {"x": 1}), staged(uri, b, DAY1, {"x": 1}))
+    new_a, new_b = staged(uri, a, DAY1, {"x": 2}), staged(uri, b, DAY1, {"x": 2})
+    rows(uri, f"drop table aps_stage.{new_b.stage}")  # b's stage vanishes: its swap fails
+    with pytest.raises(Exception, match="does not exist"):
+        swap_all(uri, new_a, new_b)
+    assert content(uri, a) == content(uri, b) == [(DAY1, "x", 1)]  # a was not swapped alone
+    swap_all(uri, staged(uri, a, DAY1, {"x": 3}), staged(uri, b, DAY1, {"x": 3}))
+    assert content(uri, a) == content(uri, b) == [(DAY1, "x", 3)]
+
+
+def _log(version: int, day: dt.date = DAY1) -> target.LoadLogEntry:
+    uri = f"s3://lake/extract/job_name=j/date={day}/src/data.v{version}.parquet"
+    return target.LoadLogEntry("j", 1, {"j/src": {"version": version, "uri": uri}}, None, "t")
+
+
+def test_an_older_run_cannot_roll_a_day_back(uri) -> None:
+    from aps_etl.warehouse.swap import StaleLoad
+
+    table = Table("stale_guard")
+    swap_all(uri, staged(uri, table, DAY1, {"x": 3}, log=_log(3)))
+    older = staged(uri, table, DAY1, {"x": 2}, log=_log(2))
+    with pytest.raises(StaleLoad, match=r"newer snapshots \(j/src v3 \(this run read v2\)\)"):
+        swap_all(uri, older)
+    assert content(uri, table) == [(DAY1, "x", 3)]
+    swap_all(uri, staged(uri, table, DAY1, {"x": 4}, log=_log(3)))  # a rerun of v3: fine
+    assert content(uri, table) == [(DAY1, "x", 4)]
+
+
+def test_a_long_reader_delays_the_swap_and_a_stuck_one_fails_it_by_name(uri) -> None:
+    from aps_etl.warehouse.swap import SwapBlocked, SwapPolicy
+
+    table = Table("long_reader")
+    swap_all(uri, staged(uri, table, DAY1, {"x": 1}))
+    swap_all(uri, staged(uri, table, DAY2, {"y": 1}))
+    reader = adbc.connect(uri + ("&" if "?" in uri else "?") + "application_name=monthly-report")
+    cursor = reader.cursor()
+    cursor.execute(f"select count(*) from public.{table.name} where base_date = $1", (DAY1,))
+    cursor.fetchall()  # its transaction stays open
+    try:
+        stuck = staged(uri, table, DAY1, {"x": 2})
+        with pytest.raises(SwapBlocked) as blocked:
+            swap_all(uri, stuck, policy=SwapPolicy(budget_s=1.5))
+        message = str(blocked.value)
+        assert "monthly-report" in message and "AccessShareLock" in message
+        assert f"public.{table.name}" in message and "nothing was swapped" in message
+        # readers of another day were not queued behind the waiting swap
+        other = rows(uri, f"select count(*) from public.{table.name} where base_date = $1", DAY2)
+        assert other == [(1,)]
+        waiting = staged(uri, table, DAY1, {"x": 3})
+        release = threading.Timer(1.0, reader.commit)
+        release.start()
+        swap_all(uri, waiting)  # waits for the reader, then swaps
+        release.join()
+    finally:
+        cursor.close()
+        reader.close()
+    assert content(uri, table) == [(DAY1, "x", 3), (DAY2, "y", 1)]
+    rows(uri, f"drop table aps_stage.{stuck.stage}")
+
+
+def test_stages_of_dead_owners_are_dropped_and_live_ones_kept(uri) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from aps_etl.warehouse.leftovers import owner_alive
+
+    table = Table("abandoned")
+    mine = staged(uri, table, DAY1, {"x": 1})
+    theirs = staged(uri, table, DAY2, {"y": 1})
+    worker = subprocess.Popen([sys.executable, "-c", "pass"])
+    worker.wait()  # a process that existed and is gone
+    host = socket.gethostname()
+    owner = f'{{"run_id": "r-dead", "host": "{host}", "pid": {worker.pid}, "started": 1.0}}'
+    rows(uri, f"comment on table aps_stage.{theirs.stage} is '{owner}'")
+    with adbc.connect(uri) as conn:
+        assert theirs.stage in {s.name for s in target.list_stages(conn)}
+        dropped = target.drop_abandoned_stages(conn, owner_alive)
+        left = {s.name for s in target.list_stages(conn)}
+    assert theirs.stage in dropped and theirs.stage not in left
+    assert mine.stage in left
+    rows(uri, f"drop table aps_stage.{mine.stage}")
