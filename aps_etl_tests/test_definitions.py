@@ -36,3 +36,19 @@ def test_daily_schedule_runs_the_day_that_just_ended() -> None:
     )
     (request,) = schedule.evaluate_tick(context).run_requests
     assert request.partition_key == "2026-11-25"
+
+
+def test_every_job_runs_in_one_process_however_it_is_launched() -> None:
+    from aps_etl.definitions import defs
+
+    for name in ("aps_daily", "aps_plan_snapshot"):
+        job = defs.resolve_job_def(name)
+        assert job.executor_def.name == dg.in_process_executor.name, name
+
+
+def test_plan_snapshots_share_one_lane_of_the_queue() -> None:
+    from aps_etl.definitions import defs
+    from aps_etl.ops.jobs import PLAN_LANE_TAG
+
+    assert defs.resolve_job_def("aps_plan_snapshot").tags[PLAN_LANE_TAG] == "plan_snapshot"
+    assert PLAN_LANE_TAG not in defs.resolve_job_def("aps_daily").tags

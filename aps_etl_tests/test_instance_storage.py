@@ -121,6 +121,7 @@ def test_every_instance_config_queues_guards_and_monitors_runs(config: Path) -> 
     assert guarded["dagster/partition"]["value"] == {"applyLimitPerUniqueValue": True}
     assert guarded["dagster/partition"]["limit"] == 1
     assert guarded["dagster/asset_partition_range_start"]["limit"] == 1  # range runs
+    assert guarded["aps_etl/lane"] == {"key": "aps_etl/lane", "value": "plan_snapshot", "limit": 1}
     assert settings["run_launcher"]["class"] == "MonitoredRunLauncher"
     monitoring = settings["run_monitoring"]
     assert monitoring["enabled"] is True
