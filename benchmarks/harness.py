@@ -39,6 +39,8 @@ CASES = {
     "trino_cli": "aps-etl run's execute_in_process, dev stack (Trino load)",
 }
 SERVER_OF_CASE = {"trino": "stack", "embedded": "embedded", "trino_cli": "stack"}
+# the cases of test_launched_path.py: the same runs, queued and run by the daemon
+SERVER_OF_CASE.update({f"{case}_launched": SERVER_OF_CASE[case] for case in ("trino", "embedded")})
 
 
 # In order: each data set is prepared once, then every case and peer runs on it.
