@@ -11,6 +11,10 @@ target database, stage by stage:
 - `dlt` / `dlt_pyarrow`: dlt's `sql_database` source -> its `postgres` destination,
   `write_disposition="replace"`, with its default backend (SQLAlchemy rows) and with
   `backend="pyarrow"`; dlt's own stages: extract, normalize (its load files), load;
+- `sling`: Sling's Go engine (the one behind dagster-sling; PyPI `sling-linux-amd64`'s
+  binary, run as the `sling` wrapper runs it), a replication of the views into the
+  schema, `full-refresh`; it streams source to target with no Parquet in between (its
+  Parquet targets want a DuckDB download, refused here), so its time is all "load";
 - `floor`: ADBC read -> Parquet (zstd, as our lake) -> ADBC COPY; no orchestration, the
   least work that moves these rows through a Parquet file.
 
@@ -28,13 +32,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-PEERS = ("pandas", "dlt", "dlt_pyarrow", "floor")
+PEERS = ("pandas", "dlt", "dlt_pyarrow", "sling", "floor")
 # Connection URIs arrive in the environment, never in the spec file.
 SOURCE_VAR, TARGET_VAR = "APS_BENCH_SOURCE_URI", "APS_BENCH_TARGET_URI"
 PEER_LABELS = {
     "pandas": "pandas read_sql -> to_parquet -> to_sql",
     "dlt": "dlt sql_database -> postgres (default backend)",
     "dlt_pyarrow": "dlt sql_database -> postgres (pyarrow backend)",
+    "sling": "Sling PostgreSQL -> PostgreSQL (streamed, full-refresh)",
     "floor": "floor: ADBC read -> Parquet -> ADBC COPY",
 }
 
@@ -149,6 +154,55 @@ def run_floor(spec: dict[str, Any], work: Path) -> dict[str, float]:
     return stages
 
 
+def sling_binary() -> str:
+    """The binary of PyPI's `sling-linux-amd64` (the `sling` wrapper would download one;
+    SLING_BINARY points it here)."""
+    import sling_linux_amd64
+
+    return str(Path(sling_linux_amd64.__file__).parent / "bin" / "sling-linux-amd64")
+
+
+def _no_tls(uri: str) -> str:
+    """Sling asks for an explicit sslmode; the servers here are local, without TLS."""
+    if "sslmode=" in uri:
+        return uri
+    return uri + ("&" if "?" in uri else "?") + "sslmode=disable"
+
+
+def run_sling(spec: dict[str, Any], work: Path) -> dict[str, float]:
+    import subprocess
+
+    import yaml
+
+    replication = {
+        "source": "APS_BENCH_SLING_SOURCE",
+        "target": "APS_BENCH_SLING_TARGET",
+        "defaults": {"mode": "full-refresh", "object": f"{spec['schema']}.{{stream_table}}"},
+        "streams": {f"{spec['view_schema']}.{name}": {} for name in spec["tables"]},
+    }
+    path = work / "replication.yaml"
+    path.write_text(yaml.safe_dump(replication))
+    env = {
+        **os.environ,
+        # connections by name from the environment: no credentials in the file
+        "APS_BENCH_SLING_SOURCE": _no_tls(spec["source"]),
+        "APS_BENCH_SLING_TARGET": _no_tls(spec["target"]),
+        "SLING_HOME_DIR": str(work / "sling_home"),
+        "SLING_DISABLE_TELEMETRY": "true",
+        "SLING_BINARY": sling_binary(),
+    }
+    t = time.perf_counter()
+    done = subprocess.run(
+        [sling_binary(), "run", "-r", str(path)], env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr)[-2000:]
+        for secret in (spec["source"], spec["target"]):
+            tail = tail.replace(secret, "***")
+        raise RuntimeError(f"sling failed:\n{tail}")
+    return {"extract": 0.0, "lake_write": 0.0, "load": time.perf_counter() - t}
+
+
 def prepare_target(target_uri: str, peer: str, schema: str, *, keep: bool = True) -> None:
     """Drops the peer's schema; dlt recreates its own, the floor and pandas get theirs
     back (unless `keep` is false: the copy is removed after the last round)."""
@@ -190,6 +244,8 @@ def main(spec_path: str, out_path: str) -> int:
         stages = run_dlt(spec, work, "sqlalchemy")
     elif peer == "dlt_pyarrow":
         stages = run_dlt(spec, work, "pyarrow")
+    elif peer == "sling":
+        stages = run_sling(spec, work)
     elif peer == "floor":
         stages = run_floor(spec, work)
     else:

@@ -119,6 +119,14 @@ def evaluate_targets(
             f"({peer['ratio']:.2f}x)",
             plan["wall_s"] < peer["peer_wall_s"],
         )
+    sling = next((r for r in ratios if r["case"] == "plan/trino" and r["peer"] == "sling"), None)
+    if plan and sling and sling["peer_wall_s"]:
+        add(
+            "1M-row pass-through through Trino: faster than Sling",
+            f"process {plan['wall_s']:.1f} s vs Sling {sling['peer_wall_s']:.1f} s "
+            f"({sling['ratio']:.2f}x)",
+            plan["wall_s"] < sling["peer_wall_s"],
+        )
     large = _find(measurements, "day_large/trino")
     if large:
         add("10M-row day, Trino load: run <= 3 min",
