@@ -25,7 +25,7 @@ CASES = {
 }
 # (data set, server) pairs the peers run on: where our cases run
 PEER_SETS = 5
-PEERS = ("pandas", "dlt", "dlt_pyarrow", "floor")
+PEERS = ("pandas", "dlt", "dlt_pyarrow", "sling", "floor")
 STAGES = {"extract", "lake_write", "transform", "load", "orchestration", "startup"}
 
 
@@ -93,3 +93,17 @@ def test_the_living_source_cases_ran(results) -> None:
     methods = living["living/incremental_resnapshot"]["rounds"][0]["result"]["methods"]
     assert methods["process_result"] == "new/incremental", methods
     assert methods["product"] == "current/full", methods
+
+
+def test_the_launched_path_and_the_swap_cases_ran(results) -> None:
+    launched = {m["key"]: m for m in results["measurements"] if m["kind"] == "launched"}
+    assert set(launched) == {"launched/day/trino", "launched/day/embedded"}
+    for key, m in launched.items():
+        assert m["error"] is None and m["rounds"], key
+        stages = m["rounds"][0]["result"]["stages"]
+        assert set(stages) == {"queue", "worker start", "run"}, key
+        assert all(v >= 0 for v in stages.values()) and m["wall_s"] > stages["run"], key
+    swaps = {m["tool"]: m for m in results["measurements"] if m["kind"] == "swap"}
+    assert set(swaps) == {"ours", "naive", "detach_concurrently", "row_replace"}
+    seen = {k: m["rounds"][0]["result"]["day_seen_other_than_whole"] for k, m in swaps.items()}
+    assert seen["ours"] == [], seen  # never a day half there or missing

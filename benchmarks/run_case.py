@@ -168,12 +168,12 @@ def main(spec_path: str, out_path: str) -> int:
             run_config=run_config,
         )
     else:
-        # as a run worker does (the daemon, the UI), with the in-process executor: one
-        # process, steps in sequence, outputs only in the lake
+        # as a run worker does (the daemon, the UI), with the job's own executor (in
+        # process: one process, steps in sequence, outputs only in the lake)
         result = dg.execute_job(
             dg.reconstructable(bench_job),
             instance=instance,
-            run_config={**run_config, "execution": {"config": {"in_process": {}}}},
+            run_config=run_config,
             tags={"dagster/partition": spec["partition"]},
             raise_on_error=False,
         )

@@ -27,7 +27,6 @@ from email.message import EmailMessage
 from typing import Any
 
 import dagster as dg
-from slack_sdk import WebClient
 
 from aps_etl.settings import ConfigurationError
 
@@ -76,6 +75,9 @@ class AlertSettings(dg.ConfigurableResource):
         return [s for s in (self.slack_token, self.smtp_password) if s]
 
     def send_slack(self, text: str) -> None:
+        # imported when a message goes out: every run worker loads this module (0.13 s)
+        from slack_sdk import WebClient
+
         client = WebClient(
             token=self.slack_token,
             base_url=self.slack_base_url or WebClient.BASE_URL,
