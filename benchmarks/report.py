@@ -336,6 +336,24 @@ def to_markdown(results: dict[str, Any]) -> str:
                 f"{k} {_s(v)}" for k, v in m["stages_s"].items() if k != "startup/other"
             )
             lines.append(f"| {m['label']} | {_rows(m['rows'])} | {_s(m['wall_s'])} | {per} |")
+    launched = [m for m in results["measurements"] if m["kind"] == "launched"]
+    if launched:
+        lines += ["", "## Launched through the queue and the daemon (median round, s)", ""]
+        lines += [
+            "| case | source rows | queued -> finished | queue | worker start | run |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for m in launched:
+            rounds = sorted(m["rounds"], key=lambda r: r["wall_s"])
+            if not rounds:
+                lines.append(f"| {m['label']} | {_rows(m['rows'])} | failed: {m.get('error')} |")
+                continue
+            median = rounds[(len(rounds) - 1) // 2]
+            st = median["result"]["stages"]
+            lines.append(
+                f"| {m['label']} | {_rows(m['rows'])} | {_s(median['wall_s'])} | "
+                f"{_s(st['queue'])} | {_s(st['worker start'])} | {_s(st['run'])} |"
+            )
     swaps = [m for m in results["measurements"] if m["kind"] == "swap"]
     if swaps:
         lines += ["", "## Replacing a day under a long reader (median round)", ""]
