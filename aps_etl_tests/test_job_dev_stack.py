@@ -127,6 +127,9 @@ def test_target_schema_drift_stops_the_load_before_any_write(dev, loaded) -> Non
     assert "does not match the output schema" in message
     assert "unexpected column planner_note" in message
     assert target_partition(dev["target"], "aps_input_lead_time", day) == before
+    # a drifted target is not retried: it fails the same way every time
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert retries == []
 
 
 # Scenario 2: plan snapshots by run_id ------------------------------------------------------

@@ -170,7 +170,12 @@ class TargetLoader(dg.ConfigurableResource):
             if dropped:
                 log.warning("dropped %d stages of dead runs: %s", len(dropped), ", ".join(dropped))
             result.dropped_stages = dropped
-            partitioned = {t.name: target.ensure_target(connection, t) for t, _ in tables}
+            try:
+                partitioned = {t.name: target.ensure_target(connection, t) for t, _ in tables}
+            except target.PermanentLoadError as exc:  # a drifted target: no day is loaded
+                for key in partition_keys:
+                    result.failures.setdefault(key, []).append(("target", exc))
+                return result
         work = [(t, lt, key) for key in partition_keys for t, lt in tables]
         staged: dict[tuple[str, str], tuple[StagedTable, LoadReport]] = {}
         with ThreadPoolExecutor(max_workers=max(1, self.parallel_loads)) as pool:
