@@ -27,7 +27,12 @@ from aps_etl.lake.atomic import SPOOL_PREFIX, TMP_PREFIX
 from aps_etl.liveness import Owner, alive, hostname, process_started
 from aps_etl.run_health import dead_runs, fail_dead_run
 from aps_etl.warehouse import target
-from aps_etl.warehouse.leftovers import kill_orphan_queries, run_aware, running_queries
+from aps_etl.warehouse.leftovers import (
+    kill_orphan_queries,
+    run_aware,
+    run_status_in,
+    running_queries,
+)
 
 MULTIPART_AGE_S = 3600
 
@@ -42,14 +47,6 @@ class Finding:
     def line(self) -> str:
         mark = "fixed" if self.fixed else "found"
         return f"  [{mark}] {self.kind:<18} {self.what}  ({self.detail})"
-
-
-def _run_status(instance: dg.DagsterInstance):
-    def status(run_id: str) -> str | None:
-        run = instance.get_run_by_id(run_id)
-        return run.status.value if run else None
-
-    return status
 
 
 def examine(
@@ -71,7 +68,7 @@ def examine(
             finding.fixed = True
         findings.append(finding)
 
-    is_live = run_aware(_run_status(instance))
+    is_live = run_aware(run_status_in(instance))
     with target_db.connect() as connection:
         for stage in target.list_stages(connection):
             if is_live(stage.owner) and (stage.owner or not unowned):

@@ -35,7 +35,7 @@ from aps_etl.sources.extraction import (
 )
 from aps_etl.sources.specs import ExtractSpec
 from aps_etl.validation import check_specs, checked
-from aps_etl.warehouse.leftovers import run_aware
+from aps_etl.warehouse.leftovers import run_aware, run_status_in
 from aps_etl.warehouse.loaders import LoadReport, TargetLoader
 from aps_etl.warehouse.target import PermanentLoadError
 
@@ -447,7 +447,7 @@ def build_load_assets(
             list(context.partition_keys),
             job=context.job_name,
             run_id=context.run.run_id,
-            is_live=run_aware(lambda run_id: _run_status(context.instance, run_id)),
+            is_live=run_aware(run_status_in(context.instance)),
         )
         if result.dropped_stages or result.killed_queries:
             context.log.warning(
@@ -476,11 +476,6 @@ def build_load_assets(
             yield dg.MaterializeResult(asset_key=key, metadata=_load_metadata(reports))
 
     return _load
-
-
-def _run_status(instance: dg.DagsterInstance, run_id: str) -> str | None:
-    run = instance.get_run_by_id(run_id)
-    return run.status.value if run else None
 
 
 def _load_metadata(reports: list[LoadReport]) -> dict[str, Any]:

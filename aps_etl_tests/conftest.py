@@ -7,6 +7,7 @@ import os
 # Retries provoked by the tests back off from 0.5 s instead of 5 s (read at import).
 os.environ.setdefault("APS_RETRY_DELAY_S", "0.5")
 
+import threading  # noqa: E402
 import uuid  # noqa: E402
 import warnings  # noqa: E402
 
@@ -14,6 +15,7 @@ import pytest  # noqa: E402
 
 from aps_etl.lake import LakeResource  # noqa: E402
 from aps_etl.stack_env import load_stack_env  # noqa: E402
+from aps_etl_tests.stand_ins import SlackStandIn  # noqa: E402
 
 # platformdirs warns about a missing XDG_RUNTIME_DIR on headless machines: noise.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -39,3 +41,15 @@ def minio_lake(stack_settings: dict[str, str]):
     yield lake
     if lake.fs.exists(lake.root):
         lake.fs.rm(lake.root, recursive=True)
+
+
+@pytest.fixture
+def slack():
+    """A local server answering as Slack's chat.postMessage; records what arrived."""
+    stand_in = SlackStandIn()
+    thread = threading.Thread(target=stand_in.server.serve_forever, daemon=True)
+    thread.start()
+    yield stand_in
+    stand_in.server.shutdown()
+    stand_in.server.server_close()
+    thread.join()

@@ -8,7 +8,6 @@ import os
 import socket
 import ssl
 import subprocess
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -63,17 +62,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture
-def slack():
-    stand_in = SlackStandIn()
-    thread = threading.Thread(target=stand_in.server.serve_forever, daemon=True)
-    thread.start()
-    yield stand_in
-    stand_in.server.shutdown()
-    stand_in.server.server_close()
-    thread.join()
 
 
 def _start_smtp(handler: MailHandler, **kwargs: Any) -> Controller:

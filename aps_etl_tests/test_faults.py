@@ -242,16 +242,12 @@ def plant(stack_settings: dict[str, str], tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture
-def slack(monkeypatch: pytest.MonkeyPatch):
-    stand_in = SlackStandIn()
-    thread = threading.Thread(target=stand_in.server.serve_forever, daemon=True)
-    thread.start()
+def alerting(slack: SlackStandIn, monkeypatch: pytest.MonkeyPatch) -> SlackStandIn:
+    """Failure alerts switched on, to the Slack stand-in."""
     monkeypatch.setenv("APS_ALERT_SLACK_TOKEN", "xoxb-fault-suite")
     monkeypatch.setenv("APS_ALERT_SLACK_CHANNEL", "#aps-alerts")
-    monkeypatch.setenv("APS_ALERT_SLACK_BASE_URL", stand_in.base_url)
-    yield stand_in
-    stand_in.server.shutdown()
-    stand_in.server.server_close()
+    monkeypatch.setenv("APS_ALERT_SLACK_BASE_URL", slack.base_url)
+    return slack
 
 
 def detect_and_alert(plant: Plant, killed_at: float, slack: SlackStandIn) -> dg.DagsterRun:
@@ -299,7 +295,7 @@ def doctor(plant: Plant, *args: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize("point", ["lake.publish", "trino.insert", "load.filled", "load.swap"])
 def test_a_run_killed_anywhere_leaves_the_whole_old_day_and_a_rerun_the_whole_new(
-    plant: Plant, slack: SlackStandIn, point: str
+    plant: Plant, alerting: SlackStandIn, point: str
 ) -> None:
     old = plant.day()
     new = change_the_day(plant)
@@ -317,7 +313,7 @@ def test_a_run_killed_anywhere_leaves_the_whole_old_day_and_a_rerun_the_whole_ne
     FIGURES["faults_injected"] += 1
 
     assert assert_whole(plant, old, new) == "old"
-    detect_and_alert(plant, killed_at, slack)
+    detect_and_alert(plant, killed_at, alerting)
 
     rc, report = doctor(plant)  # what the dead run left: its stages or its spool folder
     assert rc == 1 and ("lake spool" in report or "stage table" in report), report

@@ -16,7 +16,6 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -34,16 +33,6 @@ REPO = Path(__file__).resolve().parent.parent
 PROBE = REPO / "aps_etl_tests" / "daemon_probe" / "definitions.py"
 POLL_S = 2
 BIN = REPO / ".venv" / "bin"
-
-
-@pytest.fixture
-def slack():
-    stand_in = SlackStandIn()
-    thread = threading.Thread(target=stand_in.server.serve_forever, daemon=True)
-    thread.start()
-    yield stand_in
-    stand_in.server.shutdown()
-    stand_in.server.server_close()
 
 
 def _wait(check, timeout: float, what: str, log: Path):

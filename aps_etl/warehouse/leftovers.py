@@ -49,6 +49,16 @@ def run_aware(run_status: Callable[[str], str | None]) -> Callable[[dict[str, An
     return is_live
 
 
+def run_status_in(instance: Any) -> Callable[[str], str | None]:
+    """A run's status name in a Dagster instance (None if unknown), for run_aware."""
+
+    def status(run_id: str) -> str | None:
+        run = instance.get_run_by_id(run_id)
+        return run.status.value if run else None
+
+    return status
+
+
 def query_source(run_id: str | None) -> str:
     """The `source` a load's Trino query carries: its owner, parseable."""
     me = this_process()
