@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from aps_etl.embedded import local_home
+from aps_etl.sqlite_storage import write_local_instance_config
 from aps_etl.stack_env import REPO_ROOT
 
 DEMO_START = dt.date(2026, 11, 20)
@@ -34,10 +35,12 @@ def dagster_instance() -> dg.DagsterInstance:
 
         export_stack_env()  # the dev instance's storage settings come from the stack
     if not os.environ.get("DAGSTER_HOME"):
-        config = REPO_ROOT / ("infra/dagster-dev.yaml" if env == "dev" else "dagster.yaml")
         home = local_home() / ("dagster-dev" if env == "dev" else "dagster")
-        home.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(config, home / "dagster.yaml")
+        if env == "dev":
+            home.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(REPO_ROOT / "infra/dagster-dev.yaml", home / "dagster.yaml")
+        else:
+            write_local_instance_config(home, REPO_ROOT / "dagster.yaml")
         os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 

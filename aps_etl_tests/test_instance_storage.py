@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +34,11 @@ from dagster_postgres import (
 )
 
 from aps_etl.run_launcher import MonitoredRunLauncher
+from aps_etl.sqlite_storage import (
+    SQLITE_ENGINES_KEPT,
+    PooledSqliteEventLogStorage,
+    write_local_instance_config,
+)
 from aps_etl.stack_env import export_stack_env, postgres_uri
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,6 +99,50 @@ def test_local_instance_is_sqlite_under_dagster_home(tmp_path, monkeypatch) -> N
         assert event and event.run_id == result.run_id
     assert (home / "history" / "runs.db").exists()  # the files are under $DAGSTER_HOME
     assert (home / "history" / "runs" / f"{result.run_id}.db").exists()
+
+
+PROBE_READER = """
+import sys, dagster as dg
+with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
+    event = instance.get_latest_materialization_event(dg.AssetKey(sys.argv[2]))
+    print(event.run_id if event else "none")
+"""
+
+
+def test_homes_made_here_keep_event_log_connections_and_the_history(tmp_path) -> None:
+    """A home that aps-etl writes (`aps-etl run`, the benchmarks) gets the pooled SQLite
+    event log at Dagster's place: a home made with Dagster's own keeps its history, another
+    process reads what a run wrote, the run databases are in WAL mode, and a wipe leaves no
+    handle on the files it unlinks."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(LOCAL_YAML, home / "dagster.yaml")
+    key = f"instance_storage_probe_{uuid.uuid4().hex[:8]}"
+    with dg.DagsterInstance.from_config(str(home)) as instance:  # Dagster's own event log
+        assert type(instance.event_log_storage) is SqliteEventLogStorage
+        before = dg.materialize([_probe_asset(key)], instance=instance).run_id
+
+    write_local_instance_config(home, LOCAL_YAML)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        assert isinstance(storage, PooledSqliteEventLogStorage)
+        assert storage._base_dir == str((home / "history" / "runs").resolve())
+        event = instance.get_latest_materialization_event(dg.AssetKey(key))
+        assert event and event.run_id == before  # the history is still there
+        after = dg.materialize([_probe_asset(key)], instance=instance).run_id
+        assert len(storage._engines) <= SQLITE_ENGINES_KEPT
+        with storage.run_connection(after) as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        read = subprocess.run(
+            [sys.executable, "-c", PROBE_READER, str(home), key],
+            capture_output=True, text=True, check=True, timeout=120,
+        )  # fmt: skip
+        assert read.stdout.strip() == after
+        storage.wipe()
+        assert set(storage._engines) <= {"index"}  # the index is emptied, not unlinked
+        assert instance.get_latest_materialization_event(dg.AssetKey(key)) is None
+        assert not list((home / "history" / "runs").glob(f"{after}.db*"))
 
 
 def test_dev_yaml_holds_only_env_references_consistent_with_compose() -> None:

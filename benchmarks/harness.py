@@ -333,9 +333,11 @@ def dagster_home(case: str, scale: str, stack: StackServer | None) -> Path:
         database = stack.ensure_dagster_database()
         text = (REPO / "infra/dagster-dev.yaml").read_text()
         text = text.replace("db_name: dagster", f"db_name: {database}")
-    else:
-        text = (REPO / "dagster.yaml").read_text()
-    (home / "dagster.yaml").write_text(text)
+        (home / "dagster.yaml").write_text(text)
+    else:  # as `aps-etl run` makes its home
+        from aps_etl.sqlite_storage import write_local_instance_config
+
+        write_local_instance_config(home, REPO / "dagster.yaml")
     return home
 
 

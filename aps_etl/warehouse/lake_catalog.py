@@ -50,8 +50,7 @@ class TrinoLake:
         return f"{dim}_partition" if dim in {c.name for c in table.columns} else dim
 
     def ensure_table(self, table: Any, lake_table: LakeTable) -> None:
-        """One statement when the schema exists (every load but a job's first): each Trino
-        statement costs 20-700 ms here, more than a small load's INSERT."""
+        """The table (and its schema when missing): one statement when the schema exists."""
         columns = ", ".join(f"{_q(c.name)} {_TRINO_TYPES[c.pg_type]}" for c in table.columns)
         dim = self.partition_column(table, lake_table)
         dim_type = "DATE" if lake_table.partition_name == "date" else "VARCHAR"
@@ -84,26 +83,38 @@ class TrinoLake:
                 raise
 
     def ensure_partition(self, table: Any, lake_table: LakeTable, key: str) -> str:
-        """Registers the partition if needed; returns the FROM clause that selects it."""
-        self.ensure_table(table, lake_table)
+        """Registers the partition if needed; returns the FROM clause that selects it.
+
+        One statement on every load but a table's first: registering and being told it
+        exists is one round trip (asking `$partitions` first was two, and the listing is the
+        file metastore's slowest call); the table and its schema are created only when
+        Trino answers that the table is missing. Each statement costs 20-700 ms here, more
+        than a small load's INSERT."""
+        try:
+            self._register(table, lake_table, key)
+        except TrinoError as exc:
+            if exc.error_name != "NOT_FOUND":
+                raise
+            self.ensure_table(table, lake_table)
+            self._register(table, lake_table, key)
         dim = self.partition_column(table, lake_table)
         value = f"DATE {_literal(key)}" if lake_table.partition_name == "date" else _literal(key)
-        schema = self.schema_name(lake_table)
+        return f"{self.table_name(lake_table)} WHERE {_q(dim)} = {value}"
+
+    def _register(self, table: Any, lake_table: LakeTable, key: str) -> None:
+        dim = self.partition_column(table, lake_table)
         location = self.lake.uri(*lake_table.partition_parts(key))
         try:
-            # Registering and being told it exists is one statement; asking `$partitions`
-            # first was two, and the listing is the slowest metadata call of the file
-            # metastore.
             self.trino.execute(
                 f"CALL {_q(self.trino.lake_catalog)}.system.register_partition("
-                f"schema_name => {_literal(schema)}, table_name => {_literal(lake_table.table)}, "
+                f"schema_name => {_literal(self.schema_name(lake_table))}, "
+                f"table_name => {_literal(lake_table.table)}, "
                 f"partition_columns => ARRAY[{_literal(dim)}], "
                 f"partition_values => ARRAY[{_literal(key)}], location => {_literal(location)})"
             )
         except TrinoError as exc:
             if exc.error_name != "ALREADY_EXISTS":
                 raise
-        return f"{self.table_name(lake_table)} WHERE {_q(dim)} = {value}"
 
 
 def drop_lake_schemas(trino: TrinoResource, prefix: str) -> None:

@@ -33,6 +33,9 @@ from aps_etl.warehouse.trino import TrinoResource
 
 log = logging.getLogger(__name__)
 
+# Below this many rows a Trino fill uses one writer: more only open more connections.
+SMALL_FILL_ROWS = 100_000
+
 
 @dataclass(frozen=True)
 class LoadReport:
@@ -255,7 +258,7 @@ class TargetLoader(dg.ConfigurableResource):
             try:
                 if self.trino:
                     statement = self._fill_with_trino(
-                        table, lake_table, partition_key, stage, run_id
+                        table, lake_table, partition_key, stage, run_id, lake_rows
                     )
                 else:
                     statement = None
@@ -297,7 +300,13 @@ class TargetLoader(dg.ConfigurableResource):
         connection.commit()
 
     def _fill_with_trino(
-        self, table: Any, lake_table: LakeTable, key: str, stage: str, run_id: str | None
+        self,
+        table: Any,
+        lake_table: LakeTable,
+        key: str,
+        stage: str,
+        run_id: str | None,
+        rows: int,
     ) -> str:
         assert self.trino is not None
         source = TrinoLake(self.trino, self.lake).ensure_partition(table, lake_table, key)
@@ -312,8 +321,9 @@ class TargetLoader(dg.ConfigurableResource):
                 # Our own stage table gives atomicity; Trino's extra temp table would not.
                 f"{self.trino.target_catalog}.non_transactional_insert": "true",
                 f"{self.trino.target_catalog}.write_batch_size": str(self.batch_size),
-                # the stage is ours alone: several writers may fill it at once
-                "task_min_writer_count": str(self.writers),
+                # the stage is ours alone: several writers may fill it at once; a small
+                # partition gets one (each writer is a PostgreSQL connection to open)
+                "task_min_writer_count": str(self.writers if rows >= SMALL_FILL_ROWS else 1),
             },
             source=query_source(run_id),
         )
