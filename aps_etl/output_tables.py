@@ -6,15 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pandera.polars as pa
 import polars as pl
-
-if TYPE_CHECKING:
-    import pandera.polars as pa
-else:  # the same module, imported without pandas (pandera_polars.py says why)
-    from aps_etl.pandera_polars import pa
-
 
 PG_TYPES: dict[pl.DataType, str] = {
     pl.Int64(): "bigint",

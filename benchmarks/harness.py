@@ -79,7 +79,7 @@ SCALES = {
         # `tiny`: our job alone on a day of a few thousand rows, what a run costs whatever
         # the data (it bounds every ratio at small scale)
         rows={"day": 1_000_000, "plan": 1_000_000, "day_large": 10_000_000, "tiny": 3_000},
-        rounds={"day": 3, "plan": 3, "day_large": 1, "tiny": 2},
+        rounds={"day": 3, "plan": 3, "day_large": 1, "tiny": 5},
         peer_rounds={"day": 2, "plan": 2, "day_large": 1, "tiny": 0},
     ),
     # the whole benchmark at a few thousand rows: the test suite's smoke run
