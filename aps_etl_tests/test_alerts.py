@@ -23,8 +23,8 @@ from aps_etl.ops.alerts import (
     AlertSettings,
     alert_resources_from_env,
     build_alert_sensor,
-    redact,
 )
+from aps_etl.redaction import redact
 from aps_etl.settings import ConfigurationError
 from aps_etl_tests.stand_ins import SlackStandIn
 
@@ -381,6 +381,12 @@ def test_redact_replaces_secret_env_values_and_uri_credentials(
     clean_env.setenv("APS_PG_HOST", "db.internal")  # not secret-named: stays
     text = "s3 minio-secret, slack xoxb-abc, trino://u@t:8080, db.internal, extra"
     assert redact(text, ["extra"]) == "s3 ***, slack ***, trino://***@t:8080, db.internal, ***"
+    # a password as a connection URI carries it (URL-quoted) is found too; None is no secret
+    quoted = "cannot connect: postgresql://u:p%40ss%3Aw@h/db failed for p@ss:w and p%40ss%3Aw"
+    assert (
+        redact(quoted, ["p@ss:w", None])
+        == "cannot connect: postgresql://***@h/db failed for *** and ***"
+    )
 
 
 def test_settings_without_channels_are_valid() -> None:

@@ -19,7 +19,6 @@ A channel that fails does not stop the other; the tick then fails with a safe su
 from __future__ import annotations
 
 import os
-import re
 import smtplib
 import ssl
 from collections.abc import Iterable
@@ -28,15 +27,13 @@ from typing import Any
 
 import dagster as dg
 
+from aps_etl.redaction import redact
 from aps_etl.settings import ConfigurationError
 
 SENSOR_NAME = "run_failure_alerts"
 RESOURCE_KEY = "alert_settings"
 SMTP_TIMEOUT_SECONDS = 15
 SLACK_TIMEOUT_SECONDS = 15
-_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "ACCESS_KEY")
-# scheme://user:password@ or scheme://token@ -> scheme://***@
-_URI_CREDENTIALS = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s/@]+@")
 
 
 class AlertDeliveryError(RuntimeError):
@@ -167,19 +164,6 @@ def alert_resources_from_env() -> dict[str, Any]:
         ui_url=env.get("APS_DAGSTER_UI_URL") or None,
     )
     return {RESOURCE_KEY: settings}
-
-
-def redact(text: str, extra_secrets: Iterable[str] = ()) -> str:
-    """`text` without URI credentials and without the value of any secret-named APS_* variable."""
-    secrets = {
-        value
-        for name, value in os.environ.items()
-        if name.upper().startswith("APS_") and any(w in name.upper() for w in _SECRET_WORDS)
-    }
-    secrets.update(extra_secrets)
-    for value in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(value, "***")
-    return _URI_CREDENTIALS.sub(r"\1***@", text)
 
 
 def _slack_escape(text: str) -> str:

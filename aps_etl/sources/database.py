@@ -17,6 +17,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field, PrivateAttr
 
+from aps_etl.redaction import redact
 from aps_etl.sources.specs import ExtractSpec
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ class PostgresConnection(dg.ConfigurableResource):
         try:
             return adbc.connect(self.uri())
         except Exception as exc:  # the driver's message may echo the URI: never re-raise it
-            message = _redact(str(exc), self.password)
+            message = redact(str(exc), [self.password])
             # A refused or lost connection may heal; wrong credentials or a missing
             # database will not, so they are not retried.
             permanent = any(
@@ -213,7 +214,7 @@ def _source_error(spec: ExtractSpec, db: PostgresConnection, exc: Exception) -> 
 
 
 def _explain(spec: ExtractSpec, db: PostgresConnection, message: str) -> str:
-    message = _redact(message, db.password)
+    message = redact(message, [db.password])
     missing = re.search(r'relation "([^"]+)" does not exist', message)
     if missing:
         return (
@@ -232,9 +233,3 @@ def _explain(spec: ExtractSpec, db: PostgresConnection, message: str) -> str:
             "fingerprints need PostgreSQL 14 or later"
         )
     return f"extract {spec.name} failed on {db.describe()}: {message.splitlines()[0]}"
-
-
-def _redact(message: str, secret: str | None) -> str:
-    if secret:
-        message = message.replace(secret, "***").replace(quote(secret, safe=""), "***")
-    return re.sub(r"postgresql://[^@\s]*@", "postgresql://***@", message)

@@ -37,7 +37,8 @@ import dagster as dg
 import polars as pl
 from sqlglot import exp
 
-from aps_etl.sources.database import SourceError, _redact
+from aps_etl.redaction import redact
+from aps_etl.sources.database import SourceError
 
 if TYPE_CHECKING:
     from aps_etl.sources.database import SourceDatabase
@@ -416,7 +417,7 @@ def _literal(value: str) -> str:
 
 
 def _source_error(source: SourceDatabase, spec: ExtractSpec, exc: Exception) -> SourceError:
-    message = _redact(str(exc), source.password)
+    message = redact(str(exc), [source.password])
     missing = re.search(r'relation "([^"]+)" does not exist', message)
     if missing:
         return SourceError(
