@@ -1,10 +1,10 @@
 """Declared output tables: the one source of truth for the Polars dtypes the logic emits,
 the pandera validation (Null, Type and Range rules with counts and sample rows), and the
-PostgreSQL DDL the loader creates. Each scenario declares its tables with these."""
+PostgreSQL columns the loader's DDL is made of (warehouse/target.py). Each scenario
+declares its tables with these."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,14 +101,6 @@ class OutputTable:
         """(name, PostgreSQL type, nullable) in table order."""
         return [(c.name, c.pg_type, c.nullable) for c in self.columns]
 
-    def create_table_sql(self, schema: str | None = None) -> str:
-        target = f'"{schema}"."{self.name}"' if schema else f'"{self.name}"'
-        lines = [
-            f'    "{n}" {t}{"" if nullable else " not null"}' for n, t, nullable in self.pg_columns
-        ]
-        lines.append(f"    primary key ({', '.join(_quoted(self.grain))})")
-        return f"create table if not exists {target} (\n" + ",\n".join(lines) + "\n)"
-
     def pandera_schema(self) -> pa.DataFrameSchema:
         return pa.DataFrameSchema(
             {
@@ -122,10 +114,6 @@ class OutputTable:
             ordered=True,
             name=self.name,
         )
-
-
-def _quoted(names: Sequence[str]) -> list[str]:
-    return [f'"{n}"' for n in names]
 
 
 def _row_check(rule: RowRule) -> pa.Check:

@@ -24,6 +24,7 @@ from aps_etl.domains.aps_balance import (
     aps_input_balance_correction,
 )
 from aps_etl.output_tables import validate
+from aps_etl.warehouse.target import create_table_sql
 
 D = date(2026, 3, 10)
 KST = timezone(timedelta(hours=9))
@@ -455,7 +456,7 @@ def test_declarations_match_the_contract() -> None:
     for table in TABLES.values():
         assert table.grain == ("base_date", "equipment_id")
         assert table.partition_column == "base_date"
-    ddl = APS_BALANCE_MONITOR.create_table_sql("aps")
+    ddl = create_table_sql(APS_BALANCE_MONITOR, "aps")
     assert '"load_ratio" double precision,' in ddl  # nullable
     assert '"capacity_qty" double precision not null' in ddl
     assert '"flagged" boolean not null' in ddl

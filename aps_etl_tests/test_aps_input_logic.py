@@ -25,6 +25,7 @@ from aps_etl.domains.aps_input import (
     lot_state_at_end_of_day,
     validate,
 )
+from aps_etl.warehouse.target import create_table_sql
 
 D = date(2026, 3, 10)
 KST = timezone(timedelta(hours=9))
@@ -599,12 +600,13 @@ def test_declarations_match_the_contract() -> None:
     assert APS_INPUT_LEAD_TIME.polars_schema == pl.Schema(LT_SCHEMA)
     assert APS_INPUT_WIP.grain == ("base_date", "product_id", "step_id")
     assert APS_INPUT_LEAD_TIME.grain == ("base_date", "product_id")
-    ddl = APS_INPUT_CYCLE_TIME.create_table_sql("aps")
+    ddl = create_table_sql(APS_INPUT_CYCLE_TIME, "aps")
     assert ddl.startswith('create table if not exists "aps"."aps_input_cycle_time" (')
     assert '"passes" bigint not null' in ddl
     assert '"ct_p90_min" double precision not null' in ddl
     assert '"base_date" date not null' in ddl and '"step_id" text not null' in ddl
     assert 'primary key ("base_date", "product_id", "step_id")' in ddl
+    assert ddl.endswith(') partition by list ("base_date")')  # a partition per day
 
 
 def wip_frame(rows: list[tuple]) -> pl.DataFrame:

@@ -26,6 +26,7 @@ from aps_etl.domains.aps_kpi import (
     plan_in_force,
     validate,
 )
+from aps_etl.warehouse.target import create_table_sql
 
 D = date(2026, 3, 10)
 KST = timezone(timedelta(hours=9))
@@ -707,7 +708,7 @@ def test_declarations_match_the_contract() -> None:
         (APS_KPI_BOTTLENECK, BOTTLENECK_SCHEMA),
     ):
         assert table.polars_schema == pl.Schema(schema)
-        table.create_table_sql()  # every dtype has a PostgreSQL type
+        create_table_sql(table)  # every dtype has a PostgreSQL type
     assert APS_KPI_PLAN_VS_ACTUAL.grain == ("base_date", "product_id", "step_id")
     assert APS_KPI_EQUIPMENT_UTIL.grain == ("base_date", "equipment_id")
     assert APS_KPI_BOTTLENECK.grain == ("base_date", "eqp_group_id")
@@ -717,7 +718,7 @@ def test_declarations_match_the_contract() -> None:
         "aps_kpi_equipment_util": {"plan_run_id", "planned_util", "util_gap"},
         "aps_kpi_bottleneck": set(),
     }
-    ddl = APS_KPI_EQUIPMENT_UTIL.create_table_sql("aps")
+    ddl = create_table_sql(APS_KPI_EQUIPMENT_UTIL, "aps")
     assert '"actual_util" double precision not null' in ddl
     assert '"planned_util" double precision,' in ddl
 

@@ -23,6 +23,7 @@ from aps_etl.domains.aps_plan import (
     previous_run,
 )
 from aps_etl.output_tables import validate
+from aps_etl.warehouse.target import create_table_sql
 
 KST = timezone(timedelta(hours=9))
 TS = pl.Datetime("us", "UTC")
@@ -329,11 +330,11 @@ def test_declarations_match_the_contract() -> None:
     assert APS_PLAN_PRODUCTION.grain == ("run_id", "plan_date", "product_id", "step_id")
     assert APS_PLAN_EQUIPMENT.grain == ("run_id", "plan_date", "equipment_id")
     assert APS_PLAN_DIFF.grain == ("run_id", "plan_date", "product_id", "step_id")
-    ddl = APS_PLAN_DIFF.create_table_sql("aps")
+    ddl = create_table_sql(APS_PLAN_DIFF, "aps")
     assert '"prev_qty" bigint,' in ddl and '"new_qty" bigint,' in ddl  # nullable
     assert '"change_type" text not null' in ddl
     assert 'primary key ("run_id", "plan_date", "product_id", "step_id")' in ddl
-    assert '"planned_load_min" double precision not null' in APS_PLAN_EQUIPMENT.create_table_sql()
+    assert '"planned_load_min" double precision not null' in create_table_sql(APS_PLAN_EQUIPMENT)
 
 
 def test_validation_catches_range_violations_and_null_keys() -> None:
