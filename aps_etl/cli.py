@@ -200,7 +200,7 @@ def _reconcile(args: argparse.Namespace) -> int:
 def _states(resolved: dict, days: list[str]) -> tuple[list, list, dict]:
     from aps_etl.domains.aps_input.assets import DAILY_SPECS, JOB
     from aps_etl.domains.aps_plan.assets import JOB as PLAN_JOB
-    from aps_etl.factories import extract_table
+    from aps_etl.sources.assets import extract_table
     from aps_etl.sources.changes import daily_states, days_to_run, plan_states, recent_plan_runs
     from aps_etl.sources.mes import PLAN_EQUIPMENT, PLAN_PRODUCTION
 

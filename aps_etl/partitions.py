@@ -1,4 +1,9 @@
-"""The partitions every daily asset shares: business days in the plant's time zone."""
+"""The partitions every daily asset shares (business days in the plant's time zone, plan
+runs), and how an asset handles one partition or several in one run."""
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 
@@ -11,3 +16,28 @@ DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone=PLANT_TZ)
 # One partition per COMPLETED APS plan run, added by the plan_run sensor. The key is the
 # run_id, the same string as the lake's `run_id=` folder.
 PLAN_RUNS = dg.DynamicPartitionsDefinition(name="plan_run_id")
+
+
+# BackfillPolicy is "beta" in Dagster 1.13 but is the documented way to single-run backfills.
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`")
+
+
+def backfill_policy(partitions_def: dg.PartitionsDefinition) -> dg.BackfillPolicy | None:
+    """Daily assets take a date range in one run (UI backfills and the CLI's
+    --partition-range); plan runs are snapshotted one run per run_id."""
+    return (
+        dg.BackfillPolicy.single_run()
+        if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
+        else None
+    )
+
+
+def per_partition(value: Any, keys: list[str]) -> dict[str, Any]:
+    """An input as {key: frame}: the IO manager gives a dict for several partitions."""
+    if isinstance(value, Mapping):
+        return {key: value[key] for key in keys}
+    return {key: value for key in keys}
+
+
+def one_or_many(by_key: dict[str, Any]) -> Any:
+    return next(iter(by_key.values())) if len(by_key) == 1 else by_key

@@ -7,7 +7,8 @@ counts and sample rows (check metadata and the log) and the step fails before th
 the target sees the partition; the run's validation gate then keeps every load from running.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Dagster reads the gate's context annotation at
+# definition time.
 
 import json
 from collections.abc import Generator, Mapping
@@ -17,6 +18,7 @@ import dagster as dg
 import polars as pl
 
 from aps_etl.output_tables import ValidationReport, Violation, validate
+from aps_etl.partitions import backfill_policy
 
 CHECKS = {
     "nulls": "Null rules: no null where the output schema declares the column not nullable.",
@@ -119,3 +121,27 @@ def checked(
         },
         allow_retries=False,
     )
+
+
+def gate_key(run_name: str) -> dg.AssetKey:
+    return dg.AssetKey(["validated", run_name])
+
+
+def build_gate_asset(
+    run_name: str, transforms: list[dg.AssetKey], partitions_def: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
+    """Passes only when every transform of the run validated: each load waits for it, so
+    one invalid table stops every load of the run before anything is written."""
+
+    @dg.asset(
+        key=gate_key(run_name),
+        deps=transforms,
+        partitions_def=partitions_def,
+        backfill_policy=backfill_policy(partitions_def),
+        group_name="validation_gates",
+        description=f"All outputs of {run_name} passed their Null / Type / Range rules.",
+    )
+    def _gate(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"validated_tables": len(transforms)})
+
+    return _gate

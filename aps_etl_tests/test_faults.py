@@ -443,7 +443,7 @@ def test_a_reader_that_never_leaves_fails_the_swap_by_name(plant: Plant) -> None
     from aps_etl.domains.aps_balance.assets import OUTPUTS as BALANCE
     from aps_etl.domains.aps_input.assets import OUTPUTS as APS_INPUT
     from aps_etl.domains.aps_kpi.assets import OUTPUTS as KPI
-    from aps_etl.factories import transform_table
+    from aps_etl.transforms import transform_table
 
     old = plant.day()
     tables = [

@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 
 from aps_etl.domains.aps_plan.schema import APS_PLAN_DIFF, APS_PLAN_EQUIPMENT, APS_PLAN_PRODUCTION
-from aps_etl.factories import transform_table
 from aps_etl.lake.atomic import write_parquet
+from aps_etl.transforms import transform_table
 from aps_etl.warehouse.lake_catalog import TrinoLake, drop_lake_schemas
 from aps_etl.warehouse.trino import TrinoResource
 

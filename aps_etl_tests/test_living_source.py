@@ -25,10 +25,10 @@ from aps_etl.definitions import build_defs
 from aps_etl.devdata import seed_source
 from aps_etl.domains.aps_input.assets import DAILY_SPECS
 from aps_etl.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
-from aps_etl.factories import extract_table
 from aps_etl.lake import snapshots
 from aps_etl.ops.source_change_sensor import build_source_change_sensor
 from aps_etl.settings import resources_for
+from aps_etl.sources.assets import extract_table
 from aps_etl.sources.mes import PLAN_PRODUCTION
 from aps_etl.stack_env import postgres_uri
 from aps_etl_tests import living_source as mes

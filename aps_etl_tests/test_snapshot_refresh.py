@@ -18,8 +18,8 @@ import pytest
 from aps_etl.calendar import business_day_window
 from aps_etl.devdata import seed_source
 from aps_etl.embedded import SOURCE_DB, start_embedded_postgres
-from aps_etl.factories import extract_table
 from aps_etl.lake import LakeResource, snapshots
+from aps_etl.sources.assets import extract_table
 from aps_etl.sources.changes import daily_states, source_fingerprints
 from aps_etl.sources.database import SourceDatabase, SourceError
 from aps_etl.sources.extraction import (

@@ -22,8 +22,8 @@ import pytest
 
 from aps_etl.calendar import business_day_window
 from aps_etl.domains.aps_input.assets import DAILY_SPECS
-from aps_etl.factories import extract_table
 from aps_etl.lake import LakeResource
+from aps_etl.sources.assets import extract_table
 from aps_etl.sources.changes import business_days, fingerprints_of
 from aps_etl.sources.database import SourceDatabase
 from aps_etl.sources.extraction import snapshot_partition

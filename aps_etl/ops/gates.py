@@ -9,8 +9,10 @@ from aps_etl.domains.aps_kpi.assets import JOB as KPI_JOB
 from aps_etl.domains.aps_kpi.assets import OUTPUTS as KPI
 from aps_etl.domains.aps_plan.assets import JOB as PLAN_JOB
 from aps_etl.domains.aps_plan.assets import OUTPUTS as PLAN
-from aps_etl.factories import build_gate_asset, build_load_assets, transform_key
 from aps_etl.partitions import DAILY, PLAN_RUNS
+from aps_etl.transforms import transform_key
+from aps_etl.validation import build_gate_asset
+from aps_etl.warehouse.assets import build_load_assets
 
 DAILY_OUTPUTS = [
     (job, table)

@@ -74,7 +74,7 @@ def source_change_requests(
     run fails on purpose, with the reason, and the failure alert goes out)."""
     from aps_etl.domains.aps_input.assets import DAILY_SPECS, JOB
     from aps_etl.domains.aps_plan.assets import JOB as PLAN_JOB
-    from aps_etl.factories import extract_table
+    from aps_etl.sources.assets import extract_table
     from aps_etl.sources.changes import (
         daily_states,
         days_to_run,

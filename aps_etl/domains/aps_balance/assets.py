@@ -11,16 +11,9 @@ from aps_etl.calendar import parse_partition_key
 from aps_etl.domains.aps_balance import logic
 from aps_etl.domains.aps_balance.schema import APS_BALANCE_MONITOR, APS_INPUT_BALANCE_CORRECTION
 from aps_etl.domains.aps_input.assets import JOB as EXTRACT_JOB
-from aps_etl.factories import (
-    backfill_policy,
-    build_transform_asset,
-    extract_key,
-    one_or_many,
-    per_partition,
-    transform_key,
-    transform_table,
-)
-from aps_etl.partitions import DAILY
+from aps_etl.partitions import DAILY, backfill_policy, one_or_many, per_partition
+from aps_etl.sources.assets import extract_key
+from aps_etl.transforms import build_transform_asset, transform_key, transform_table
 from aps_etl.validation import check_specs, checked
 
 JOB = "aps_balance"

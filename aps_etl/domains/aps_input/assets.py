@@ -8,13 +8,10 @@ from aps_etl.domains.aps_input.schema import (
     APS_INPUT_LEAD_TIME,
     APS_INPUT_WIP,
 )
-from aps_etl.factories import (
-    build_extract_assets,
-    build_transform_asset,
-    extract_key,
-)
 from aps_etl.partitions import DAILY
+from aps_etl.sources.assets import build_extract_assets, extract_key
 from aps_etl.sources.mes import APS_INPUT_SOURCES
+from aps_etl.transforms import build_transform_asset
 
 JOB = "aps_input"
 OUTPUTS = (APS_INPUT_WIP, APS_INPUT_CYCLE_TIME, APS_INPUT_LEAD_TIME)

@@ -17,18 +17,11 @@ from aps_etl.domains.aps_kpi.schema import (
     APS_KPI_PLAN_VS_ACTUAL,
 )
 from aps_etl.domains.aps_plan.assets import JOB as PLAN_JOB
-from aps_etl.factories import (
-    backfill_policy,
-    extract_key,
-    extract_table,
-    one_or_many,
-    transform_key,
-    transform_table,
-)
 from aps_etl.lake import LakeResource, LakeTable, snapshots
 from aps_etl.lake import lineage as lineages
 from aps_etl.lake.duckdb_views import attach_lake, create_empty_view, create_snapshot_view
-from aps_etl.partitions import DAILY
+from aps_etl.partitions import DAILY, backfill_policy, one_or_many
+from aps_etl.sources.assets import extract_key, extract_table
 from aps_etl.sources.database import SourceDatabase
 from aps_etl.sources.extraction import ensure_extract
 from aps_etl.sources.mes import (
@@ -42,6 +35,7 @@ from aps_etl.sources.mes import (
     PRODUCT,
     ROUTE_STEP,
 )
+from aps_etl.transforms import transform_key, transform_table
 from aps_etl.validation import check_specs, checked
 
 JOB = "aps_kpi"

@@ -7,19 +7,14 @@ import polars as pl
 
 from aps_etl.domains.aps_plan import logic
 from aps_etl.domains.aps_plan.schema import APS_PLAN_DIFF, APS_PLAN_EQUIPMENT, APS_PLAN_PRODUCTION
-from aps_etl.factories import (
-    build_extract_assets,
-    extract_key,
-    extract_table,
-    transform_key,
-    transform_table,
-)
 from aps_etl.lake import LakeResource, snapshots
 from aps_etl.lake import lineage as lineages
 from aps_etl.partitions import PLAN_RUNS
+from aps_etl.sources.assets import build_extract_assets, extract_key, extract_table
 from aps_etl.sources.database import SourceDatabase
 from aps_etl.sources.extraction import ensure_extract
 from aps_etl.sources.mes import APS_PLAN_SOURCES, PLAN_PRODUCTION
+from aps_etl.transforms import transform_key, transform_table
 from aps_etl.validation import check_specs, checked
 
 JOB = "aps_plan"

@@ -1,0 +1,79 @@
+"""The transform assets: a scenario's pure logic (Polars / DuckDB) per output table,
+validated by blocking asset checks before the lake sees it (a violation stops the run:
+nothing is written, nothing loaded). One partition or several in one run (a single-run
+backfill): inputs arrive as {partition key: frame}, outputs leave the same way."""
+
+# No `from __future__ import annotations`: Dagster reads the step functions' annotations
+# (config and resource types) at definition time.
+
+import inspect
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from aps_etl.lake import LakeTable, parse_partition_key
+from aps_etl.partitions import backfill_policy, one_or_many, per_partition
+from aps_etl.validation import check_specs, checked
+
+
+def transform_key(job_name: str, name: str) -> dg.AssetKey:
+    return dg.AssetKey(["transform", job_name, name])
+
+
+def transform_table(output: Any, job_name: str) -> LakeTable:
+    """Daily outputs carry base_date (lake folders date=...), plan outputs run_id."""
+    partition_name = "date" if output.partition_column == "base_date" else output.partition_column
+    return LakeTable(
+        "transform", job_name, output.name, partition_name, partition_column=output.partition_column
+    )
+
+
+def build_transform_asset(
+    output: Any,
+    job_name: str,
+    logic: Callable[..., pl.LazyFrame],
+    inputs: Mapping[str, dg.AssetKey],
+    partitions_def: dg.PartitionsDefinition,
+    description: str | None = None,
+) -> dg.AssetsDefinition:
+    """`logic(**frames, day=date)` computes the table; `inputs` maps its parameters to
+    upstream asset keys."""
+    lake_table = transform_table(output, job_name)
+    key = transform_key(job_name, output.name)
+    wanted = inspect.signature(logic).parameters
+
+    @dg.asset(
+        key=key,
+        ins={param: dg.AssetIn(key=upstream) for param, upstream in inputs.items()},
+        partitions_def=partitions_def,
+        backfill_policy=backfill_policy(partitions_def),
+        check_specs=check_specs(output, key, partitions_def),
+        metadata={**lake_table.as_metadata(), "grain": ", ".join(output.grain)},
+        description=description or (logic.__doc__ or "").strip().split("\n")[0],
+        group_name=job_name,
+        kinds={"polars", "parquet"},
+    )
+    def _transform(context: dg.AssetExecutionContext, **frames: Any):
+        started = time.perf_counter()
+        keys = list(context.partition_keys)
+        inputs_by_key = {name: per_partition(value, keys) for name, value in frames.items()}
+        results: dict[str, pl.DataFrame] = {}
+        for partition in keys:
+            kwargs: dict[str, Any] = {
+                name: by_key[partition] for name, by_key in inputs_by_key.items()
+            }
+            if "day" in wanted:
+                kwargs["day"] = parse_partition_key(partition)
+            if "partition_key" in wanted:
+                kwargs["partition_key"] = partition
+            results[partition] = logic(**kwargs).collect()
+        checks = yield from checked(context, output, results, key)
+        yield dg.Output(
+            one_or_many(results), metadata={"duration_s": round(time.perf_counter() - started, 3)}
+        )
+        yield from checks
+
+    return _transform

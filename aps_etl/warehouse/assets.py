@@ -1,0 +1,117 @@
+"""The load assets of a run: each lake partition into its PostgreSQL table through the
+TargetLoader, after the run's validation gate; the loads of a run share one step, fill
+their stages side by side and swap each day in whole (loaders.py, swap.py)."""
+
+# No `from __future__ import annotations`: Dagster reads the step functions' annotations
+# (config and resource types) at definition time.
+
+from typing import Any
+
+import dagster as dg
+
+from aps_etl.partitions import backfill_policy
+from aps_etl.retries import TRANSIENT_RETRY
+from aps_etl.transforms import transform_key, transform_table
+from aps_etl.validation import gate_key
+from aps_etl.warehouse.leftovers import run_aware, run_status_in
+from aps_etl.warehouse.loaders import LoadReport, TargetLoader
+from aps_etl.warehouse.target import PermanentLoadError
+
+
+def load_key(job_name: str, name: str) -> dg.AssetKey:
+    return dg.AssetKey(["load", job_name, name])
+
+
+def build_load_assets(
+    run_name: str,
+    outputs: list[tuple[str, Any]],
+    partitions_def: dg.PartitionsDefinition,
+) -> dg.AssetsDefinition:
+    """The loads of one run (`outputs`: (job name, output table) pairs), each its own asset
+    `load/<job>/<table>` waiting for its transform and the run's validation gate, all
+    computed by one step that runs them side by side (TargetLoader.parallel_loads): a
+    load mostly waits on Trino and PostgreSQL statements, so loading one table after
+    another would add up those waits. Subsettable: a selection loads only its tables."""
+    tables = {
+        load_key(job, output.name): (output, transform_table(output, job))
+        for job, output in outputs
+    }
+    specs = [
+        dg.AssetSpec(
+            key,
+            deps=[transform_key(job, output.name), gate_key(run_name)],
+            description=f"{output.name} loaded into the target PostgreSQL, a partition at a time.",
+            group_name=f"{job}_load",
+            kinds={"trino", "postgres"},
+        )
+        for (job, output), key in zip(outputs, tables, strict=True)
+    ]
+
+    @dg.multi_asset(
+        name=f"load__{run_name}",
+        specs=specs,
+        partitions_def=partitions_def,
+        backfill_policy=backfill_policy(partitions_def),
+        can_subset=True,
+        retry_policy=TRANSIENT_RETRY,
+    )
+    def _load(context: dg.AssetExecutionContext, loader: TargetLoader):
+        keys = [key for key in tables if key in context.selected_asset_keys]
+        # Stages filled side by side; each partition's tables swapped in together.
+        result = loader.load_partitions(
+            [tables[key] for key in keys],
+            list(context.partition_keys),
+            job=context.job_name,
+            run_id=context.run.run_id,
+            is_live=run_aware(run_status_in(context.instance)),
+        )
+        if result.dropped_stages or result.killed_queries:
+            context.log.warning(
+                f"cleaned up after dead runs: {len(result.dropped_stages)} stage tables, "
+                f"{len(result.killed_queries)} Trino queries"
+            )
+        if result.failures:
+            swapped = sorted({r.partition for rs in result.reports.values() for r in rs})
+            message = (
+                "partitions not loaded (the previous version of each is intact):\n"
+                + result.describe_failures()
+                + (f"\nloaded whole: {', '.join(swapped)}" if swapped else "")
+            )
+            if any(isinstance(exc, PermanentLoadError) for exc in result.errors()):
+                # A drifted target or an inconsistent stage will not heal by retrying.
+                raise dg.Failure(description=message, allow_retries=False)
+            raise dg.Failure(description=message)  # transient: RetryPolicy retries the step
+        for key in keys:  # in declaration order: a stable event log
+            output, _ = tables[key]
+            reports = result.reports[output.name]
+            for report in reports:
+                context.log.info(
+                    f"loaded {report.rows} rows into {report.table} for {report.partition} "
+                    f"via {report.loader} in {report.seconds:.2f} s"
+                )
+            yield dg.MaterializeResult(asset_key=key, metadata=_load_metadata(reports))
+
+    return _load
+
+
+def _load_metadata(reports: list[LoadReport]) -> dict[str, Any]:
+    metadata = reports[0].metadata()
+    if len(reports) > 1:
+        metadata["snapshot_versions"] = dg.MetadataValue.json(
+            {
+                r.partition: {
+                    name: info.get("version") for name, info in (r.snapshots or {}).items()
+                }
+                for r in reports
+            }
+        )
+    rows = sum(r.rows for r in reports)
+    metadata.update(
+        {
+            "rows_loaded": dg.MetadataValue.int(rows),
+            "dagster/row_count": dg.MetadataValue.int(rows),
+            "partitions_loaded": len(reports),
+            "duration_s": round(sum(r.seconds for r in reports), 3),
+        }
+    )
+    return metadata
