@@ -198,19 +198,19 @@ def _reconcile(args: argparse.Namespace) -> int:
 
 
 def _states(resolved: dict, days: list[str]) -> tuple[list, list, dict]:
-    from aps_etl.domains.aps_input.assets import DAILY_SPECS, JOB
-    from aps_etl.domains.aps_plan.assets import JOB as PLAN_JOB
+    from aps_etl.domains.aps_input.assets import DAILY_SPECS, NAMESPACE
+    from aps_etl.domains.aps_plan.assets import NAMESPACE as PLAN_NAMESPACE
     from aps_etl.sources.assets import extract_table
     from aps_etl.sources.changes import daily_states, days_to_run, plan_states, recent_plan_runs
     from aps_etl.sources.mes import PLAN_EQUIPMENT, PLAN_PRODUCTION
 
     source, lake = resolved["source"], resolved["lake"]
-    tables = {spec.name: extract_table(spec, JOB) for spec in DAILY_SPECS}
+    tables = {spec.name: extract_table(spec, NAMESPACE) for spec in DAILY_SPECS}
     daily = daily_states(source, lake, DAILY_SPECS, tables, days)
-    todo = days_to_run(daily, resolved["target"], JOB)
+    todo = days_to_run(daily, resolved["target"], NAMESPACE)
     run_ids = recent_plan_runs(source, days[0])
     specs = (PLAN_PRODUCTION, PLAN_EQUIPMENT)
-    plan_tables = {s.name: extract_table(s, PLAN_JOB, "run_id") for s in specs}
+    plan_tables = {s.name: extract_table(s, PLAN_NAMESPACE, "run_id") for s in specs}
     return daily, plan_states(source, lake, specs, plan_tables, run_ids), todo
 
 

@@ -5,29 +5,20 @@ from typing import Any
 
 import dagster as dg
 
-from aps_etl.domains.aps_balance.assets import assets as aps_balance_assets
-from aps_etl.domains.aps_input.assets import assets as aps_input_assets
-from aps_etl.domains.aps_kpi.assets import assets as aps_kpi_assets
-from aps_etl.domains.aps_plan.assets import assets as aps_plan_assets
 from aps_etl.ops.alerts import alert_resources_from_env, build_alert_sensor
 from aps_etl.ops.gates import gates, loads
 from aps_etl.ops.jobs import aps_daily, aps_daily_schedule, aps_plan_snapshot
 from aps_etl.ops.sensors import build_plan_run_sensor
 from aps_etl.ops.source_change_sensor import build_source_change_sensor
+from aps_etl.scenarios import SCENARIOS
 from aps_etl.settings import resources_for
 
 
 def build_defs(resources: dict[str, Any] | None = None) -> dg.Definitions:
     """All definitions, with the resources of $APS_ENV unless others are given."""
     return dg.Definitions(
-        assets=[
-            *aps_input_assets,
-            *aps_plan_assets,
-            *aps_kpi_assets,
-            *aps_balance_assets,
-            *gates,
-            *loads,
-        ],
+        # every registered scenario's extracts and transforms, then each run's gate and loads
+        assets=[*(a for scenario in SCENARIOS for a in scenario.assets), *gates, *loads],
         jobs=[aps_daily, aps_plan_snapshot],
         schedules=[aps_daily_schedule],
         sensors=[

@@ -161,16 +161,14 @@ def print_report(
 
 def target_rows(partition_key: str) -> dict[str, int]:
     """Rows per target table for the partition, read back from PostgreSQL."""
-    from aps_etl.domains.aps_balance.assets import OUTPUTS as BALANCE
-    from aps_etl.domains.aps_input.assets import OUTPUTS as APS_INPUT
-    from aps_etl.domains.aps_kpi.assets import OUTPUTS as KPI
+    from aps_etl.scenarios import DAILY_RUN, outputs_of_run
     from aps_etl.settings import resources_for
     from aps_etl.warehouse.target import TARGET_SCHEMA, ident
 
     target = resources_for()["loader"].target.process_config_and_initialize()  # resolves EnvVars
     counts = {}
     with target.connect() as connection, connection.cursor() as cursor:
-        for table in (*APS_INPUT, *KPI, *BALANCE):
+        for _, table in outputs_of_run(DAILY_RUN):
             cursor.execute(
                 f"select count(*) from {ident(TARGET_SCHEMA, table.name)} where base_date = $1",
                 parameters=(dt.date.fromisoformat(partition_key),),

@@ -10,24 +10,17 @@ import adbc_driver_postgresql.dbapi as adbc
 import dagster as dg
 
 from aps_etl.definitions import build_defs
-from aps_etl.domains.aps_balance.assets import OUTPUTS as BALANCE
-from aps_etl.domains.aps_input.assets import OUTPUTS as APS_INPUT
-from aps_etl.domains.aps_kpi.assets import OUTPUTS as KPI
-from aps_etl.domains.aps_plan.assets import OUTPUTS as PLAN
+from aps_etl.scenarios import DAILY_RUN, SCENARIOS, outputs_of_run
 from aps_etl_tests.reference_sql import REFERENCE
 from aps_etl_tests.reference_sql_kpi import REFERENCE_KPI, parameters
 
-OUTPUTS = (*APS_INPUT, *KPI, *BALANCE, *PLAN)
-DAILY_TABLES = tuple(t.name for t in (*APS_INPUT, *KPI, *BALANCE))
-# the lake job folder of each output table
-TABLE_JOB = {
-    **{t.name: "aps_input" for t in APS_INPUT},
-    **{t.name: "aps_kpi" for t in KPI},
-    **{t.name: "aps_balance" for t in BALANCE},
-    **{t.name: "aps_plan" for t in PLAN},
-}
+# every registered scenario's output tables (aps_etl/scenarios.py)
+OUTPUTS = tuple(t for scenario in SCENARIOS for t in scenario.outputs)
+DAILY_TABLES = tuple(t.name for _, t in outputs_of_run(DAILY_RUN))
+# the lake namespace (folder) of each output table
+TABLE_JOB = {t.name: scenario.namespace for scenario in SCENARIOS for t in scenario.outputs}
 
-JOB = "aps_daily"
+JOB = DAILY_RUN
 
 
 def run_daily(

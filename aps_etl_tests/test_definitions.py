@@ -52,3 +52,51 @@ def test_plan_snapshots_share_one_lane_of_the_queue() -> None:
 
     assert defs.resolve_job_def("aps_plan_snapshot").tags[PLAN_LANE_TAG] == "plan_snapshot"
     assert PLAN_LANE_TAG not in defs.resolve_job_def("aps_daily").tags
+
+
+def test_scenarios_register_themselves_and_make_the_jobs_gates_and_loads() -> None:
+    """Each package under aps_etl/domains/ declares its SCENARIO; the jobs' selections, the
+    gates and the loads come from that registry, nothing else lists the scenarios."""
+    from aps_etl.definitions import defs
+    from aps_etl.scenarios import DAILY_RUN, PLAN_RUN, SCENARIOS
+    from aps_etl.transforms import transform_key
+    from aps_etl.validation import gate_key
+    from aps_etl.warehouse.assets import load_key
+
+    assert [(s.prd, s.namespace, s.run) for s in SCENARIOS] == [
+        ("10.1", "aps_input", DAILY_RUN),
+        ("10.2", "aps_plan", PLAN_RUN),
+        ("10.3", "aps_kpi", DAILY_RUN),
+        ("10.4", "aps_balance", DAILY_RUN),
+    ]
+    selected = {
+        run: defs.resolve_job_def(run).asset_layer.executable_asset_keys
+        for run in (DAILY_RUN, PLAN_RUN)
+    }
+    for scenario in SCENARIOS:
+        other = PLAN_RUN if scenario.run == DAILY_RUN else DAILY_RUN
+        for table in scenario.outputs:
+            for key in (
+                transform_key(scenario.namespace, table.name),
+                load_key(scenario.namespace, table.name),
+            ):
+                assert key in selected[scenario.run] and key not in selected[other]
+        for assets_def in scenario.assets:  # its own assets are in its run only
+            assert set(assets_def.keys) <= selected[scenario.run]
+    gate_deps = {
+        run: set(defs.resolve_assets_def(gate_key(run)).asset_deps[gate_key(run)])
+        for run in (DAILY_RUN, PLAN_RUN)
+    }
+    assert gate_deps[DAILY_RUN] == {
+        transform_key(s.namespace, t.name)
+        for s in SCENARIOS
+        if s.run == DAILY_RUN
+        for t in s.outputs
+    }
+    # the one line that lists them (aps_etl/scenarios.py)
+    line = "from aps_etl.scenarios import SCENARIOS; print(*SCENARIOS, sep='\\n')"
+    listing = subprocess.run(
+        [sys.executable, "-c", line], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.splitlines()
+    assert [line.split()[0] for line in listing] == ["§10.1", "§10.2", "§10.3", "§10.4"]
+    assert "aps_plan_production, aps_plan_equipment, aps_plan_diff" in listing[1]

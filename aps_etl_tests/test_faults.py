@@ -440,17 +440,11 @@ def test_a_long_reader_delays_the_reload_never_the_other_readers(plant: Plant) -
 
 
 def test_a_reader_that_never_leaves_fails_the_swap_by_name(plant: Plant) -> None:
-    from aps_etl.domains.aps_balance.assets import OUTPUTS as BALANCE
-    from aps_etl.domains.aps_input.assets import OUTPUTS as APS_INPUT
-    from aps_etl.domains.aps_kpi.assets import OUTPUTS as KPI
+    from aps_etl.scenarios import DAILY_RUN, outputs_of_run
     from aps_etl.transforms import transform_table
 
     old = plant.day()
-    tables = [
-        (output, transform_table(output, job))
-        for job, outputs in (("aps_input", APS_INPUT), ("aps_kpi", KPI), ("aps_balance", BALANCE))
-        for output in outputs
-    ]
+    tables = [(output, transform_table(output, ns)) for ns, output in outputs_of_run(DAILY_RUN)]
     configured = resources_for("dev")["loader"].model_copy(update={"swap_budget_s": 4.0})
     reader = adbc.connect(plant.target + "?application_name=fault-stuck-report")
     cursor = reader.cursor()

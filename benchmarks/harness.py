@@ -382,15 +382,9 @@ def our_spec(
 
 
 def job_outputs(kind: str) -> list[Any]:
-    if kind == "plan":
-        from aps_etl.domains.aps_plan.assets import OUTPUTS as PLAN
+    from aps_etl.scenarios import DAILY_RUN, PLAN_RUN, outputs_of_run
 
-        return list(PLAN)
-    from aps_etl.domains.aps_balance.assets import OUTPUTS as BALANCE
-    from aps_etl.domains.aps_input.assets import OUTPUTS as APS_INPUT
-    from aps_etl.domains.aps_kpi.assets import OUTPUTS as KPI
-
-    return [*APS_INPUT, *KPI, *BALANCE]
+    return [table for _, table in outputs_of_run(PLAN_RUN if kind == "plan" else DAILY_RUN)]
 
 
 def clear_target(dataset: data.DataSet, server: StackServer | EmbeddedServer) -> None:

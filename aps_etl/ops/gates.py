@@ -1,36 +1,26 @@
 """Validation gates and the loads behind them: a run loads nothing unless every one of its
-outputs validated."""
+outputs validated. One gate and one load step per run, over the scenarios registered for
+it (aps_etl/scenarios.py)."""
 
-from aps_etl.domains.aps_balance.assets import JOB as BALANCE_JOB
-from aps_etl.domains.aps_balance.assets import OUTPUTS as BALANCE
-from aps_etl.domains.aps_input.assets import JOB as APS_INPUT_JOB
-from aps_etl.domains.aps_input.assets import OUTPUTS as APS_INPUT
-from aps_etl.domains.aps_kpi.assets import JOB as KPI_JOB
-from aps_etl.domains.aps_kpi.assets import OUTPUTS as KPI
-from aps_etl.domains.aps_plan.assets import JOB as PLAN_JOB
-from aps_etl.domains.aps_plan.assets import OUTPUTS as PLAN
 from aps_etl.partitions import DAILY, PLAN_RUNS
+from aps_etl.scenarios import DAILY_RUN, PLAN_RUN, outputs_of_run
 from aps_etl.transforms import transform_key
 from aps_etl.validation import build_gate_asset
 from aps_etl.warehouse.assets import build_load_assets
 
-DAILY_OUTPUTS = [
-    (job, table)
-    for job, tables in ((APS_INPUT_JOB, APS_INPUT), (KPI_JOB, KPI), (BALANCE_JOB, BALANCE))
-    for table in tables
-]
-PLAN_OUTPUTS = [(PLAN_JOB, table) for table in PLAN]
+RUN_PARTITIONS = {DAILY_RUN: DAILY, PLAN_RUN: PLAN_RUNS}
 
-daily_gate = build_gate_asset(
-    "aps_daily", [transform_key(job, table.name) for job, table in DAILY_OUTPUTS], DAILY
-)
-plan_gate = build_gate_asset(
-    "aps_plan_snapshot", [transform_key(job, table.name) for job, table in PLAN_OUTPUTS], PLAN_RUNS
-)
-gates = [daily_gate, plan_gate]
+gates = [
+    build_gate_asset(
+        run,
+        [transform_key(ns, table.name) for ns, table in outputs_of_run(run)],
+        partitions,
+    )
+    for run, partitions in RUN_PARTITIONS.items()
+]
 
 # One step per run loads all of its tables side by side (see build_load_assets).
 loads = [
-    build_load_assets("aps_daily", DAILY_OUTPUTS, DAILY),
-    build_load_assets("aps_plan_snapshot", PLAN_OUTPUTS, PLAN_RUNS),
+    build_load_assets(run, outputs_of_run(run), partitions)
+    for run, partitions in RUN_PARTITIONS.items()
 ]

@@ -2,20 +2,27 @@
 
 import dagster as dg
 
+from aps_etl.scenarios import DAILY_RUN, PLAN_RUN, of_run
+
 # Runs carrying this tag share a lane of the run queue (dagster.yaml: limit 1).
 PLAN_LANE_TAG = "aps_etl/lane"
 
-DAILY_PREFIXES = [
-    [stage, job]
-    for job in ("aps_input", "aps_kpi", "aps_balance")
-    for stage in ("extract", "transform", "load")
-]
+
+def _selection(run: str) -> dg.AssetSelection:
+    """The assets of every scenario registered for `run`, and the run's validation gate."""
+    prefixes = [
+        [stage, scenario.namespace]
+        for scenario in of_run(run)
+        for stage in ("extract", "transform", "load")
+    ]
+    return dg.AssetSelection.key_prefixes(*prefixes, ["validated", run])
+
 
 # Every daily scenario for one business day: MES results to APS inputs (§10.1), plan vs
 # actual KPIs (§10.3) and parallel-group balance (§10.4), each extracted, validated, loaded.
 aps_daily = dg.define_asset_job(
-    name="aps_daily",
-    selection=dg.AssetSelection.key_prefixes(*DAILY_PREFIXES, ["validated", "aps_daily"]),
+    name=DAILY_RUN,
+    selection=_selection(DAILY_RUN),
     description="All daily scenarios for one business day: extract, transform, load.",
     # One process for the run, however it is launched (UI, schedule, sensors, daemon,
     # `aps-etl run`): the steps that wait on I/O already run their tables side by side
@@ -36,13 +43,8 @@ aps_daily_schedule = dg.build_schedule_from_partitioned_job(
 
 # One COMPLETED APS plan run (§10.2): snapshot, checks, load, diff against the previous run.
 aps_plan_snapshot = dg.define_asset_job(
-    name="aps_plan_snapshot",
-    selection=dg.AssetSelection.key_prefixes(
-        ["extract", "aps_plan"],
-        ["transform", "aps_plan"],
-        ["load", "aps_plan"],
-        ["validated", "aps_plan_snapshot"],
-    ),
+    name=PLAN_RUN,
+    selection=_selection(PLAN_RUN),
     description="Snapshot one APS plan run (a partition per run_id) and load it.",
     executor_def=dg.in_process_executor,
     # The queue runs plan snapshots one at a time, oldest first: a sensor that finds many

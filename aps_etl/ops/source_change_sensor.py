@@ -72,8 +72,8 @@ def source_change_requests(
     """A run of aps_daily for each day whose source changed under its newest snapshots,
     and a run of aps_plan_snapshot for each snapshotted plan run whose rows changed (that
     run fails on purpose, with the reason, and the failure alert goes out)."""
-    from aps_etl.domains.aps_input.assets import DAILY_SPECS, JOB
-    from aps_etl.domains.aps_plan.assets import JOB as PLAN_JOB
+    from aps_etl.domains.aps_input.assets import DAILY_SPECS, NAMESPACE
+    from aps_etl.domains.aps_plan.assets import NAMESPACE as PLAN_NAMESPACE
     from aps_etl.sources.assets import extract_table
     from aps_etl.sources.changes import (
         daily_states,
@@ -84,8 +84,8 @@ def source_change_requests(
     from aps_etl.sources.mes import PLAN_EQUIPMENT, PLAN_PRODUCTION
 
     requests = []
-    tables = {spec.name: extract_table(spec, JOB) for spec in DAILY_SPECS}
-    changed = days_to_run(daily_states(source, lake, DAILY_SPECS, tables, days), target, JOB)
+    tables = {spec.name: extract_table(spec, NAMESPACE) for spec in DAILY_SPECS}
+    changed = days_to_run(daily_states(source, lake, DAILY_SPECS, tables, days), target, NAMESPACE)
     for day, states in sorted(changed.items()):
         if _in_progress(instance, "aps_daily", day):
             if log:
@@ -99,7 +99,7 @@ def source_change_requests(
     known = set(instance.get_dynamic_partitions(PLAN_RUNS.name))
     run_ids = [r for r in recent_plan_runs(source, days[0]) if r in known] if days else []
     plan_specs = (PLAN_PRODUCTION, PLAN_EQUIPMENT)
-    plan_tables = {s.name: extract_table(s, PLAN_JOB, "run_id") for s in plan_specs}
+    plan_tables = {s.name: extract_table(s, PLAN_NAMESPACE, "run_id") for s in plan_specs}
     by_run: dict[str, list] = {}
     for state in plan_states(source, lake, plan_specs, plan_tables, run_ids):
         if state.status == "changed" and state.snapshot and state.snapshot.fingerprint:

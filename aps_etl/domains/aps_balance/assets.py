@@ -10,13 +10,14 @@ from pydantic import Field
 from aps_etl.calendar import parse_partition_key
 from aps_etl.domains.aps_balance import logic
 from aps_etl.domains.aps_balance.schema import APS_BALANCE_MONITOR, APS_INPUT_BALANCE_CORRECTION
-from aps_etl.domains.aps_input.assets import JOB as EXTRACT_JOB
+from aps_etl.domains.aps_input.assets import NAMESPACE as EXTRACT_NAMESPACE
 from aps_etl.partitions import DAILY, backfill_policy, one_or_many, per_partition
+from aps_etl.scenarios import DAILY_RUN, Scenario
 from aps_etl.sources.assets import extract_key
 from aps_etl.transforms import build_transform_asset, transform_key, transform_table
 from aps_etl.validation import check_specs, checked
 
-JOB = "aps_balance"
+NAMESPACE = "aps_balance"
 OUTPUTS = (APS_BALANCE_MONITOR, APS_INPUT_BALANCE_CORRECTION)
 
 
@@ -28,25 +29,25 @@ class BalanceConfig(dg.Config):
     )
 
 
-MONITOR_KEY = transform_key(JOB, APS_BALANCE_MONITOR.name)
+MONITOR_KEY = transform_key(NAMESPACE, APS_BALANCE_MONITOR.name)
 
 
 @dg.asset(
     key=MONITOR_KEY,
     ins={
-        name: dg.AssetIn(key=extract_key(EXTRACT_JOB, name))
+        name: dg.AssetIn(key=extract_key(EXTRACT_NAMESPACE, name))
         for name in ("process_result", "equipment_event", "equipment")
     },
     partitions_def=DAILY,
     backfill_policy=backfill_policy(DAILY),
     check_specs=check_specs(APS_BALANCE_MONITOR, MONITOR_KEY, DAILY),
     metadata={
-        **transform_table(APS_BALANCE_MONITOR, JOB).as_metadata(),
+        **transform_table(APS_BALANCE_MONITOR, NAMESPACE).as_metadata(),
         "grain": ", ".join(APS_BALANCE_MONITOR.grain),
     },
     description="Load vs capacity per equipment of each parallel group, its deviation from "
     "the group's mean and the flag where it exceeds the threshold.",
-    group_name=JOB,
+    group_name=NAMESPACE,
     kinds={"polars", "parquet"},
 )
 def aps_balance_monitor(
@@ -91,12 +92,21 @@ def aps_balance_monitor(
 
 balance_correction = build_transform_asset(
     APS_INPUT_BALANCE_CORRECTION,
-    JOB,
+    NAMESPACE,
     logic.aps_input_balance_correction,
-    {"monitor": transform_key(JOB, APS_BALANCE_MONITOR.name)},
+    {"monitor": transform_key(NAMESPACE, APS_BALANCE_MONITOR.name)},
     DAILY,
     "Each member's share of its group's capacity vs its share of the group's output.",
 )
 
 
 assets = [aps_balance_monitor, balance_correction]
+
+SCENARIO = Scenario(
+    prd="10.4",
+    title="EVEN / parallel-group balance and its input corrections",
+    namespace=NAMESPACE,
+    run=DAILY_RUN,
+    outputs=OUTPUTS,
+    assets=tuple(assets),
+)

@@ -9,27 +9,28 @@ from aps_etl.domains.aps_input.schema import (
     APS_INPUT_WIP,
 )
 from aps_etl.partitions import DAILY
+from aps_etl.scenarios import DAILY_RUN, Scenario
 from aps_etl.sources.assets import build_extract_assets, extract_key
 from aps_etl.sources.mes import APS_INPUT_SOURCES
 from aps_etl.transforms import build_transform_asset
 
-JOB = "aps_input"
+NAMESPACE = "aps_input"
 OUTPUTS = (APS_INPUT_WIP, APS_INPUT_CYCLE_TIME, APS_INPUT_LEAD_TIME)
 
 
 def _inputs(*names: str) -> dict:
-    return {name: extract_key(JOB, name) for name in names}
+    return {name: extract_key(NAMESPACE, name) for name in names}
 
 
 # Every daily source table: what the source-change sensor compares with the lake.
 DAILY_SPECS = APS_INPUT_SOURCES
 
-extract_assets = build_extract_assets(APS_INPUT_SOURCES, JOB, DAILY)
+extract_assets = build_extract_assets(APS_INPUT_SOURCES, NAMESPACE, DAILY)
 
 transform_assets = [
     build_transform_asset(
         APS_INPUT_WIP,
-        JOB,
+        NAMESPACE,
         logic.aps_input_wip,
         _inputs("lot_history", "product", "route_step"),
         DAILY,
@@ -37,7 +38,7 @@ transform_assets = [
     ),
     build_transform_asset(
         APS_INPUT_CYCLE_TIME,
-        JOB,
+        NAMESPACE,
         logic.aps_input_cycle_time,
         _inputs("process_result", "lot_history", "product", "route_step"),
         DAILY,
@@ -45,7 +46,7 @@ transform_assets = [
     ),
     build_transform_asset(
         APS_INPUT_LEAD_TIME,
-        JOB,
+        NAMESPACE,
         logic.aps_input_lead_time,
         _inputs("lot_history"),
         DAILY,
@@ -55,3 +56,12 @@ transform_assets = [
 
 
 assets = [extract_assets, *transform_assets]
+
+SCENARIO = Scenario(
+    prd="10.1",
+    title="MES results to APS inputs (WIP, cycle time, lead time)",
+    namespace=NAMESPACE,
+    run=DAILY_RUN,
+    outputs=OUTPUTS,
+    assets=tuple(assets),
+)

@@ -9,18 +9,19 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from aps_etl.calendar import parse_partition_key
-from aps_etl.domains.aps_input.assets import JOB as EXTRACT_JOB
+from aps_etl.domains.aps_input.assets import NAMESPACE as EXTRACT_NAMESPACE
 from aps_etl.domains.aps_kpi import logic
 from aps_etl.domains.aps_kpi.schema import (
     APS_KPI_BOTTLENECK,
     APS_KPI_EQUIPMENT_UTIL,
     APS_KPI_PLAN_VS_ACTUAL,
 )
-from aps_etl.domains.aps_plan.assets import JOB as PLAN_JOB
+from aps_etl.domains.aps_plan.assets import NAMESPACE as PLAN_NAMESPACE
 from aps_etl.lake import LakeResource, LakeTable, snapshots
 from aps_etl.lake import lineage as lineages
 from aps_etl.lake.duckdb_views import attach_lake, create_empty_view, create_snapshot_view
 from aps_etl.partitions import DAILY, backfill_policy, one_or_many
+from aps_etl.scenarios import DAILY_RUN, Scenario
 from aps_etl.sources.assets import extract_key, extract_table
 from aps_etl.sources.database import SourceDatabase
 from aps_etl.sources.extraction import ensure_extract
@@ -38,7 +39,7 @@ from aps_etl.sources.mes import (
 from aps_etl.transforms import transform_key, transform_table
 from aps_etl.validation import check_specs, checked
 
-JOB = "aps_kpi"
+NAMESPACE = "aps_kpi"
 OUTPUTS = (APS_KPI_PLAN_VS_ACTUAL, APS_KPI_EQUIPMENT_UTIL, APS_KPI_BOTTLENECK)
 ACTUALS = (PROCESS_RESULT, EQUIPMENT_EVENT, EQUIPMENT, LOT_HISTORY, PRODUCT, ROUTE_STEP)
 PLANS = (PLAN_PRODUCTION, PLAN_EQUIPMENT)
@@ -47,8 +48,11 @@ PLANS = (PLAN_PRODUCTION, PLAN_EQUIPMENT)
 @dg.multi_asset(
     outs={
         table.name: dg.AssetOut(
-            key=transform_key(JOB, table.name),
-            metadata={**transform_table(table, JOB).as_metadata(), "grain": ", ".join(table.grain)},
+            key=transform_key(NAMESPACE, table.name),
+            metadata={
+                **transform_table(table, NAMESPACE).as_metadata(),
+                "grain": ", ".join(table.grain),
+            },
             kinds={"duckdb", "parquet"},
         )
         for table in OUTPUTS
@@ -56,12 +60,12 @@ PLANS = (PLAN_PRODUCTION, PLAN_EQUIPMENT)
     check_specs=[
         spec
         for table in OUTPUTS
-        for spec in check_specs(table, transform_key(JOB, table.name), DAILY)
+        for spec in check_specs(table, transform_key(NAMESPACE, table.name), DAILY)
     ],
-    deps=[extract_key(EXTRACT_JOB, spec.name) for spec in (*ACTUALS, PLAN_RUN_OF_DAY)],
+    deps=[extract_key(EXTRACT_NAMESPACE, spec.name) for spec in (*ACTUALS, PLAN_RUN_OF_DAY)],
     partitions_def=DAILY,
     backfill_policy=backfill_policy(DAILY),
-    group_name=JOB,
+    group_name=NAMESPACE,
     description="Plan vs actual quantity, utilisation gap per equipment and bottleneck ranking "
     "for the day, against the plan in force (recorded in every row).",
 )
@@ -85,7 +89,7 @@ def aps_kpi(
                 by_table[name][key] = frame
     checks = []
     for table in OUTPUTS:
-        key = transform_key(JOB, table.name)
+        key = transform_key(NAMESPACE, table.name)
         checks += yield from checked(context, table, by_table[table.name], key)
     bottlenecks = {
         key: ", ".join(frame.filter(pl.col("is_bottleneck"))["eqp_group_id"].to_list())
@@ -124,7 +128,7 @@ def _kpis_of_day(
     lineage: lineages.Lineage = {}
     newest = {}
     for spec in (*ACTUALS, PLAN_RUN_OF_DAY):
-        table = extract_table(spec, EXTRACT_JOB)
+        table = extract_table(spec, EXTRACT_NAMESPACE)
         newest[spec.name] = (table, _newest(lake, table, key))
         lineage.update(lineages.of_snapshot(*newest[spec.name]))
     plan_run = snapshots.scan(lake, *newest["plan_run"]).collect()
@@ -136,7 +140,7 @@ def _kpis_of_day(
             create_empty_view(con, spec.name, spec.polars_schema())
             continue
         # The plan in force's immutable snapshot; taken now if its sensor run has not yet.
-        table = extract_table(spec, PLAN_JOB, "run_id")
+        table = extract_table(spec, PLAN_NAMESPACE, "run_id")
         snapshot = ensure_extract(source, lake, spec, table, run_id)
         create_snapshot_view(con, spec.name, lake, table, snapshot)
         lineage.update(lineages.of_snapshot(table, snapshot))
@@ -149,3 +153,12 @@ def _kpis_of_day(
 
 
 assets = [aps_kpi]
+
+SCENARIO = Scenario(
+    prd="10.3",
+    title="Plan vs actual KPIs (attainment, utilisation, bottlenecks)",
+    namespace=NAMESPACE,
+    run=DAILY_RUN,
+    outputs=OUTPUTS,
+    assets=tuple(assets),
+)

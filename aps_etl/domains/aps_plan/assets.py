@@ -10,6 +10,7 @@ from aps_etl.domains.aps_plan.schema import APS_PLAN_DIFF, APS_PLAN_EQUIPMENT, A
 from aps_etl.lake import LakeResource, snapshots
 from aps_etl.lake import lineage as lineages
 from aps_etl.partitions import PLAN_RUNS
+from aps_etl.scenarios import PLAN_RUN, Scenario
 from aps_etl.sources.assets import build_extract_assets, extract_key, extract_table
 from aps_etl.sources.database import SourceDatabase
 from aps_etl.sources.extraction import ensure_extract
@@ -17,27 +18,32 @@ from aps_etl.sources.mes import APS_PLAN_SOURCES, PLAN_PRODUCTION
 from aps_etl.transforms import transform_key, transform_table
 from aps_etl.validation import check_specs, checked
 
-JOB = "aps_plan"
+NAMESPACE = "aps_plan"
 OUTPUTS = (APS_PLAN_PRODUCTION, APS_PLAN_EQUIPMENT, APS_PLAN_DIFF)
 
-extract_assets = build_extract_assets(APS_PLAN_SOURCES, JOB, PLAN_RUNS, partition_name="run_id")
+extract_assets = build_extract_assets(
+    APS_PLAN_SOURCES, NAMESPACE, PLAN_RUNS, partition_name="run_id"
+)
 
 
 def _snapshot_asset(output, source_name: str, logic_fn) -> dg.AssetsDefinition:
-    key = transform_key(JOB, output.name)
+    key = transform_key(NAMESPACE, output.name)
 
     @dg.asset(
         key=key,
         check_specs=check_specs(output, key, PLAN_RUNS),
         ins={
-            "rows": dg.AssetIn(key=extract_key(JOB, source_name)),
-            "plan_run": dg.AssetIn(key=extract_key(JOB, "plan_run")),
+            "rows": dg.AssetIn(key=extract_key(NAMESPACE, source_name)),
+            "plan_run": dg.AssetIn(key=extract_key(NAMESPACE, "plan_run")),
         },
         partitions_def=PLAN_RUNS,
-        metadata={**transform_table(output, JOB).as_metadata(), "grain": ", ".join(output.grain)},
+        metadata={
+            **transform_table(output, NAMESPACE).as_metadata(),
+            "grain": ", ".join(output.grain),
+        },
         description=f"All {source_name} rows of the plan run plus its base_date "
         "(type and range checks only).",
-        group_name=JOB,
+        group_name=NAMESPACE,
         kinds={"polars", "parquet"},
     )
     def _snapshot(context: dg.AssetExecutionContext, rows: pl.LazyFrame, plan_run: pl.LazyFrame):
@@ -52,24 +58,24 @@ def _snapshot_asset(output, source_name: str, logic_fn) -> dg.AssetsDefinition:
     return _snapshot
 
 
-DIFF_KEY = transform_key(JOB, APS_PLAN_DIFF.name)
+DIFF_KEY = transform_key(NAMESPACE, APS_PLAN_DIFF.name)
 
 
 @dg.asset(
     key=DIFF_KEY,
     check_specs=check_specs(APS_PLAN_DIFF, DIFF_KEY, PLAN_RUNS),
     ins={
-        "plan_production": dg.AssetIn(key=extract_key(JOB, "plan_production")),
-        "plan_run": dg.AssetIn(key=extract_key(JOB, "plan_run")),
+        "plan_production": dg.AssetIn(key=extract_key(NAMESPACE, "plan_production")),
+        "plan_run": dg.AssetIn(key=extract_key(NAMESPACE, "plan_run")),
     },
     partitions_def=PLAN_RUNS,
     metadata={
-        **transform_table(APS_PLAN_DIFF, JOB).as_metadata(),
+        **transform_table(APS_PLAN_DIFF, NAMESPACE).as_metadata(),
         "grain": ", ".join(APS_PLAN_DIFF.grain),
     },
     description="What changed against the previous COMPLETED run: ADDED, REMOVED and "
     "CHANGED plan_production keys on the plan dates both runs cover.",
-    group_name=JOB,
+    group_name=NAMESPACE,
     kinds={"polars", "parquet"},
 )
 def aps_plan_diff(
@@ -85,11 +91,11 @@ def aps_plan_diff(
     lineage: dict = {}
     if previous_id is not None:
         # The previous run's own immutable snapshot; taken now if the sensor has not yet.
-        table = extract_table(PLAN_PRODUCTION, JOB, "run_id")
+        table = extract_table(PLAN_PRODUCTION, NAMESPACE, "run_id")
         snapshot = ensure_extract(source, lake, PLAN_PRODUCTION, table, previous_id)
         previous = snapshots.scan(lake, table, snapshot)
         # the previous run's snapshot is an input too: name it in the lineage
-        lineage = {run_id: {f"{JOB}/plan_production@{previous_id}": snapshot.lineage()}}
+        lineage = {run_id: {f"{NAMESPACE}/plan_production@{previous_id}": snapshot.lineage()}}
     frame = logic.aps_plan_diff(plan_production, previous, run_id, previous_id).collect()
     checks = yield from checked(context, APS_PLAN_DIFF, frame, DIFF_KEY)
     dates = logic.compared_plan_dates(plan_production, previous, run_id, previous_id)
@@ -115,3 +121,12 @@ transform_assets = [
 
 
 assets = [extract_assets, *transform_assets]
+
+SCENARIO = Scenario(
+    prd="10.2",
+    title="APS plan runs as immutable snapshots, diffed run to run",
+    namespace=NAMESPACE,
+    run=PLAN_RUN,
+    outputs=OUTPUTS,
+    assets=tuple(assets),
+)
