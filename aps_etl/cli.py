@@ -70,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     """The main job for one partition; on `local`, after seeding the embedded source."""
     import time
 
-    from aps_etl import demo
+    from aps_etl import runner
 
     env = _environment(args.env)
     os.environ["APS_ENV"] = env
@@ -81,23 +81,23 @@ def _run(args: argparse.Namespace) -> int:
         pg = start_embedded_postgres()
         print(f"embedded PostgreSQL ready (data in {local_home() / 'postgres'})")
         report = seed_source(
-            pg.uri(SOURCE_DB), start_date=demo.DEMO_START, days=demo.DEMO_DAYS, seed=args.seed
+            pg.uri(SOURCE_DB), start_date=runner.DEMO_START, days=runner.DEMO_DAYS, seed=args.seed
         )
         _print_seed_report(env, report)
-    partition = args.date or demo.DEMO_PARTITION
+    partition = args.date or runner.DEMO_PARTITION
     from aps_etl.lake import parse_partition_key
 
     parse_partition_key(partition)
-    instance = demo.dagster_instance()
+    instance = runner.dagster_instance()
     started = time.perf_counter()
-    result = demo.run_job(partition, instance)
-    demo.print_report(result, instance, partition, time.perf_counter() - started)
+    result = runner.run_job(partition, instance)
+    runner.print_report(result, instance, partition, time.perf_counter() - started)
     if result.success:
-        counts = demo.target_rows(partition)
+        counts = runner.target_rows(partition)
         print("target PostgreSQL `aps` now holds for this partition:")
         for table, rows in counts.items():
             print(f"  {table:<28} {rows:>9,} rows")
-        print(f"lake: {demo.lake_root()}   Dagster instance: {os.environ['DAGSTER_HOME']}")
+        print(f"lake: {runner.lake_root()}   Dagster instance: {os.environ['DAGSTER_HOME']}")
     return 0 if result.success else 1
 
 
@@ -180,12 +180,12 @@ def _reconcile(args: argparse.Namespace) -> int:
     plan_ok = all(s.status != "changed" for s in plans)
     if args.dry_run or not todo:
         return 0 if not todo and plan_ok else 1
-    from aps_etl import demo
+    from aps_etl import runner
 
-    instance = demo.dagster_instance()
+    instance = runner.dagster_instance()
     failed = []
     for day in sorted(todo):
-        result = demo.run_job(day, instance, tags={"aps/source_change": "aps-etl reconcile"})
+        result = runner.run_job(day, instance, tags={"aps/source_change": "aps-etl reconcile"})
         print(f"{day}: aps_daily run {result.run_id} {'succeeded' if result.success else 'FAILED'}")
         if not result.success:
             failed.append(day)
@@ -218,23 +218,25 @@ def _backfill(args: argparse.Namespace) -> int:
     """A date range of the daily job in one run, recorded in the Dagster instance."""
     import time
 
-    from aps_etl import demo
+    from aps_etl import runner
     from aps_etl.lake import parse_partition_key
 
     os.environ["APS_ENV"] = _environment(args.env)
     first, last = parse_partition_key(args.start), parse_partition_key(args.end)
     if last < first:
         raise SystemExit(f"aps-etl backfill: --to {args.end} is before --from {args.start}")
-    instance = demo.dagster_instance()
+    instance = runner.dagster_instance()
     started = time.perf_counter()
-    result = demo.run_job(args.start, instance, last_partition=args.end)
-    demo.print_report(result, instance, f"{args.start}...{args.end}", time.perf_counter() - started)
+    result = runner.run_job(args.start, instance, last_partition=args.end)
+    runner.print_report(
+        result, instance, f"{args.start}...{args.end}", time.perf_counter() - started
+    )
     return 0 if result.success else 1
 
 
 def _doctor(args: argparse.Namespace) -> int:
     """Leftovers of killed runs: dead runs, stages, orphan partitions, temp files, queries."""
-    from aps_etl import demo, doctor
+    from aps_etl import doctor, runner
     from aps_etl.settings import resources_for
 
     env = _environment(args.env)
@@ -242,7 +244,7 @@ def _doctor(args: argparse.Namespace) -> int:
     resolved = _resolved(env)
     loader = resources_for(env)["loader"]
     trino = loader.trino.process_config_and_initialize() if loader.trino else None
-    instance = demo.dagster_instance()
+    instance = runner.dagster_instance()
     findings = doctor.examine(
         instance, resolved["target"], resolved["lake"], trino, fix=args.fix, unowned=args.all
     )

@@ -5,11 +5,11 @@ from typing import Any
 
 import dagster as dg
 
-from aps_etl.ops.alerts import alert_resources_from_env, build_alert_sensor
-from aps_etl.ops.gates import gates, loads
-from aps_etl.ops.jobs import aps_daily, aps_daily_schedule, aps_plan_snapshot
-from aps_etl.ops.sensors import build_plan_run_sensor
-from aps_etl.ops.source_change_sensor import build_source_change_sensor
+from aps_etl.orchestration.alerts import alert_resources_from_env, build_alert_sensor
+from aps_etl.orchestration.gates import gates, loads
+from aps_etl.orchestration.jobs import aps_daily, aps_daily_schedule, aps_plan_snapshot
+from aps_etl.orchestration.sensors import build_plan_run_sensor
+from aps_etl.orchestration.source_change_sensor import build_source_change_sensor
 from aps_etl.scenarios import SCENARIOS
 from aps_etl.settings import resources_for
 

@@ -16,7 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from aps_etl.ops.alerts import (
+from aps_etl.orchestration.alerts import (
     RESOURCE_KEY,
     SENSOR_NAME,
     AlertDeliveryError,
@@ -397,7 +397,7 @@ def test_settings_without_channels_are_valid() -> None:
 def test_an_unreachable_mes_fails_the_plan_sensor_tick_and_alerts_once_an_hour(
     clean_env: pytest.MonkeyPatch, slack: SlackStandIn
 ) -> None:
-    from aps_etl.ops.sensors import build_plan_run_sensor
+    from aps_etl.orchestration.sensors import build_plan_run_sensor
     from aps_etl.sources.database import SourceDatabase, SourceError
 
     _configure_slack(clean_env, slack)
@@ -405,7 +405,7 @@ def test_an_unreachable_mes_fails_the_plan_sensor_tick_and_alerts_once_an_hour(
     source = SourceDatabase(
         database="mes", host="127.0.0.1", port=_free_port(), user="reader", password="pw-1"
     )
-    from aps_etl.ops.jobs import aps_plan_snapshot
+    from aps_etl.orchestration.jobs import aps_plan_snapshot
 
     sensor = build_plan_run_sensor(aps_plan_snapshot)
     instance = dg.DagsterInstance.ephemeral()

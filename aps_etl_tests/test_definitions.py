@@ -48,7 +48,7 @@ def test_every_job_runs_in_one_process_however_it_is_launched() -> None:
 
 def test_plan_snapshots_share_one_lane_of_the_queue() -> None:
     from aps_etl.definitions import defs
-    from aps_etl.ops.jobs import PLAN_LANE_TAG
+    from aps_etl.orchestration.jobs import PLAN_LANE_TAG
 
     assert defs.resolve_job_def("aps_plan_snapshot").tags[PLAN_LANE_TAG] == "plan_snapshot"
     assert PLAN_LANE_TAG not in defs.resolve_job_def("aps_daily").tags

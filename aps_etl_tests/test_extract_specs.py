@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from aps_etl.calendar import business_day_window
-from aps_etl.sources.mes import APS_INPUT_SOURCES, EQUIPMENT, LOT_HISTORY, PROCESS_RESULT
+from aps_etl.sources.mes import DAILY_SOURCES, EQUIPMENT, LOT_HISTORY, PROCESS_RESULT
 from aps_etl.sources.specs import ExtractSpec
 
 DAY = dt.date(2026, 11, 25)
@@ -34,9 +34,9 @@ def test_query_spec_fills_the_window_and_wraps_the_query() -> None:
 
 
 def test_specs_declare_unique_names_and_polars_schemas() -> None:
-    names = [spec.name for spec in APS_INPUT_SOURCES]
+    names = [spec.name for spec in DAILY_SOURCES]
     assert len(names) == len(set(names))
-    for spec in APS_INPUT_SOURCES:
+    for spec in DAILY_SOURCES:
         assert isinstance(spec.polars_schema(), pl.Schema)
 
 

@@ -41,7 +41,7 @@ from dagster._core.events import DagsterEventType
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
 from aps_etl.devdata import seed_source
-from aps_etl.ops.alerts import SENSOR_NAME, alert_resources_from_env, build_alert_sensor
+from aps_etl.orchestration.alerts import SENSOR_NAME, alert_resources_from_env, build_alert_sensor
 from aps_etl.settings import resources_for
 from aps_etl.stack_env import postgres_uri
 from aps_etl.warehouse.swap import SwapBlocked

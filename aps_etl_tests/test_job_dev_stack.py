@@ -13,7 +13,7 @@ import trino
 
 from aps_etl.definitions import build_defs
 from aps_etl.devdata import seed_source
-from aps_etl.ops.alerts import AlertSettings
+from aps_etl.orchestration.alerts import AlertSettings
 from aps_etl.settings import resources_for
 from aps_etl.stack_env import postgres_uri
 from aps_etl_tests.pipeline_harness import (

@@ -26,7 +26,7 @@ from aps_etl.devdata import seed_source
 from aps_etl.domains.aps_input.assets import DAILY_SPECS
 from aps_etl.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
 from aps_etl.lake import snapshots
-from aps_etl.ops.source_change_sensor import build_source_change_sensor
+from aps_etl.orchestration.source_change_sensor import build_source_change_sensor
 from aps_etl.settings import resources_for
 from aps_etl.sources.assets import extract_table
 from aps_etl.sources.mes import PLAN_PRODUCTION

@@ -33,7 +33,7 @@ import adbc_driver_postgresql.dbapi as adbc
 
 from aps_etl.calendar import business_day_window
 from aps_etl.devdata import seed_source
-from aps_etl.sources.mes import APS_INPUT_SOURCES, PLAN_EQUIPMENT, PLAN_PRODUCTION, PLAN_RUN
+from aps_etl.sources.mes import DAILY_SOURCES, PLAN_EQUIPMENT, PLAN_PRODUCTION, PLAN_RUN
 from aps_etl.stack_env import postgres_uri
 
 # Past business days far from the days the test suite uses (2026-10/11); the smoke scale
@@ -126,7 +126,7 @@ def plan_run_id(rows: int) -> str:
 def day_reads(day: dt.date, plan_in_force: str | None) -> dict[str, str]:
     """Every source read of the daily job for `day`: name -> the job's own SELECT."""
     start, end = business_day_window(day)
-    reads = {spec.name: spec.select_sql(start, end) for spec in APS_INPUT_SOURCES}
+    reads = {spec.name: spec.select_sql(start, end) for spec in DAILY_SOURCES}
     if plan_in_force:
         for spec in (PLAN_PRODUCTION, PLAN_EQUIPMENT):
             reads[spec.name] = spec.select_sql(key=plan_in_force)

@@ -235,7 +235,8 @@ PLAN_EQUIPMENT = ExtractSpec(
     description="All plan_equipment rows of one APS run (immutable snapshot).",
 )
 
-APS_INPUT_SOURCES = (
+# The MES tables of a business day: every daily scenario (§10.1, §10.3, §10.4) reads them.
+DAILY_SOURCES = (
     PRODUCT,
     ROUTE_STEP,
     EQUIPMENT,
@@ -244,4 +245,5 @@ APS_INPUT_SOURCES = (
     EQUIPMENT_EVENT,
     PLAN_RUN_OF_DAY,
 )
-APS_PLAN_SOURCES = (PLAN_RUN, PLAN_PRODUCTION, PLAN_EQUIPMENT)
+# The tables of one APS plan run (§10.2).
+PLAN_SOURCES = (PLAN_RUN, PLAN_PRODUCTION, PLAN_EQUIPMENT)

@@ -11,7 +11,7 @@ from aps_etl.domains.aps_input.schema import (
 from aps_etl.partitions import DAILY
 from aps_etl.scenarios import DAILY_RUN, Scenario
 from aps_etl.sources.assets import build_extract_assets, extract_key
-from aps_etl.sources.mes import APS_INPUT_SOURCES
+from aps_etl.sources.mes import DAILY_SOURCES
 from aps_etl.transforms import build_transform_asset
 
 NAMESPACE = "aps_input"
@@ -23,9 +23,9 @@ def _inputs(*names: str) -> dict:
 
 
 # Every daily source table: what the source-change sensor compares with the lake.
-DAILY_SPECS = APS_INPUT_SOURCES
+DAILY_SPECS = DAILY_SOURCES
 
-extract_assets = build_extract_assets(APS_INPUT_SOURCES, NAMESPACE, DAILY)
+extract_assets = build_extract_assets(DAILY_SOURCES, NAMESPACE, DAILY)
 
 transform_assets = [
     build_transform_asset(

@@ -14,16 +14,14 @@ from aps_etl.scenarios import PLAN_RUN, Scenario
 from aps_etl.sources.assets import build_extract_assets, extract_key, extract_table
 from aps_etl.sources.database import SourceDatabase
 from aps_etl.sources.extraction import ensure_extract
-from aps_etl.sources.mes import APS_PLAN_SOURCES, PLAN_PRODUCTION
+from aps_etl.sources.mes import PLAN_PRODUCTION, PLAN_SOURCES
 from aps_etl.transforms import transform_key, transform_table
 from aps_etl.validation import check_specs, checked
 
 NAMESPACE = "aps_plan"
 OUTPUTS = (APS_PLAN_PRODUCTION, APS_PLAN_EQUIPMENT, APS_PLAN_DIFF)
 
-extract_assets = build_extract_assets(
-    APS_PLAN_SOURCES, NAMESPACE, PLAN_RUNS, partition_name="run_id"
-)
+extract_assets = build_extract_assets(PLAN_SOURCES, NAMESPACE, PLAN_RUNS, partition_name="run_id")
 
 
 def _snapshot_asset(output, source_name: str, logic_fn) -> dg.AssetsDefinition:

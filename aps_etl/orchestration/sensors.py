@@ -4,7 +4,7 @@ from typing import Any
 
 import dagster as dg
 
-from aps_etl.ops.alerts import AlertSettings, alert_once_an_hour, clear_alert
+from aps_etl.orchestration.alerts import AlertSettings, alert_once_an_hour, clear_alert
 from aps_etl.partitions import PLAN_RUNS
 from aps_etl.sources.database import SourceDatabase, SourceError
 
