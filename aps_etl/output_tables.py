@@ -11,13 +11,7 @@ from typing import Any
 import pandera.polars as pa
 import polars as pl
 
-PG_TYPES: dict[pl.DataType, str] = {
-    pl.Int64(): "bigint",
-    pl.Float64(): "double precision",
-    pl.String(): "text",
-    pl.Date(): "date",
-    pl.Boolean(): "boolean",
-}
+from aps_etl.type_map import sql_type
 
 
 @dataclass(frozen=True)
@@ -31,7 +25,7 @@ class Column:
 
     @property
     def pg_type(self) -> str:
-        return PG_TYPES[self.dtype]
+        return sql_type(self.dtype).postgres
 
     def checks(self) -> list[pa.Check]:
         out = []

@@ -318,5 +318,5 @@ def test_type_mapping(declared, found: SourceType, accepted: bool) -> None:
 
 
 def test_an_undeclared_mapping_is_refused() -> None:
-    with pytest.raises(ValueError, match="no source type mapping"):
+    with pytest.raises(ValueError, match="no SQL type mapping declared"):
         incompatibility(pl.List(pl.Int32), SourceType("_int4", "integer[]"))

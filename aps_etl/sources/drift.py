@@ -39,6 +39,7 @@ from sqlglot import exp
 
 from aps_etl.redaction import redact
 from aps_etl.sources.database import SourceError
+from aps_etl.type_map import sql_type
 
 if TYPE_CHECKING:
     from aps_etl.sources.database import SourceDatabase
@@ -71,14 +72,6 @@ ACCEPTED_DATETIME = {True: frozenset({"timestamptz"}), False: frozenset({"timest
 NUMERIC_INTEGER_DIGITS: dict[type[pl.DataType], int] = {pl.Int32: 9, pl.Int64: 18}
 FLOAT64_DIGITS = 15
 
-_DECLARED_NAME: dict[type[pl.DataType], str] = {
-    pl.Int32: "integer",
-    pl.Int64: "bigint",
-    pl.Float64: "double precision",
-    pl.String: "text",
-    pl.Boolean: "boolean",
-    pl.Date: "date",
-}
 # Internal names as format_type() spells them (for result columns of a query spec).
 _SQL_NAME = {
     "int2": "smallint",
@@ -122,10 +115,7 @@ def declared_type_name(dtype: pl.DataType | type[pl.DataType]) -> str:
     if base is pl.Datetime:
         zone = "with" if _time_zone(dtype) else "without"
         return f"timestamp {zone} time zone"
-    try:
-        return _DECLARED_NAME[base]
-    except KeyError:
-        raise ValueError(f"no source type mapping declared for {dtype}") from None
+    return sql_type(dtype).postgres
 
 
 def incompatibility(declared: pl.DataType | type[pl.DataType], found: SourceType) -> str | None:

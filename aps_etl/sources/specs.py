@@ -20,6 +20,8 @@ import polars as pl
 import sqlglot
 from sqlglot import exp
 
+from aps_etl.type_map import sql_type
+
 if TYPE_CHECKING:
     from aps_etl.sources.drift import DriftPolicy
 
@@ -30,16 +32,6 @@ GuardPolicy = Literal["fail", "warn"]
 WATERMARK_COLUMN = "updated_at"
 
 # PostgreSQL cast target for each declared Polars type.
-_PG_CAST: dict[type[pl.DataType], str] = {
-    pl.Int64: "bigint",
-    pl.Int32: "integer",
-    pl.Float64: "double precision",
-    pl.String: "text",
-    pl.Boolean: "boolean",
-    pl.Date: "date",
-    pl.Datetime: "timestamptz",
-}
-
 TS = pl.Datetime("us", "UTC")
 
 
@@ -184,11 +176,8 @@ class ExtractSpec:
 
 
 def pg_type(dtype: pl.DataType) -> str:
-    base = dtype.base_type() if isinstance(dtype, pl.DataType) else dtype
-    try:
-        return _PG_CAST[base]
-    except KeyError:
-        raise ValueError(f"no PostgreSQL cast declared for {dtype}") from None
+    """The PostgreSQL type the extract casts a declared column to (type_map.py)."""
+    return sql_type(dtype).postgres
 
 
 def _timestamptz(value: dt.datetime) -> str:

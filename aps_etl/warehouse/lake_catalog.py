@@ -7,17 +7,8 @@ from typing import Any
 
 from aps_etl.lake.layout import LakeTable
 from aps_etl.lake.storage import LakeResource
+from aps_etl.type_map import BY_POSTGRES
 from aps_etl.warehouse.trino import TrinoError, TrinoResource
-
-_TRINO_TYPES = {
-    "bigint": "BIGINT",
-    "integer": "INTEGER",
-    "double precision": "DOUBLE",
-    "text": "VARCHAR",
-    "date": "DATE",
-    "boolean": "BOOLEAN",
-    "timestamptz": "TIMESTAMP(6)",
-}
 
 
 def _q(name: str) -> str:
@@ -51,7 +42,7 @@ class TrinoLake:
 
     def ensure_table(self, table: Any, lake_table: LakeTable) -> None:
         """The table (and its schema when missing): one statement when the schema exists."""
-        columns = ", ".join(f"{_q(c.name)} {_TRINO_TYPES[c.pg_type]}" for c in table.columns)
+        columns = ", ".join(f"{_q(c.name)} {BY_POSTGRES[c.pg_type].trino}" for c in table.columns)
         dim = self.partition_column(table, lake_table)
         dim_type = "DATE" if lake_table.partition_name == "date" else "VARCHAR"
         job_uri = self.lake.uri(*lake_table.job_parts()) + "/"

@@ -30,6 +30,8 @@ from typing import Any, Protocol
 
 from sqlglot import exp
 
+from aps_etl.type_map import BY_POSTGRES
+
 STAGE_SCHEMA = "aps_stage"
 # One row per loaded partition: what was loaded, when, by which run, from which snapshots.
 LOAD_LOG = "aps_load_log"
@@ -78,17 +80,9 @@ def create_table_sql(
     )
 
 
-# information_schema spells some types differently from the DDL.
-_PG_TYPE_ALIASES = {
-    "bigint": "bigint",
-    "integer": "integer",
-    "double precision": "double precision",
-    "text": "text",
-    "date": "date",
-    "boolean": "boolean",
-    "timestamptz": "timestamp with time zone",
-    "timestamp with time zone": "timestamp with time zone",
-}
+def _information_schema_name(pg_type: str) -> str:
+    known = BY_POSTGRES.get(pg_type)
+    return known.information_schema if known else pg_type
 
 
 @dataclass(frozen=True)
@@ -113,7 +107,8 @@ class SchemaDiff:
 
 
 def diff_schema(table: TableDecl, actual: list[tuple[str, str]]) -> SchemaDiff:
-    declared = [(c.name, _PG_TYPE_ALIASES.get(c.pg_type, c.pg_type)) for c in table.columns]
+    # information_schema spells some types differently from the DDL (type_map.py)
+    declared = [(c.name, _information_schema_name(c.pg_type)) for c in table.columns]
     want, got = dict(declared), dict(actual)
     return SchemaDiff(
         missing=[c for c in want if c not in got],
