@@ -5,13 +5,27 @@ declares its tables with these."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import dagster as dg
 import pandera.polars as pa
 import polars as pl
 
 from aps_etl.type_map import sql_type
+
+# What the key columns mean, wherever a table's docs do not say more.
+KEY_DESCRIPTIONS = {
+    "base_date": "business day D: the plant's calendar day in Asia/Seoul (the partition)",
+    "run_id": "the APS plan run (the partition)",
+    "plan_date": "the day the plan is for",
+    "product_id": "product",
+    "step_id": "step of the product's route",
+    "process_id": "the process of the step (from the product's route)",
+    "equipment_id": "equipment (one tool)",
+    "eqp_group_id": "equipment group: the tools that can do the same work",
+}
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,9 @@ class OutputTable:
     columns: tuple[Column, ...]
     rules: tuple[RowRule, ...] = ()
     partition_column: str = "base_date"
+    # column -> what it means, in the planners' words (docs/metrics.md); keys without an
+    # entry take KEY_DESCRIPTIONS'
+    docs: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # a declaration error is a programming error: fail at import, not at load time
@@ -73,11 +90,40 @@ class OutputTable:
                     any(not set(r.columns) <= set(names) for r in self.rules),
                     "rule on unknown column",
                 ),
+                (not set(self.docs) <= set(names), "docs name unknown columns"),
+                (
+                    any(not self.description_of(n) for n in names),
+                    "a column without a description",
+                ),
             )
             if bad
         ]
         if problems:
             raise ValueError(f"output table {self.name}: {'; '.join(problems)}")
+
+    def description_of(self, column: str) -> str:
+        return self.docs.get(column) or KEY_DESCRIPTIONS.get(column, "")
+
+    def table_schema(self) -> dg.TableSchema:
+        """The Dagster column schema (`dagster/column_schema`): PostgreSQL types, the
+        planners' descriptions, nullability and ranges, the grain as primary key."""
+        columns = []
+        for c in self.columns:
+            ranges = []
+            if c.min is not None:
+                ranges.append(f"{'>' if c.min_exclusive else '>='} {c.min:g}")
+            if c.max is not None:
+                ranges.append(f"<= {c.max:g}")
+            columns.append(
+                dg.TableColumn(
+                    name=c.name,
+                    type=c.pg_type,
+                    description=self.description_of(c.name),
+                    constraints=dg.TableColumnConstraints(nullable=c.nullable, other=ranges),
+                )
+            )
+        rules = [f"primary key ({', '.join(self.grain)})", *(r.name for r in self.rules)]
+        return dg.TableSchema(columns=columns, constraints=dg.TableConstraints(other=rules))
 
     @property
     def column_names(self) -> list[str]:

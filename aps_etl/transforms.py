@@ -31,6 +31,16 @@ def transform_table(output: Any, job_name: str) -> LakeTable:
     )
 
 
+def output_metadata(output: Any, namespace: str) -> dict[str, Any]:
+    """A transform's definition metadata: its lake table, grain and column schema (types,
+    the planners' descriptions, constraints), in the UI before any run."""
+    return {
+        **transform_table(output, namespace).as_metadata(),
+        "grain": ", ".join(output.grain),
+        "dagster/column_schema": output.table_schema(),
+    }
+
+
 def build_transform_asset(
     output: Any,
     job_name: str,
@@ -41,7 +51,6 @@ def build_transform_asset(
 ) -> dg.AssetsDefinition:
     """`logic(**frames, day=date)` computes the table; `inputs` maps its parameters to
     upstream asset keys."""
-    lake_table = transform_table(output, job_name)
     key = transform_key(job_name, output.name)
     wanted = inspect.signature(logic).parameters
 
@@ -51,7 +60,7 @@ def build_transform_asset(
         partitions_def=partitions_def,
         backfill_policy=backfill_policy(partitions_def),
         check_specs=check_specs(output, key, partitions_def),
-        metadata={**lake_table.as_metadata(), "grain": ", ".join(output.grain)},
+        metadata=output_metadata(output, job_name),
         description=description or (logic.__doc__ or "").strip().split("\n")[0],
         group_name=job_name,
         kinds={"polars", "parquet"},

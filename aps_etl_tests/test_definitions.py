@@ -100,3 +100,58 @@ def test_scenarios_register_themselves_and_make_the_jobs_gates_and_loads() -> No
     ).stdout.splitlines()
     assert [line.split()[0] for line in listing] == ["§10.1", "§10.2", "§10.3", "§10.4"]
     assert "aps_plan_production, aps_plan_equipment, aps_plan_diff" in listing[1]
+
+
+def _metrics_doc() -> dict[str, dict[str, str]]:
+    """docs/metrics.md's column tables: table -> column -> "meaning (unit)"."""
+    import re
+    from pathlib import Path
+
+    found: dict[str, dict[str, str]] = {}
+    table, in_columns = None, False
+    for line in (Path(__file__).parent.parent / "docs" / "metrics.md").read_text().splitlines():
+        heading = re.match(r"^### `(\w+)`", line)
+        if heading or line.startswith("## "):
+            table, in_columns = (heading.group(1) if heading else None), False
+        elif table and line.startswith("| column | unit | meaning"):
+            in_columns = True
+        elif in_columns and line.startswith("|") and not line.startswith("|---"):
+            names, unit, *meaning = (cell.strip() for cell in line.strip().strip("|").split("|"))
+            text = "|".join(meaning) + (f" ({unit})" if unit else "")
+            for name in names.split(","):
+                found.setdefault(table, {})[name.strip().strip("`")] = text
+        elif in_columns and not line.strip():
+            in_columns = False
+    return found
+
+
+def test_every_output_shows_its_column_schema_with_the_planners_words_before_any_run() -> None:
+    """Transforms and loads carry `dagster/column_schema` from their declaration: PostgreSQL
+    types, a description for every column, nullability, ranges and the grain; the
+    descriptions are docs/metrics.md's, word for word (neither can drift from the other)."""
+    from aps_etl.definitions import defs
+    from aps_etl.scenarios import SCENARIOS
+    from aps_etl.transforms import transform_key
+    from aps_etl.warehouse.assets import load_key
+
+    doc = _metrics_doc()
+    graph = defs.resolve_asset_graph()
+    for scenario in SCENARIOS:
+        for table in scenario.outputs:
+            assert dict(table.docs) == doc[table.name], table.name
+            for key in (
+                transform_key(scenario.namespace, table.name),
+                load_key(scenario.namespace, table.name),
+            ):
+                schema = graph.get(key).metadata["dagster/column_schema"]
+                assert [c.name for c in schema.columns] == table.column_names, key
+                assert all(c.description for c in schema.columns), key
+                assert f"primary key ({', '.join(table.grain)})" in schema.constraints.other
+                by_name = {c.name: c for c in schema.columns}
+                for column in table.columns:
+                    assert by_name[column.name].type == column.pg_type
+                    assert by_name[column.name].constraints.nullable is column.nullable
+    wip = graph.get(transform_key("aps_input", "aps_input_wip")).metadata["dagster/column_schema"]
+    wip_lots = next(c for c in wip.columns if c.name == "wip_lots")
+    assert wip_lots.constraints.other == [">= 1"]
+    assert wip_lots.description.startswith("number of lots in WAIT or RUN")

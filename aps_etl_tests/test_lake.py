@@ -62,6 +62,27 @@ def metadata_of(result, asset: str) -> dict:
     return {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
 
 
+DECLARED = dg.TableSchema(columns=[dg.TableColumn("n", "bigint", description="rows")])
+
+
+@dg.asset(
+    partitions_def=DAILY,
+    metadata={**TRANSFORM.as_metadata(), "dagster/column_schema": DECLARED},
+)
+def declared_summary(context: dg.AssetExecutionContext, things: pl.LazyFrame) -> pl.LazyFrame:
+    day = dt.date.fromisoformat(context.partition_key)
+    return things.select(n=pl.len()).with_columns(base_date=pl.lit(day))
+
+
+def test_a_declared_column_schema_is_not_replaced_by_the_parquet_one(tmp_path: Path) -> None:
+    """The UI keeps showing a declared output's descriptions after it ran."""
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    result = materialize(lake, [things, declared_summary], "2026-11-25", rows=10)
+    assert result.success
+    assert "dagster/column_schema" not in metadata_of(result, "declared_summary")
+    assert "dagster/column_schema" in metadata_of(result, "things")  # undeclared: the Parquet's
+
+
 def test_hive_layout_and_metadata(lake: LakeResource) -> None:
     result = materialize(lake, [things, summary], "2026-11-25", rows=12_345)
     assert result.success

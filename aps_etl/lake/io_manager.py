@@ -121,7 +121,10 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
                 )
             )
             schemas.append(part)
-        metadata = self._metadata(schemas[0] if schemas else None, written)
+        # A declared output shows its column schema from the definition (descriptions,
+        # constraints); the Parquet's own is for the extracts, which declare none there.
+        declared = "dagster/column_schema" in (context.definition_metadata or {})
+        metadata = self._metadata(None if declared or not schemas else schemas[0], written)
         if kept:
             metadata["snapshot_versions"] = dg.MetadataValue.json(
                 {s.partition: s.version for s in kept}

@@ -15,7 +15,7 @@ from aps_etl.transforms import transform_key, transform_table
 from aps_etl.validation import gate_key
 from aps_etl.warehouse.leftovers import run_aware, run_status_in
 from aps_etl.warehouse.loaders import LoadReport, TargetLoader
-from aps_etl.warehouse.target import PermanentLoadError
+from aps_etl.warehouse.target import TARGET_SCHEMA, PermanentLoadError
 
 
 def load_key(job_name: str, name: str) -> dg.AssetKey:
@@ -41,6 +41,10 @@ def build_load_assets(
             key,
             deps=[transform_key(job, output.name), gate_key(run_name)],
             description=f"{output.name} loaded into the target PostgreSQL, a partition at a time.",
+            metadata={
+                "dagster/table_name": f"{TARGET_SCHEMA}.{output.name}",
+                "dagster/column_schema": output.table_schema(),
+            },
             group_name=f"{job}_load",
             kinds={"trino", "postgres"},
         )

@@ -14,7 +14,11 @@ from aps_etl.domains.aps_input.assets import NAMESPACE as EXTRACT_NAMESPACE
 from aps_etl.partitions import DAILY, backfill_policy, one_or_many, per_partition
 from aps_etl.scenarios import DAILY_RUN, Scenario
 from aps_etl.sources.assets import extract_key
-from aps_etl.transforms import build_transform_asset, transform_key, transform_table
+from aps_etl.transforms import (
+    build_transform_asset,
+    output_metadata,
+    transform_key,
+)
 from aps_etl.validation import check_specs, checked
 
 NAMESPACE = "aps_balance"
@@ -41,10 +45,7 @@ MONITOR_KEY = transform_key(NAMESPACE, APS_BALANCE_MONITOR.name)
     partitions_def=DAILY,
     backfill_policy=backfill_policy(DAILY),
     check_specs=check_specs(APS_BALANCE_MONITOR, MONITOR_KEY, DAILY),
-    metadata={
-        **transform_table(APS_BALANCE_MONITOR, NAMESPACE).as_metadata(),
-        "grain": ", ".join(APS_BALANCE_MONITOR.grain),
-    },
+    metadata=output_metadata(APS_BALANCE_MONITOR, NAMESPACE),
     description="Load vs capacity per equipment of each parallel group, its deviation from "
     "the group's mean and the flag where it exceeds the threshold.",
     group_name=NAMESPACE,

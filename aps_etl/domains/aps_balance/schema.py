@@ -26,6 +26,37 @@ def _share(name: str) -> Column:
 
 APS_BALANCE_MONITOR = OutputTable(
     name="aps_balance_monitor",
+    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    docs={
+        "eqp_group_id": "the group",
+        "out_qty": (
+            "good pieces of the passes tracked out on the tool during D, **rework included**, all"
+            " lots; 0 if none (pieces)"
+        ),
+        "available_h": (
+            "24 − hours of **DOWN and PM** during D (overlap; open intervals to the end of D). "
+            "IDLE and RUN are available time (hours)"
+        ),
+        "capacity_qty": (
+            "capacity_per_hour × available_h: what the tool could have made in its available time"
+            " (a decimal number) (pieces)"
+        ),
+        "load_ratio": (
+            "out_qty / capacity_qty: how much of its capacity the tool used; may exceed 1 if the "
+            "nominal capacity is conservative; **null when capacity_qty is 0** (tool down all "
+            "day, or capacity 0) (ratio)"
+        ),
+        "group_mean_ratio": "mean of the group's non-null load_ratio; null if all are null (ratio)",
+        "deviation": (
+            "load_ratio − group_mean_ratio, in ratio points (0.25 = 25 points above the group); "
+            "null when load_ratio is null (ratio)"
+        ),
+        "threshold": "the configured threshold (default 0.20) (ratio)",
+        "flagged": (
+            "abs(deviation) > threshold, strictly: flags tools both over and under the group's "
+            "mean; false when load_ratio is null (true/false)"
+        ),
+    },
     grain=("base_date", "equipment_id"),
     columns=(
         BASE_DATE,
@@ -52,6 +83,22 @@ APS_BALANCE_MONITOR = OutputTable(
 
 APS_INPUT_BALANCE_CORRECTION = OutputTable(
     name="aps_input_balance_correction",
+    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    docs={
+        "eqp_group_id": "the group",
+        "capacity_share": (
+            "capacity_qty / the group's total capacity_qty: the tool's fair share; null when the "
+            "group's capacity is 0 (ratio 0–1)"
+        ),
+        "actual_share": (
+            "out_qty / the group's total out_qty: the share it actually got; null when the group "
+            "produced nothing (ratio 0–1)"
+        ),
+        "share_correction": (
+            "capacity_share − actual_share: **positive = the tool got less than its fair share** "
+            "(load it more), negative = it got more; null when either share is null (ratio −1…1)"
+        ),
+    },
     grain=("base_date", "equipment_id"),
     columns=(
         BASE_DATE,

@@ -16,6 +16,17 @@ BASE_DATE = Column("base_date", pl.Date())
 
 APS_INPUT_WIP = OutputTable(
     name="aps_input_wip",
+    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    docs={
+        "base_date": "the day and the lots' current product and step",
+        "product_id": "the day and the lots' current product and step",
+        "step_id": "the day and the lots' current product and step",
+        "process_id": "the process of that step (from the product's route)",
+        "wip_lots": "number of lots in WAIT or RUN at that step (≥ 1: no row without a lot) (lots)",
+        "wip_qty": "their pieces (each lot's quantity at the end of D) (pieces)",
+        "run_lots": "of those, the lots being processed (RUN) (lots)",
+        "run_qty": "their pieces (pieces)",
+    },
     grain=("base_date", "product_id", "step_id"),
     columns=(
         BASE_DATE,
@@ -33,6 +44,29 @@ APS_INPUT_WIP = OutputTable(
 
 APS_INPUT_CYCLE_TIME = OutputTable(
     name="aps_input_cycle_time",
+    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    docs={
+        "process_id": "the process recorded on the passes",
+        "passes": "number of passes counted (≥ 1) (passes)",
+        "in_qty": "pieces that entered those passes (pieces)",
+        "out_qty": "good pieces that left them (pieces)",
+        "scrap_qty": "pieces scrapped in them; `in_qty = out_qty + scrap_qty` (pieces)",
+        "ct_avg_min": (
+            "mean of (track-out − track-in) over the passes: time on the tool, queue time "
+            "excluded (minutes)"
+        ),
+        "ct_p50_min": (
+            "median and 90th percentile of the same durations (interpolated, §1) (minutes)"
+        ),
+        "ct_p90_min": (
+            "median and 90th percentile of the same durations (interpolated, §1) (minutes)"
+        ),
+        "std_cycle_min": "the step's standard cycle time from the route (minutes)",
+        "ct_ratio": (
+            "ct_avg_min / std_cycle_min: 1 = on standard, 1.2 = 20 % slower, 0.9 = 10 % faster "
+            "(ratio)"
+        ),
+    },
     grain=("base_date", "product_id", "step_id"),
     columns=(
         BASE_DATE,
@@ -62,6 +96,17 @@ APS_INPUT_CYCLE_TIME = OutputTable(
 
 APS_INPUT_LEAD_TIME = OutputTable(
     name="aps_input_lead_time",
+    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    docs={
+        "completed_lots": "lots completed on D (≥ 1) (lots)",
+        "completed_qty": "their pieces at completion (the quantity on the COMPLETE event) (pieces)",
+        "lt_avg_h": (
+            "mean of (COMPLETE time − CREATE time): calendar time from lot start to finish, "
+            "including queue, hold (on earlier days) and rework time (hours)"
+        ),
+        "lt_p50_h": "median and 90th percentile of the same (interpolated) (hours)",
+        "lt_p90_h": "median and 90th percentile of the same (interpolated) (hours)",
+    },
     grain=("base_date", "product_id"),
     columns=(
         BASE_DATE,

@@ -36,7 +36,7 @@ from aps_etl.sources.mes import (
     PRODUCT,
     ROUTE_STEP,
 )
-from aps_etl.transforms import transform_key, transform_table
+from aps_etl.transforms import output_metadata, transform_key
 from aps_etl.validation import check_specs, checked
 
 NAMESPACE = "aps_kpi"
@@ -49,10 +49,7 @@ PLANS = (PLAN_PRODUCTION, PLAN_EQUIPMENT)
     outs={
         table.name: dg.AssetOut(
             key=transform_key(NAMESPACE, table.name),
-            metadata={
-                **transform_table(table, NAMESPACE).as_metadata(),
-                "grain": ", ".join(table.grain),
-            },
+            metadata=output_metadata(table, NAMESPACE),
             kinds={"duckdb", "parquet"},
         )
         for table in OUTPUTS

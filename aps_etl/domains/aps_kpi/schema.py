@@ -42,6 +42,23 @@ def _null_without_plan(planned: str) -> RowRule:
 
 APS_KPI_PLAN_VS_ACTUAL = OutputTable(
     name="aps_kpi_plan_vs_actual",
+    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    docs={
+        "plan_run_id": "the plan in force (null if none)",
+        "planned_qty": (
+            "planned for D; 0 if the plan in force does not plan this key on D; null if no plan "
+            "is in force (pieces)"
+        ),
+        "actual_qty": "produced on D; 0 if nothing was produced (pieces)",
+        "deviation_qty": (
+            "actual_qty − planned_qty: negative = behind plan, positive = ahead; null without a "
+            "plan (pieces)"
+        ),
+        "attainment": (
+            "actual_qty / planned_qty: 1.0 = on plan, 0.8 = 80 %, may exceed 1; null when "
+            "planned_qty is 0 or null (ratio)"
+        ),
+    },
     grain=("base_date", "product_id", "step_id"),
     columns=(
         BASE_DATE,
@@ -74,6 +91,23 @@ APS_KPI_PLAN_VS_ACTUAL = OutputTable(
 
 APS_KPI_EQUIPMENT_UTIL = OutputTable(
     name="aps_kpi_equipment_util",
+    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    docs={
+        "plan_run_id": "the plan in force (null if none)",
+        "eqp_group_id": "the tool's group",
+        "planned_util": (
+            "planned_load_min / 1440 for D in the plan in force; 0 if the plan has no row for the"
+            " tool on D; null if no plan is in force (ratio 0–1)"
+        ),
+        "actual_util": (
+            "minutes in **RUN** during W(D) / 1440 (interval overlap, open intervals to the end "
+            "of D) (ratio 0–1)"
+        ),
+        "util_gap": (
+            "actual_util − planned_util: positive = the tool ran more than planned; null without "
+            "a plan (ratio −1…1)"
+        ),
+    },
     grain=("base_date", "equipment_id"),
     columns=(
         BASE_DATE,
@@ -97,6 +131,23 @@ APS_KPI_EQUIPMENT_UTIL = OutputTable(
 
 APS_KPI_BOTTLENECK = OutputTable(
     name="aps_kpi_bottleneck",
+    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    docs={
+        "process_id": "the process of the group",
+        "equipment_count": "active members (tools)",
+        "avg_actual_util": (
+            "mean actual_util of the active members (each member weighs the same) (ratio 0–1)"
+        ),
+        "waiting_wip_qty": (
+            "pieces of lots in **WAIT** at the end of D at the steps this group serves: the queue"
+            " in front of the group; 0 if none (pieces)"
+        ),
+        "util_rank": (
+            "rank by avg_actual_util, highest first; ties: more waiting pieces first; still tied:"
+            " group id alphabetical (1, 2, …)"
+        ),
+        "is_bottleneck": "true for util_rank = 1: exactly one group per day (true/false)",
+    },
     grain=("base_date", "eqp_group_id"),
     columns=(
         BASE_DATE,

@@ -15,7 +15,7 @@ from aps_etl.sources.assets import build_extract_assets, extract_key, extract_ta
 from aps_etl.sources.database import SourceDatabase
 from aps_etl.sources.extraction import ensure_extract
 from aps_etl.sources.mes import PLAN_PRODUCTION, PLAN_SOURCES
-from aps_etl.transforms import transform_key, transform_table
+from aps_etl.transforms import output_metadata, transform_key
 from aps_etl.validation import check_specs, checked
 
 NAMESPACE = "aps_plan"
@@ -35,10 +35,7 @@ def _snapshot_asset(output, source_name: str, logic_fn) -> dg.AssetsDefinition:
             "plan_run": dg.AssetIn(key=extract_key(NAMESPACE, "plan_run")),
         },
         partitions_def=PLAN_RUNS,
-        metadata={
-            **transform_table(output, NAMESPACE).as_metadata(),
-            "grain": ", ".join(output.grain),
-        },
+        metadata=output_metadata(output, NAMESPACE),
         description=f"All {source_name} rows of the plan run plus its base_date "
         "(type and range checks only).",
         group_name=NAMESPACE,
@@ -67,10 +64,7 @@ DIFF_KEY = transform_key(NAMESPACE, APS_PLAN_DIFF.name)
         "plan_run": dg.AssetIn(key=extract_key(NAMESPACE, "plan_run")),
     },
     partitions_def=PLAN_RUNS,
-    metadata={
-        **transform_table(APS_PLAN_DIFF, NAMESPACE).as_metadata(),
-        "grain": ", ".join(APS_PLAN_DIFF.grain),
-    },
+    metadata=output_metadata(APS_PLAN_DIFF, NAMESPACE),
     description="What changed against the previous COMPLETED run: ADDED, REMOVED and "
     "CHANGED plan_production keys on the plan dates both runs cover.",
     group_name=NAMESPACE,

@@ -35,6 +35,16 @@ PLAN_DATE = _key("plan_date", pl.Date())
 
 APS_PLAN_PRODUCTION = OutputTable(
     name="aps_plan_production",
+    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    docs={
+        "run_id": "the plan run",
+        "base_date": "the run's base date (first planned day) (date)",
+        "plan_date": "the day the quantity is planned for (date)",
+        "product_id": "what is planned, where",
+        "step_id": "what is planned, where",
+        "process_id": "what is planned, where",
+        "planned_qty": "pieces planned for that step on that day (pieces)",
+    },
     grain=("run_id", "plan_date", "product_id", "step_id"),
     columns=(
         RUN_ID,
@@ -50,6 +60,15 @@ APS_PLAN_PRODUCTION = OutputTable(
 
 APS_PLAN_EQUIPMENT = OutputTable(
     name="aps_plan_equipment",
+    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    docs={
+        "run_id": "as above",
+        "base_date": "as above",
+        "plan_date": "as above",
+        "equipment_id": "the tool",
+        "planned_qty": "pieces planned on the tool that day (pieces)",
+        "planned_load_min": "minutes of the day the plan loads the tool (0 … 1440) (minutes)",
+    },
     grain=("run_id", "plan_date", "equipment_id"),
     columns=(
         RUN_ID,
@@ -67,6 +86,20 @@ _prev, _new = pl.col("prev_qty"), pl.col("new_qty")
 
 APS_PLAN_DIFF = OutputTable(
     name="aps_plan_diff",
+    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    docs={
+        "run_id": "this run and the key",
+        "plan_date": "this run and the key",
+        "product_id": "this run and the key",
+        "step_id": "this run and the key",
+        "prev_run_id": "the previous run",
+        "change_type": (
+            "`ADDED`: the key is only in this run; `REMOVED`: only in the previous run; "
+            "`CHANGED`: in both, with a different quantity"
+        ),
+        "prev_qty": "planned_qty in the previous run; null for ADDED (pieces)",
+        "new_qty": "planned_qty in this run; null for REMOVED (pieces)",
+    },
     grain=("run_id", "plan_date", "product_id", "step_id"),
     columns=(
         RUN_ID,
