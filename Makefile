@@ -1,5 +1,5 @@
 # The two entry points of the README. Both bootstrap .venv from requirements.lock first.
-.PHONY: run test lint lock bench
+.PHONY: run test unit lint lock bench
 
 # The main job on the embedded default: no services to install.
 run:
@@ -14,6 +14,14 @@ test:
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
 	@.venv/bin/pytest
+
+# The fast tier: every test that needs no dev stack, no fault injection and no Debian
+# package (pure logic, definitions, the embedded default, the local lake); no services.
+unit:
+	@scripts/bootstrap
+	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
+	@.venv/bin/pytest -m "not stack and not faults and not tools" -p no:cacheprovider
 
 # The benchmark suite (benchmarks/): our job at 1M and 10M source rows, stage by stage,
 # side by side with pandas, dlt and the ADBC floor on the same data. Writes

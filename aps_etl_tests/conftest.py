@@ -53,3 +53,11 @@ def slack():
     stand_in.server.shutdown()
     stand_in.server.server_close()
     thread.join()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the dev stack (directly or through a fixture) is marked `stack`,
+    whether or not it says so: `make unit` (-m "not stack ...") can trust the marker."""
+    for item in items:
+        if "stack_settings" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stack)

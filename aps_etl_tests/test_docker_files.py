@@ -37,6 +37,7 @@ def _filled_env(tmp_path: Path) -> Path:
     return env_file
 
 
+@pytest.mark.tools
 def test_compose_file_resolves_with_every_service(tmp_path: Path) -> None:
     result = _compose_config(_filled_env(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -59,6 +60,7 @@ def test_compose_file_resolves_with_every_service(tmp_path: Path) -> None:
             assert host_ip == "127.0.0.1", port
 
 
+@pytest.mark.tools
 def test_compose_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
     env_file = _filled_env(tmp_path)
     kept = [

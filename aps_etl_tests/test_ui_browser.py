@@ -37,6 +37,9 @@ from aps_etl.settings import resources_for
 from aps_etl.validation import CHECKS
 from aps_etl_tests.pipeline_harness import step_failures
 
+# Chromium comes from Debian's packages (scripts/test-tools): not in `make unit`.
+pytestmark = pytest.mark.tools
+
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / ".screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
