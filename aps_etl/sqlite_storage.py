@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +39,9 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         # before super().__init__: it may open the index shard already
         self._engines: OrderedDict[str, sa.engine.Engine] = OrderedDict()
         self._engines_lock = threading.Lock()
+        # closed before the interpreter tears the sqlite3 connections down under the pool
+        # (which would print "Cannot operate on a closed database" from a process's exit)
+        weakref.finalize(self, _dispose_all, self._engines)
         super().__init__(base_dir, inst_data=inst_data)
 
     @classmethod
@@ -75,7 +79,8 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 yield conn
 
     def _dispose_engines(self) -> None:
-        with self._engines_lock:
+        # under _db_lock: no other thread is inside _connect with one of these connections
+        with self._db_lock, self._engines_lock:
             while self._engines:
                 self._engines.popitem()[1].dispose()
 
@@ -86,6 +91,11 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def dispose(self) -> None:
         super().dispose()
         self._dispose_engines()
+
+
+def _dispose_all(engines: OrderedDict[str, sa.engine.Engine]) -> None:
+    while engines:
+        engines.popitem()[1].dispose()
 
 
 def _wal_normal_sync(dbapi_connection: Any, _record: Any) -> None:

@@ -38,7 +38,7 @@ def summary(context: dg.AssetExecutionContext, things: pl.LazyFrame) -> pl.LazyF
     return things.select(n=pl.len(), total=pl.col("i").sum()).with_columns(base_date=pl.lit(day))
 
 
-@pytest.fixture(params=["local", "minio"])
+@pytest.fixture(params=["local", pytest.param("minio", marks=pytest.mark.stack)])
 def lake(request: pytest.FixtureRequest, tmp_path: Path) -> LakeResource:
     if request.param == "local":
         return LakeResource(root=str(tmp_path / "lake"))
