@@ -78,6 +78,11 @@ def build_transform_asset(
                 kwargs["day"] = parse_partition_key(partition)
             if "partition_key" in wanted:
                 kwargs["partition_key"] = partition
+            # Collected here, not sunk by the IO manager: the blocking checks validate the
+            # rows before anything is published and report failures with counts and sample
+            # rows from this step, which an IO manager cannot emit. The plan runs once
+            # either way, and the outputs are aggregates (thousands of rows at a 1M-row
+            # day); sinking then reading the file back to validate it only adds the read.
             results[partition] = logic(**kwargs).collect()
         checks = yield from checked(context, output, results, key)
         yield dg.Output(

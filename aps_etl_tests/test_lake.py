@@ -6,8 +6,10 @@ import datetime as dt
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -342,3 +344,38 @@ def test_a_long_chain_or_a_big_change_is_written_whole(
     # legacy snapshots (no fingerprint) never take a delta
     legacy = dataclasses.replace(base, fingerprint=None)
     assert not snapshots.delta_allowed(lake, EXTRACT, legacy, 1)
+
+
+def test_inputs_load_as_annotated_and_outputs_carry_dagster_polars_metadata(
+    tmp_path: Path,
+) -> None:
+    """dagster-polars' typed loading is kept: `pl.DataFrame` is collected, an unannotated
+    input stays a LazyFrame (ours: dagster-polars would collect it), the `columns` input
+    metadata selects columns; a DataFrame output gets its sample rows and stats."""
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    seen: dict[str, Any] = {}
+
+    def one(name: str, ins: dict) -> Callable:
+        table = dataclasses.replace(TRANSFORM, table=name)
+        return dg.asset(name=name, partitions_def=DAILY, metadata=table.as_metadata(), ins=ins)
+
+    @one("eager", {"things": dg.AssetIn("things")})
+    def eager(context: dg.AssetExecutionContext, things: pl.DataFrame) -> pl.DataFrame:
+        seen["eager"] = type(things)
+        day = dt.date.fromisoformat(context.partition_key)
+        return things.select(n=pl.len()).with_columns(base_date=pl.lit(day))
+
+    @one("lazy", {"things": dg.AssetIn("things")})
+    def lazy(context: dg.AssetExecutionContext, things) -> None:  # noqa: ANN001
+        seen["lazy"] = type(things)
+
+    @one("narrow", {"things": dg.AssetIn("things", metadata={"columns": ["i"]})})
+    def narrow(context: dg.AssetExecutionContext, things: pl.LazyFrame) -> None:
+        seen["narrow"] = things.collect_schema().names()
+
+    result = materialize(lake, [things, eager, lazy, narrow], "2026-11-23", rows=7)
+    assert result.success
+    assert seen == {"eager": pl.DataFrame, "lazy": pl.LazyFrame, "narrow": ["i"]}
+    meta = metadata_of(result, "eager")
+    assert meta["dagster/partition_row_count"] == meta["row_count"] == 1
+    assert {"table", "stats", "dagster/column_schema"} <= set(meta)

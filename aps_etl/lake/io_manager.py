@@ -1,28 +1,36 @@
 """Dagster IO manager that keeps Polars frames as Hive-partitioned Parquet in the lake.
 
-Built on dagster's UPathIOManager as dagster-polars builds on it, and past its limits:
-- Hive-style folders (see layout.py) instead of `<asset>/<partition>.parquet`;
-- LazyFrames are streamed to Parquet, and the row count is read back from the file
-  footer, so every output records `row_count` even when it was never collected;
-- versioned write-once snapshots for extracts (snapshots.py: the extract step publishes
-  them and returns the Snapshot; readers get the newest version), atomic publication for
-  everything (atomic.py);
-- one output spanning several partitions (a single-run backfill) is written per partition,
-  from a {partition key: frame} mapping or split by the table's partition column, instead
-  of refused.
-Inputs load as LazyFrames (a {partition key: LazyFrame} mapping for several partitions):
-nothing is read until the consumer collects.
+dagster-polars' `BasePolarsUPathIOManager` with its hooks filled for our lake:
+- `_get_paths_for_partitions`: Hive-style folders (layout.py) instead of
+  `<asset>/<partition>.parquet`;
+- `write_df_to_path` / `sink_df_to_path`: atomic publication (atomic.py: a DataFrame is
+  written, a LazyFrame streamed, to a temporary file, then published in one step),
+  write-once for immutable tables, the lineage in the footer, the row count read back from
+  the footer (so a LazyFrame output records `row_count` without being collected);
+- `scan_df_from_path`: a transform partition is its file; an extract partition is its
+  newest versioned snapshot (snapshots.py: a delta version resolves to whole rows).
+Kept from dagster-polars: typed loading (an input annotated `pl.DataFrame` is collected, a
+`pl.LazyFrame` or unannotated one stays lazy, `dict[str, ...]` for several partitions),
+the `columns` input metadata, and its output metadata (schema; sample rows and stats of a
+DataFrame).
+
+Beyond it: one output spanning several partitions (a single-run backfill) is written per
+partition, from a {partition key: frame} mapping or split by the table's partition column,
+where UPathIOManager refuses it. Extract snapshots are published by the extract step itself
+(version, fingerprint, conflict between racing writers) and reported with
+`dg.MaterializeResult(metadata=snapshot_metadata(...))`: this manager only reads them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import dagster as dg
 import polars as pl
-from dagster import UPathIOManager
+from dagster_polars import BasePolarsUPathIOManager
+from dagster_polars.io_managers.type_routers import TypeRouter
 from pydantic import PrivateAttr
 
 from aps_etl.calendar import parse_partition_key
@@ -46,11 +54,17 @@ def lake_table_of(context: dg.InputContext | dg.OutputContext) -> LakeTable:
     return LakeTable.from_metadata(metadata or {}, context.asset_key.to_user_string())
 
 
-class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
+class LakeIOManager(BasePolarsUPathIOManager):
     """Persists Polars frames to `<root>/<stage>/job_name=<job>/<dim>=<key>/<table>/`."""
 
     lake: LakeResource
-    _base_path = PrivateAttr()
+    extension: ClassVar[str | None] = ".parquet"
+    # {path: (table, partition key)} of the paths this manager handed out: the hooks
+    # below get a path and need the table and partition it stands for.
+    _located: dict[str, tuple[LakeTable, str]] = PrivateAttr(default_factory=dict)
+    # {lake uri: footer metadata} of the outputs being written, {lake uri: file} written.
+    _footers: dict[str, dict[str, str] | None] = PrivateAttr(default_factory=dict)
+    _written: dict[str, WrittenFile] = PrivateAttr(default_factory=dict)
     # {step key: {partition: lineage}} of what each step's inputs were read from: the
     # step's outputs carry it in their footers (lineage.py).
     _reads: dict[str, dict[str, lineages.Lineage]] = PrivateAttr(default_factory=dict)
@@ -58,26 +72,14 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._base_path = self.lake.upath()
 
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        return self.lake.fsspec_options()
+
     # UPathIOManager's path hook: our layout comes from the table, not the asset key.
     def _get_paths_for_partitions(
         self, context: dg.InputContext | dg.OutputContext
     ) -> dict[str, UPath]:
-        table = lake_table_of(context)
-        return {
-            key: self.lake.upath(*table.file_parts(key)) for key in context.asset_partition_keys
-        }
-
-    def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
-        raise NotImplementedError("handle_output writes through write_parquet")
-
-    def load_from_path(self, context: dg.InputContext, path: UPath) -> pl.LazyFrame:
-        return self._scan([str(path)], context)
-
-    # ---- output -----------------------------------------------------------------------
-
-    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
-        if obj is None:
-            return
         table = lake_table_of(context)
         keys = context.asset_partition_keys if context.has_asset_partitions else []
         if not keys:
@@ -85,6 +87,77 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
                 f"lake table {table.table} is partitioned by {table.partition_name}; "
                 f"asset {context.asset_key.to_user_string()} has no partition"
             )
+        paths = {key: self.lake.upath(*table.file_parts(key)) for key in keys}
+        for key, path in paths.items():
+            self._located[str(path)] = (table, key)
+        return paths
+
+    def _get_path(self, context: dg.InputContext | dg.OutputContext) -> UPath:
+        # every lake table is partitioned: an unpartitioned asset gets the error above
+        return next(iter(self._get_paths_for_partitions(context).values()))
+
+    def _locate(self, path: UPath) -> tuple[str, LakeTable, str]:
+        table, key = self._located[str(path)]
+        return self.lake.uri(*table.file_parts(key)), table, key
+
+    def type_router_is_eager(self, type_router: TypeRouter) -> bool:
+        # dagster-polars collects an unannotated (Any) input; the lake hands it over lazy,
+        # so a transform reads only the columns and rows its plan needs.
+        if type_router.is_base_type and type_router.typing_type in (Any, type(None), None):
+            return False
+        return super().type_router_is_eager(type_router)
+
+    # ---- dagster-polars' storage hooks ------------------------------------------------
+
+    def write_df_to_path(self, context: dg.OutputContext, df: pl.DataFrame, path: UPath) -> None:
+        self._publish(df, path)
+
+    def sink_df_to_path(self, context: dg.OutputContext, df: pl.LazyFrame, path: UPath) -> None:
+        self._publish(df, path)  # streamed: never collected whole
+
+    def _publish(self, frame: pl.DataFrame | pl.LazyFrame, path: UPath) -> None:
+        uri, table, key = self._locate(path)
+        self._written[uri] = write_parquet(
+            self.lake,
+            table.file_parts(key),
+            frame,
+            immutable=table.immutable,
+            metadata=self._footers.get(uri),
+        )
+
+    def scan_df_from_path(self, path: UPath, context: dg.InputContext) -> pl.LazyFrame:
+        uri, table, key = self._locate(path)
+        if table.immutable:
+            found = snapshots.newest(self.lake, table, key)
+            if found is None:
+                folder = self.lake.uri(*table.partition_parts(key))
+                raise FileNotFoundError(
+                    f"no snapshot of {table.table} in the lake for {key} ({folder}). "
+                    f"Materialize {context.asset_key.to_user_string()} for this partition first."
+                )
+            lineage = lineages.of_snapshot(table, found)
+            frame = snapshots.scan(self.lake, table, found)
+        else:
+            if not self.lake.fs.exists(uri):
+                raise FileNotFoundError(
+                    f"lake partition of {table.table} not found: {uri}. Materialize "
+                    f"{context.asset_key.to_user_string()} for this partition first."
+                )
+            lineage = lineages.read_file(self.lake, uri)[1]  # what it was computed from
+            frame = pl.scan_parquet(uri, storage_options=self.lake.polars_storage_options())
+        # what the step read, for the lineage of what it writes
+        reads = self._reads.setdefault(context.step_context.step.key, {})
+        reads.setdefault(key, {}).update(lineage)
+        return frame
+
+    # ---- output -----------------------------------------------------------------------
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        table = lake_table_of(context)
+        paths = self._get_paths_for_partitions(context)
+        keys = list(paths)
         if isinstance(obj, Mapping):
             if set(obj) != set(keys):
                 raise ValueError(
@@ -94,42 +167,28 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
             parts = {key: obj[key] for key in keys}
         else:
             parts = {key: self._slice(obj, table, key, len(keys)) for key in keys}
-        written: list[WrittenFile] = []
-        schemas: list[Any] = []
-        kept: list[Snapshot] = []
-        given = (context.output_metadata or {}).get(lineages.OUTPUT_METADATA_KEY)
-        given = getattr(given, "value", given) or {}
-        read = self._reads.get(context.step_key, {})
-        lineage_of = {key: {**read.get(key, {}), **given.get(key, {})} for key in parts}
-        for key, part in parts.items():
-            if isinstance(part, Snapshot):  # published by the extract step itself
-                written.append(WrittenFile(part.uri, part.rows, part.size_bytes))
-                kept.append(part)
-                continue
+        for part in parts.values():
             if not isinstance(part, pl.LazyFrame | pl.DataFrame):
                 raise TypeError(
                     f"{context.asset_key.to_user_string()} returned {type(part).__name__}; "
                     "the lake stores Polars DataFrames or LazyFrames"
                 )
-            written.append(
-                write_parquet(
-                    self.lake,
-                    table.file_parts(key),
-                    part,
-                    immutable=table.immutable,
-                    metadata=lineages.footer(lineage_of[key]) if lineage_of[key] else None,
-                )
-            )
-            schemas.append(part)
-        # A declared output shows its column schema from the definition (descriptions,
-        # constraints); the Parquet's own is for the extracts, which declare none there.
-        declared = "dagster/column_schema" in (context.definition_metadata or {})
-        metadata = self._metadata(None if declared or not schemas else schemas[0], written)
-        if kept:
-            metadata["snapshot_versions"] = dg.MetadataValue.json(
-                {s.partition: s.version for s in kept}
-            )
-        elif any(lineage_of.values()):
+        given = (context.output_metadata or {}).get(lineages.OUTPUT_METADATA_KEY)
+        given = getattr(given, "value", given) or {}
+        read = self._reads.get(context.step_key, {})
+        lineage_of = {key: {**read.get(key, {}), **given.get(key, {})} for key in parts}
+        written: list[WrittenFile] = []
+        for key, part in parts.items():
+            uri = self.lake.uri(*table.file_parts(key))
+            self._footers[uri] = lineages.footer(lineage_of[key]) if lineage_of[key] else None
+            try:
+                # dagster-polars: the output's annotation picks write (eager) or sink (lazy)
+                self.dump_to_path(context, part, paths[key])
+                written.append(self._written.pop(uri))
+            finally:
+                self._footers.pop(uri, None)
+        metadata = self._metadata(context, parts, written)
+        if any(lineage_of.values()):
             # which snapshot versions each partition was computed from
             metadata["snapshot_versions"] = dg.MetadataValue.json(
                 {
@@ -140,7 +199,7 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
         context.add_output_metadata(metadata)
 
     def _slice(self, frame: Any, table: LakeTable, key: str, n_keys: int) -> Any:
-        if n_keys == 1 or isinstance(frame, Snapshot):
+        if n_keys == 1:
             return frame
         if not table.partition_column:
             raise ValueError(
@@ -150,82 +209,57 @@ class LakeIOManager(dg.ConfigurableIOManager, UPathIOManager):
         value: Any = parse_partition_key(key) if table.partition_name == "date" else key
         return frame.filter(pl.col(table.partition_column) == value)
 
-    def _metadata(self, obj: Any, written: list[WrittenFile]) -> dict[str, Any]:
-        rows = sum(w.rows for w in written)
-        metadata: dict[str, Any] = {
-            "row_count": dg.MetadataValue.int(rows),
-            "dagster/row_count": dg.MetadataValue.int(rows),
-            "parquet_path": dg.MetadataValue.path(written[0].uri),
-            "size_bytes": dg.MetadataValue.int(sum(w.size_bytes for w in written)),
-        }
-        if len(written) > 1:
-            metadata["parquet_paths"] = dg.MetadataValue.json([w.uri for w in written])
-        schema = obj if isinstance(obj, pl.Schema) else None
-        if isinstance(obj, pl.LazyFrame | pl.DataFrame):
-            schema = obj.collect_schema()
-        if schema is not None:
-            metadata["dagster/column_schema"] = dg.TableSchema(
-                columns=[
-                    dg.TableColumn(name=name, type=str(dtype)) for name, dtype in schema.items()
-                ]
-            )
+    def _metadata(
+        self,
+        context: dg.OutputContext,
+        parts: Mapping[str, pl.DataFrame | pl.LazyFrame],
+        written: list[WrittenFile],
+    ) -> dict[str, Any]:
+        metadata: dict[str, Any] = {}
+        if len(parts) == 1:
+            # dagster-polars' own: the schema, and a DataFrame's sample rows and stats
+            metadata.update(self.get_metadata(context, next(iter(parts.values()))))
+        else:
+            metadata["dagster/column_schema"] = _schema(next(iter(parts.values())))
+        # A declared output shows its column schema from the definition (descriptions,
+        # constraints); the Parquet's own is for outputs that declare none.
+        if "dagster/column_schema" in (context.definition_metadata or {}):
+            metadata.pop("dagster/column_schema", None)
+        # Counted from the Parquet footers: true for LazyFrames too.
+        metadata.update(files_metadata(written))
         return metadata
 
-    # ---- input ------------------------------------------------------------------------
 
-    def load_input(self, context: dg.InputContext) -> pl.LazyFrame | dict[str, pl.LazyFrame]:
-        table = lake_table_of(context)
-        keys = context.asset_partition_keys if context.has_asset_partitions else []
-        if not keys:
-            raise ValueError(f"input {context.asset_key.to_user_string()} has no partition")
-        frames, lineage = (
-            self._snapshots(context, table, keys)
-            if table.immutable
-            else self._transforms(context, table, keys)
-        )
-        # what the step read, for the lineage of what it writes
-        reads = self._reads.setdefault(context.step_context.step.key, {})
-        for key, found in lineage.items():
-            reads.setdefault(key, {}).update(found)
-        return frames[keys[0]] if len(keys) == 1 else frames
+def _schema(frame: pl.DataFrame | pl.LazyFrame) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name=name, type=str(dtype))
+            for name, dtype in frame.collect_schema().items()
+        ]
+    )
 
-    def _snapshots(
-        self, context: dg.InputContext, table: LakeTable, keys: list[str]
-    ) -> tuple[dict[str, pl.LazyFrame], dict[str, lineages.Lineage]]:
-        """Each partition's newest snapshot version."""
-        found = {key: snapshots.newest(self.lake, table, key) for key in keys}
-        missing = [key for key, snapshot in found.items() if snapshot is None]
-        if missing:
-            folders = ", ".join(self.lake.uri(*table.partition_parts(k)) for k in missing)
-            raise FileNotFoundError(
-                f"no snapshot of {table.table} in the lake for {', '.join(missing)} "
-                f"({folders}). Materialize {context.asset_key.to_user_string()} for these "
-                "partitions first."
-            )
-        return (
-            {key: snapshots.scan(self.lake, table, snap) for key, snap in found.items() if snap},
-            {key: lineages.of_snapshot(table, snap) for key, snap in found.items() if snap},
-        )
 
-    def _transforms(
-        self, context: dg.InputContext, table: LakeTable, keys: list[str]
-    ) -> tuple[dict[str, pl.LazyFrame], dict[str, lineages.Lineage]]:
-        uris = {key: self.lake.uri(*table.file_parts(key)) for key in keys}
-        missing = [uri for uri in uris.values() if not self.lake.fs.exists(uri)]
-        if missing:
-            raise FileNotFoundError(
-                f"lake partition(s) of {table.table} not found: {', '.join(missing)}. "
-                f"Materialize {context.asset_key.to_user_string()} for these partitions first."
-            )
-        return (
-            {key: self._scan([uri], context) for key, uri in uris.items()},
-            # a transform's own lineage: what it was computed from
-            {key: lineages.read_file(self.lake, uri)[1] for key, uri in uris.items()},
-        )
+def files_metadata(written: list[WrittenFile]) -> dict[str, Any]:
+    """Row count, size and path(s) of what an output published."""
+    rows = sum(w.rows for w in written)
+    metadata: dict[str, Any] = {
+        "row_count": dg.MetadataValue.int(rows),
+        "dagster/row_count": dg.MetadataValue.int(rows),
+        "parquet_path": dg.MetadataValue.path(written[0].uri),
+        "size_bytes": dg.MetadataValue.int(sum(w.size_bytes for w in written)),
+    }
+    if len(written) > 1:
+        metadata["parquet_paths"] = dg.MetadataValue.json([w.uri for w in written])
+    return metadata
 
-    def _scan(self, uris: list[str], context: dg.InputContext) -> pl.LazyFrame:
-        del context
-        return pl.scan_parquet(uris, storage_options=self.lake.polars_storage_options())
+
+def snapshot_metadata(kept: Mapping[str, Snapshot]) -> dict[str, Any]:
+    """What an extract step reports for the snapshots it took or reused, per partition."""
+    metadata = files_metadata([WrittenFile(s.uri, s.rows, s.size_bytes) for s in kept.values()])
+    metadata["snapshot_versions"] = dg.MetadataValue.json(
+        {key: s.version for key, s in kept.items()}
+    )
+    return metadata
 
 
 def partition_date(context: dg.AssetExecutionContext) -> dt.date:

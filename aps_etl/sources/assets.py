@@ -15,7 +15,9 @@ import dagster as dg
 from pydantic import Field
 
 from aps_etl.lake import LakeResource, LakeTable
-from aps_etl.partitions import backfill_policy, one_or_many
+from aps_etl.lake.io_manager import snapshot_metadata
+from aps_etl.lake.snapshots import Snapshot
+from aps_etl.partitions import backfill_policy
 from aps_etl.retries import TRANSIENT_RETRY
 from aps_etl.sources.database import SourceDatabase, SourceError
 from aps_etl.sources.drift import check_drift
@@ -76,11 +78,11 @@ def _extract_one(
     run_id: str,
     accept_incomplete: bool,
     log: _Messages,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, Snapshot], dict[str, Any]]:
     """One spec's partitions, each snapshot written to the lake here, in the worker thread:
     the frame is freed as soon as it is written, whatever the other extracts are doing."""
     started = time.perf_counter()
-    parts: dict[str, Any] = {}
+    parts: dict[str, Snapshot] = {}
     metadata: dict[str, Any] = {"extract_mode": spec.mode, "source": source.describe()}
     actions: dict[str, str] = {}
     lineage: dict[str, Any] = {}
@@ -201,7 +203,11 @@ def build_extract_assets(
                 finally:
                     for level, line in logs[name].lines:
                         getattr(context.log, level)(line)
-                yield dg.Output(one_or_many(parts), output_name=name, metadata=metadata)
+                # published by the step itself (versioned, write-once): the IO manager
+                # only reads them back
+                yield dg.MaterializeResult(
+                    asset_key=key, metadata={**metadata, **snapshot_metadata(parts)}
+                )
                 yield from _source_checks(context, key, keys, None)
         if failures:
             message = "\n".join(f"extract {name}: {exc}" for name, exc in failures.items())
