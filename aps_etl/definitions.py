@@ -10,12 +10,14 @@ from aps_etl.orchestration.gates import gates, loads
 from aps_etl.orchestration.jobs import aps_daily, aps_daily_schedule, aps_plan_snapshot
 from aps_etl.orchestration.sensors import build_plan_run_sensor
 from aps_etl.orchestration.source_change_sensor import build_source_change_sensor
+from aps_etl.retries import retry_delay_s
 from aps_etl.scenarios import SCENARIOS
 from aps_etl.settings import resources_for
 
 
 def build_defs(resources: dict[str, Any] | None = None) -> dg.Definitions:
     """All definitions, with the resources of $APS_ENV unless others are given."""
+    retry_delay_s()  # a bad APS_RETRY_DELAY_S stops the code location, named, not a retry
     return dg.Definitions(
         # every registered scenario's extracts and transforms, then each run's gate and loads
         assets=[*(a for scenario in SCENARIOS for a in scenario.assets), *gates, *loads],

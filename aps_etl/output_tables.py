@@ -71,6 +71,8 @@ class OutputTable:
     columns: tuple[Column, ...]
     rules: tuple[RowRule, ...] = ()
     partition_column: str = "base_date"
+    # what the table holds, one line: the asset's description in the UI
+    description: str = ""
     # column -> what it means, in the planners' words (docs/metrics.md); keys without an
     # entry take KEY_DESCRIPTIONS'
     docs: Mapping[str, str] = field(default_factory=dict)

@@ -32,7 +32,12 @@ class Scenario:
 
     def __str__(self) -> str:
         tables = ", ".join(t.name for t in self.outputs)
-        return f"§{self.prd} {self.title} [{self.namespace}, in {self.run}]: {tables}"
+        keys = [k for a in self.assets for k in a.keys]
+        checks = sum(len(list(a.check_keys)) for a in self.assets)
+        return (
+            f"§{self.prd} {self.title} [{self.namespace}, in {self.run}]: outputs {tables}; "
+            f"{len(keys)} assets, {checks} checks"
+        )
 
 
 @cache

@@ -19,7 +19,8 @@ from dagster_duckdb import DuckDBResource
 
 from aps_etl.embedded import SOURCE_DB, TARGET_DB, local_home
 from aps_etl.lake import LakeIOManager, LakeResource
-from aps_etl.sources.database import PostgresConnection, SourceDatabase
+from aps_etl.postgres import PostgresConnection
+from aps_etl.sources.database import SourceDatabase
 from aps_etl.warehouse.loaders import TargetLoader
 from aps_etl.warehouse.trino import TrinoResource
 

@@ -41,6 +41,15 @@ def output_metadata(output: Any, namespace: str) -> dict[str, Any]:
     }
 
 
+# Parameters of a logic function that are not inputs: the partition it computes.
+PARTITION_PARAMETERS = ("day", "partition_key")
+
+
+def logic_inputs(logic: Callable[..., Any]) -> list[str]:
+    """The upstream tables a logic function reads: its parameters, by name."""
+    return [p for p in inspect.signature(logic).parameters if p not in PARTITION_PARAMETERS]
+
+
 def build_transform_asset(
     output: Any,
     job_name: str,

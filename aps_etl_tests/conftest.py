@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import os
+import threading
+import uuid
+import warnings
 
-# Retries provoked by the tests back off from 0.5 s instead of 5 s (read at import).
+import pytest
+
+from aps_etl.lake import LakeResource
+from aps_etl.stack_env import load_stack_env
+from aps_etl_tests.stand_ins import SlackStandIn
+
+# Retries provoked by the tests back off from 0.5 s instead of 5 s (read when a retry is
+# scheduled: aps_etl.retries).
 os.environ.setdefault("APS_RETRY_DELAY_S", "0.5")
-
-import threading  # noqa: E402
-import uuid  # noqa: E402
-import warnings  # noqa: E402
-
-import pytest  # noqa: E402
-
-from aps_etl.lake import LakeResource  # noqa: E402
-from aps_etl.stack_env import load_stack_env  # noqa: E402
-from aps_etl_tests.stand_ins import SlackStandIn  # noqa: E402
 
 # platformdirs warns about a missing XDG_RUNTIME_DIR on headless machines: noise.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")

@@ -11,7 +11,8 @@ import dagster as dg
 from aps_etl.calendar import parse_partition_key
 from aps_etl.lake import LakeResource
 from aps_etl.partitions import DAILY, PLAN_RUNS
-from aps_etl.sources.database import PostgresConnection, SourceDatabase
+from aps_etl.postgres import PostgresConnection
+from aps_etl.sources.database import SourceDatabase
 from aps_etl.warehouse.loaders import TargetLoader
 
 RECONCILE_DAYS_VAR = "APS_RECONCILE_DAYS"

@@ -37,7 +37,8 @@ from aps_etl.lake import snapshots
 from aps_etl.lake.layout import LakeTable
 from aps_etl.lake.snapshots import Snapshot
 from aps_etl.lake.storage import LakeResource
-from aps_etl.sources.database import PostgresConnection, SourceDatabase, SourceError
+from aps_etl.postgres import PostgresConnection
+from aps_etl.sources.database import SourceDatabase, SourceError
 from aps_etl.sources.fingerprint import Fingerprint, fingerprint_sql, from_row
 from aps_etl.sources.specs import ExtractSpec
 

@@ -24,7 +24,7 @@ from aps_etl.failpoints import failpoint
 from aps_etl.lake.layout import LakeTable
 from aps_etl.lake.lineage import read_file as read_lineage
 from aps_etl.lake.storage import LakeResource
-from aps_etl.sources.database import PostgresConnection
+from aps_etl.postgres import PostgresConnection
 from aps_etl.warehouse import target
 from aps_etl.warehouse.lake_catalog import TrinoLake
 from aps_etl.warehouse.leftovers import kill_orphan_queries, owner_alive, query_source

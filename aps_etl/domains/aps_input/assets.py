@@ -3,55 +3,33 @@
 from __future__ import annotations
 
 from aps_etl.domains.aps_input import logic
-from aps_etl.domains.aps_input.schema import (
-    APS_INPUT_CYCLE_TIME,
-    APS_INPUT_LEAD_TIME,
-    APS_INPUT_WIP,
-)
+from aps_etl.domains.aps_input.schema import OUTPUTS
 from aps_etl.partitions import DAILY
 from aps_etl.scenarios import DAILY_RUN, Scenario
 from aps_etl.sources.assets import build_extract_assets, extract_key
 from aps_etl.sources.mes import DAILY_SOURCES
-from aps_etl.transforms import build_transform_asset
+from aps_etl.transforms import build_transform_asset, logic_inputs
 
 NAMESPACE = "aps_input"
-OUTPUTS = (APS_INPUT_WIP, APS_INPUT_CYCLE_TIME, APS_INPUT_LEAD_TIME)
-
-
-def _inputs(*names: str) -> dict:
-    return {name: extract_key(NAMESPACE, name) for name in names}
-
 
 # Every daily source table: what the source-change sensor compares with the lake.
 DAILY_SPECS = DAILY_SOURCES
 
 extract_assets = build_extract_assets(DAILY_SOURCES, NAMESPACE, DAILY)
 
+# One transform per declared output: `logic.<table name>(**extracts, day)`, its inputs the
+# extracts its parameters name. A new output is its declaration (schema.py), its function
+# (logic.py) and its test: docs/adding-an-output-table.md.
 transform_assets = [
     build_transform_asset(
-        APS_INPUT_WIP,
+        output,
         NAMESPACE,
-        logic.aps_input_wip,
-        _inputs("lot_history", "product", "route_step"),
+        getattr(logic, output.name),
+        {name: extract_key(NAMESPACE, name) for name in logic_inputs(getattr(logic, output.name))},
         DAILY,
-        "WIP per product and step at the end of the business day (WAIT and RUN lots).",
-    ),
-    build_transform_asset(
-        APS_INPUT_CYCLE_TIME,
-        NAMESPACE,
-        logic.aps_input_cycle_time,
-        _inputs("process_result", "lot_history", "product", "route_step"),
-        DAILY,
-        "Cycle time per product and step from the day's first passes of normal lots.",
-    ),
-    build_transform_asset(
-        APS_INPUT_LEAD_TIME,
-        NAMESPACE,
-        logic.aps_input_lead_time,
-        _inputs("lot_history"),
-        DAILY,
-        "Lead time (create to complete) per product of the lots completed that day.",
-    ),
+        output.description,
+    )
+    for output in OUTPUTS
 ]
 
 

@@ -16,6 +16,7 @@ BASE_DATE = Column("base_date", pl.Date())
 
 APS_INPUT_WIP = OutputTable(
     name="aps_input_wip",
+    description="WIP per product and step at the end of the business day (WAIT and RUN lots).",
     # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
     docs={
         "base_date": "the day and the lots' current product and step",
@@ -44,6 +45,7 @@ APS_INPUT_WIP = OutputTable(
 
 APS_INPUT_CYCLE_TIME = OutputTable(
     name="aps_input_cycle_time",
+    description="Cycle time per product and step from the day's first passes of normal lots.",
     # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
     docs={
         "process_id": "the process recorded on the passes",
@@ -96,6 +98,7 @@ APS_INPUT_CYCLE_TIME = OutputTable(
 
 APS_INPUT_LEAD_TIME = OutputTable(
     name="aps_input_lead_time",
+    description="Lead time (create to complete) per product of the lots completed that day.",
     # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
     docs={
         "completed_lots": "lots completed on D (≥ 1) (lots)",
@@ -125,3 +128,8 @@ APS_INPUT_LEAD_TIME = OutputTable(
 TABLES: dict[str, OutputTable] = {
     t.name: t for t in (APS_INPUT_WIP, APS_INPUT_CYCLE_TIME, APS_INPUT_LEAD_TIME)
 }
+
+
+# Every output of the scenario, in load order. Each is computed by the logic.py function of
+# the same name, from the extracts its parameters name (assets.py).
+OUTPUTS = (APS_INPUT_WIP, APS_INPUT_CYCLE_TIME, APS_INPUT_LEAD_TIME)
