@@ -1,5 +1,5 @@
 # The two entry points of the README. Both bootstrap .venv from requirements.lock first.
-.PHONY: run test unit lint lock bench
+.PHONY: run test unit lint lock bench typecheck
 
 # The main job on the embedded default: no services to install.
 run:
@@ -13,6 +13,7 @@ test:
 	@infra/stack up
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
+	@$(MAKE) --no-print-directory typecheck
 	@.venv/bin/pytest
 
 # The fast tier: every test that needs no dev stack, no fault injection and no Debian
@@ -32,6 +33,10 @@ bench:
 	@scripts/bootstrap
 	@infra/stack up
 	@.venv/bin/pytest benchmarks -p no:cacheprovider $(BENCH_ARGS)
+
+# mypy over aps_etl/ (configuration: [tool.mypy] in pyproject.toml).
+typecheck:
+	@.venv/bin/mypy
 
 lint:
 	@.venv/bin/ruff check --fix .

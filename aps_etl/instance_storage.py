@@ -12,11 +12,14 @@ name them as `run_storage`, `event_log_storage` and `schedule_storage`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
+
+if TYPE_CHECKING:
+    from dagster_postgres.auth import PgTokenProvider
 
 # Connections older than this are replaced (a restarted server, an idle-session timeout).
 POOL_RECYCLE_S = 3600
@@ -29,6 +32,16 @@ class _Pooled:
     webserver replaces it."""
 
     _engine: Any
+
+    if TYPE_CHECKING:
+        # the constructor of the dagster-postgres storage each subclass also derives from
+        def __init__(
+            self,
+            postgres_url: str,
+            should_autocreate_tables: bool = True,
+            inst_data: ConfigurableClassData | None = None,
+            token_provider: PgTokenProvider | None = None,
+        ) -> None: ...
 
     def _pool(self) -> None:
         # statement_timeout 0: no limit, as without pooling (runs may wait on locks)

@@ -15,7 +15,8 @@ DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone=PLANT_TZ)
 
 # One partition per COMPLETED APS plan run, added by the plan_run sensor. The key is the
 # run_id, the same string as the lake's `run_id=` folder.
-PLAN_RUNS = dg.DynamicPartitionsDefinition(name="plan_run_id")
+PLAN_RUNS_NAME = "plan_run_id"
+PLAN_RUNS = dg.DynamicPartitionsDefinition(name=PLAN_RUNS_NAME)
 
 
 # BackfillPolicy is "beta" in Dagster 1.13 but is the documented way to single-run backfills.

@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import shutil
 from dataclasses import dataclass, field
+from typing import cast
 
 import dagster as dg
 
@@ -116,16 +117,18 @@ def stage_reports(
     seen: set[str] = set()
     for event in result.get_asset_materialization_events():
         # a range run records one materialization per partition with the run's totals
-        if event.asset_key.to_user_string() in seen:
+        asset = event.materialization.asset_key.to_user_string()
+        if asset in seen:
             continue
-        seen.add(event.asset_key.to_user_string())
+        seen.add(asset)
         metadata = event.materialization.metadata
         rows = metadata.get("row_count") or metadata.get("rows_loaded")
         path = metadata.get("parquet_path") or metadata.get("target_table")
         reports.append(
             StageReport(
-                asset=event.asset_key.to_user_string(),
-                rows=getattr(rows, "value", rows),
+                asset=asset,
+                # row_count / rows_loaded are MetadataValue.int: the value is an int
+                rows=cast("int | None", getattr(rows, "value", rows)),
                 path=str(getattr(path, "value", path)) if path is not None else None,
                 seconds=seconds.get(event.step_key or ""),
                 extra={"reused": "reused"}

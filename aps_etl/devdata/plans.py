@@ -137,7 +137,7 @@ def _production(
 
 
 def _equipment(
-    rng: np.random.Generator, factory: Factory, horizon: Horizon, runs: dict
+    rng: np.random.Generator, factory: Factory, horizon: Horizon, runs: Runs
 ) -> pa.Table:
     run, day = _run_dates(runs)
     eq = np.flatnonzero(factory.active)

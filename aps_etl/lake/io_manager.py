@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import polars as pl
@@ -58,7 +58,6 @@ class LakeIOManager(BasePolarsUPathIOManager):
     """Persists Polars frames to `<root>/<stage>/job_name=<job>/<dim>=<key>/<table>/`."""
 
     lake: LakeResource
-    extension: ClassVar[str | None] = ".parquet"
     # {path: (table, partition key)} of the paths this manager handed out: the hooks
     # below get a path and need the table and partition it stands for.
     _located: dict[str, tuple[LakeTable, str]] = PrivateAttr(default_factory=dict)

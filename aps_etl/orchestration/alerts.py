@@ -79,7 +79,7 @@ class AlertSettings(dg.ConfigurableResource):
         client = SlackResource(token=self.slack_token or "").get_client()
         client.base_url = self.slack_base_url or client.base_url  # another Slack API host
         client.timeout = SLACK_TIMEOUT_SECONDS
-        client.chat_postMessage(channel=self.slack_channel, text=_slack_escape(text))
+        client.chat_postMessage(channel=self.slack_channel or "", text=_slack_escape(text))
 
     def send_email(self, subject: str, body: str) -> None:
         message = EmailMessage()
@@ -87,7 +87,10 @@ class AlertSettings(dg.ConfigurableResource):
         message["To"] = ", ".join(self.email_to)
         message["Subject"] = subject
         message.set_content(body)
-        with smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=SMTP_TIMEOUT_SECONDS) as smtp:
+        # smtp_host is set when email is enabled; "" is smtplib's own default, as None was
+        with smtplib.SMTP(
+            self.smtp_host or "", self.smtp_port, timeout=SMTP_TIMEOUT_SECONDS
+        ) as smtp:
             if self.smtp_starttls:
                 smtp.starttls(context=ssl.create_default_context())
             if self.smtp_user:

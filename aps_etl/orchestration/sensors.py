@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 
 from aps_etl.orchestration.alerts import AlertSettings, alert_once_an_hour, clear_alert
-from aps_etl.partitions import PLAN_RUNS
+from aps_etl.partitions import PLAN_RUNS, PLAN_RUNS_NAME
 from aps_etl.sources.database import SourceDatabase, SourceError
 
 COMPLETED_RUNS_SQL = (
@@ -35,7 +35,7 @@ def build_plan_run_sensor(job: Any) -> dg.SensorDefinition:
             alert_once_an_hour(context.instance, "plan_run_sensor", alert_settings, error)
             raise SourceError(error) from None
         clear_alert(context.instance, "plan_run_sensor")
-        known = set(context.instance.get_dynamic_partitions(PLAN_RUNS.name))
+        known = set(context.instance.get_dynamic_partitions(PLAN_RUNS_NAME))
         new = [run_id for run_id in table.column("run_id").to_pylist() if run_id not in known]
         if not new:
             return dg.SkipReason("no new COMPLETED plan run")

@@ -10,7 +10,7 @@ import dagster as dg
 
 from aps_etl.calendar import parse_partition_key
 from aps_etl.lake import LakeResource
-from aps_etl.partitions import DAILY, PLAN_RUNS
+from aps_etl.partitions import DAILY, PLAN_RUNS_NAME
 from aps_etl.postgres import PostgresConnection
 from aps_etl.sources.database import SourceDatabase
 from aps_etl.warehouse.loaders import TargetLoader
@@ -97,7 +97,7 @@ def source_change_requests(
             log.info(f"{day}: newest snapshots of {names} differ from the source or the load")
         requests.append(_request("aps_daily", "source-change", day, states))
     # Plan runs of the window: immutable by contract, so a change is an error to alert on.
-    known = set(instance.get_dynamic_partitions(PLAN_RUNS.name))
+    known = set(instance.get_dynamic_partitions(PLAN_RUNS_NAME))
     run_ids = [r for r in recent_plan_runs(source, days[0]) if r in known] if days else []
     plan_specs = (PLAN_PRODUCTION, PLAN_EQUIPMENT)
     plan_tables = {s.name: extract_table(s, PLAN_NAMESPACE, "run_id") for s in plan_specs}

@@ -212,16 +212,16 @@ def build_extract_assets(
         if failures:
             message = "\n".join(f"extract {name}: {exc}" for name, exc in failures.items())
             refused = {n: e for n, e in failures.items() if isinstance(e, SnapshotRefused)}
-            for name, exc in refused.items():
-                context.log.error(f"extract {name}: {exc}")
+            for name, refusal in refused.items():
+                context.log.error(f"extract {name}: {refusal}")
             if all(isinstance(e, SourceError) and e.transient for e in failures.values()):
                 raise SourceError(message, transient=True)  # RetryPolicy retries the step
             if all(isinstance(e, SourceError | SnapshotRefused) for e in failures.values()):
                 raise dg.Failure(
                     description=message,
                     metadata={
-                        f"{name} refused": dg.MetadataValue.json(_jsonable(exc.metadata))
-                        for name, exc in refused.items()
+                        f"{name} refused": dg.MetadataValue.json(_jsonable(refusal.metadata))
+                        for name, refusal in refused.items()
                     },
                     allow_retries=False,
                 )

@@ -124,7 +124,9 @@ class ConsistentReads:
 
     def rows(self, sql: str) -> pl.DataFrame:
         """The spec's rows from `sql`, typed exactly as declared."""
-        return pl.from_arrow(self.arrow(sql)).cast(self._spec.columns)  # type: ignore[return-value]
+        frame = pl.from_arrow(self.arrow(sql))
+        assert isinstance(frame, pl.DataFrame)  # from a table, never a single column
+        return frame.cast(self._spec.polars_schema())
 
 
 def _source_error(spec: ExtractSpec, db: PostgresConnection, exc: Exception) -> SourceError:

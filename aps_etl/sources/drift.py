@@ -316,7 +316,7 @@ class _Log(Protocol):
 
 
 def _table_drift(source: SourceDatabase, spec: ExtractSpec, schema: str | None) -> SchemaDrift:
-    table = exp.to_table(spec.table, dialect="postgres")
+    table = exp.to_table(spec.source_table, dialect="postgres")  # = spec.table: called when set
     schema = table.db or schema
     name = f"{schema}.{table.name}" if schema else table.name
     shown = table.name if schema in (None, "public") else name

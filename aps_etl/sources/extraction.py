@@ -232,6 +232,7 @@ def _explains(
     if was is None or was.kind != now.kind:
         return False
     keys, wm = list(spec.primary_key), spec.watermark_column
+    assert wm is not None  # called only when spec.deltas: composable, so it has updated_at
     replaced = (
         snapshots.scan(lake, table, previous)
         .select(*keys, wm)

@@ -80,6 +80,7 @@ def _q(name: str) -> str:
 
 def _row_hash(spec: ExtractSpec) -> str:
     if spec.composable:
+        assert spec.watermark_column is not None  # composable: it has updated_at
         columns = ", ".join(f"f.{_q(c)}" for c in (*spec.primary_key, spec.watermark_column))
         return f"hash_record_extended(row({columns}), 0)"
     return "hash_record_extended(f, 0)"
@@ -103,9 +104,10 @@ def rows_hash_sql(spec: ExtractSpec, rows: pl.DataFrame) -> str:
     (the previous versions of corrected rows) hash exactly as they did."""
     from aps_etl.sources.specs import pg_type
 
-    columns = [*spec.primary_key, spec.watermark_column]
     if not spec.composable:
         raise ValueError(f"extract spec {spec.name} has no primary key and updated_at")
+    assert spec.watermark_column is not None  # composable: it has updated_at
+    columns = [*spec.primary_key, spec.watermark_column]
     casts = [f"v.c{i}::{pg_type(spec.columns[c])}" for i, c in enumerate(columns)]
     # one SQL literal per value, built column-wise by Polars (thousands of rows)
     literals = rows.select(

@@ -54,7 +54,7 @@ EQUIPMENT = ExtractSpec(
     description="Equipment and its parallel groups (master data, a full snapshot per day).",
 )
 
-_LOT_HISTORY_COLUMNS = {
+_LOT_HISTORY_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     "event_id": I64,
     "lot_id": STR,
     "product_id": STR,
@@ -159,7 +159,7 @@ EQUIPMENT_EVENT = ExtractSpec(
     description="Equipment state intervals that overlap D (open ones included).",
 )
 
-_PLAN_RUN_COLUMNS = {
+_PLAN_RUN_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     "run_id": STR,
     "base_date": DATE,
     "horizon_days": I32,

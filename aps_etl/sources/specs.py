@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import polars as pl
 import sqlglot
@@ -38,7 +38,7 @@ TS = pl.Datetime("us", "UTC")
 @dataclass(frozen=True)
 class ExtractSpec:
     name: str
-    columns: dict[str, pl.DataType]
+    columns: dict[str, pl.DataType | type[pl.DataType]]
     mode: Mode
     table: str | None = None
     partition_column: str | None = None
@@ -121,9 +121,10 @@ class ExtractSpec:
         if self.watermark_column is None:
             raise ValueError(f"extract spec {self.name} has no {WATERMARK_COLUMN} column")
         column = exp.column(self.watermark_column, quoted=True)
+        query = cast(exp.Query, sqlglot.parse_one(sql, dialect="postgres"))  # our own SELECT
         return (
             exp.select("*")
-            .from_(sqlglot.parse_one(sql, dialect="postgres").subquery("delta"))
+            .from_(query.subquery("delta"))
             .where(column > sqlglot.parse_one(_timestamptz(changed_since), dialect="postgres"))
             .sql(dialect="postgres")
         )
@@ -145,6 +146,7 @@ class ExtractSpec:
         if self.mode == "key":
             if key is None:
                 raise ValueError(f"extract spec {self.name}: mode 'key' needs a partition key")
+            assert self.partition_column is not None  # checked in __post_init__
             column = exp.column(self.partition_column, table="src", quoted=True)
             return (
                 exp.select(*projections)
@@ -160,11 +162,14 @@ class ExtractSpec:
         start_literal, end_literal = _timestamptz(start), _timestamptz(end)
         if self.mode == "query":
             inner = self.query.format(start=start_literal, end=end_literal)  # type: ignore[union-attr]
-            source: exp.Expression = sqlglot.parse_one(inner, dialect="postgres").subquery("src")
+            # the spec's SQL text is a query (a SELECT); anything else fails on .subquery
+            parsed = cast(exp.Query, sqlglot.parse_one(inner, dialect="postgres"))
+            source: exp.Expr = parsed.subquery("src")
         else:
             source = table
         select = exp.select(*projections).from_(source)
         if self.mode == "incremental":
+            assert self.partition_column is not None  # checked in __post_init__
             column = exp.column(self.partition_column, table="src", quoted=True)
             select = select.where(
                 exp.and_(
@@ -175,7 +180,7 @@ class ExtractSpec:
         return select.sql(dialect="postgres")
 
 
-def pg_type(dtype: pl.DataType) -> str:
+def pg_type(dtype: pl.DataType | type[pl.DataType]) -> str:
     """The PostgreSQL type the extract casts a declared column to (type_map.py)."""
     return sql_type(dtype).postgres
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -186,8 +186,9 @@ def diff_summary(
       `compared_plan_dates`; the diff alone cannot tell a compared date without changes)
     """
     counts = dict(diff.group_by("change_type").len().iter_rows())
-    new = diff["new_qty"].fill_null(0).sum()
-    prev = diff["prev_qty"].fill_null(0).sum()
+    # new_qty and prev_qty are Int64: their sums are ints
+    new = cast(int, diff["new_qty"].fill_null(0).sum())
+    prev = cast(int, diff["prev_qty"].fill_null(0).sum())
     kind = diff["change_type"]
     summary: dict[str, Any] = {
         "rows": diff.height,
