@@ -22,6 +22,10 @@ def build_defs(resources: dict[str, Any] | None = None) -> dg.Definitions:
         # every registered scenario's extracts and transforms, then each run's gate and loads
         assets=[*(a for scenario in SCENARIOS for a in scenario.assets), *gates, *loads],
         jobs=[aps_daily, aps_plan_snapshot],
+        # Ad hoc materializations (the UI's "Materialize", `dagster asset materialize`)
+        # run in one process like the jobs: a process per step costs each step Python's
+        # start and the project's imports.
+        executor=dg.in_process_executor,
         schedules=[aps_daily_schedule],
         sensors=[
             build_plan_run_sensor(aps_plan_snapshot),

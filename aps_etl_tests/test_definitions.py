@@ -44,6 +44,9 @@ def test_every_job_runs_in_one_process_however_it_is_launched() -> None:
     for name in ("aps_daily", "aps_plan_snapshot"):
         job = defs.resolve_job_def(name)
         assert job.executor_def.name == dg.in_process_executor.name, name
+    # and ad hoc materializations (the UI's "Materialize", `dagster asset materialize`)
+    implicit = defs.resolve_implicit_global_asset_job_def()
+    assert implicit.executor_def.name == dg.in_process_executor.name
 
 
 def test_plan_snapshots_share_one_lane_of_the_queue() -> None:

@@ -67,7 +67,7 @@ def altered(server, pgdata: Path):
 
     yield make
     for name in made:
-        server.psql(f"drop database {name};")
+        server.psql(f"drop database {name} with (force);")  # its pooled connections
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
