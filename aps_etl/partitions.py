@@ -42,3 +42,13 @@ def per_partition(value: Any, keys: list[str]) -> dict[str, Any]:
 
 def one_or_many(by_key: dict[str, Any]) -> Any:
     return next(iter(by_key.values())) if len(by_key) == 1 else by_key
+
+
+def add_partition_metadata(
+    context: Any, asset_key: dg.AssetKey, by_partition: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Each partition's own metadata on its own materialization: a range run records one
+    materialization per partition, and without this each would carry the run's totals.
+    `context`: the step's (AssetExecutionContext) or an IO manager's step context."""
+    for partition, metadata in by_partition.items():
+        context.add_asset_metadata(dict(metadata), asset_key=asset_key, partition_key=partition)

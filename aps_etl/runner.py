@@ -113,30 +113,31 @@ def stage_reports(
     result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance
 ) -> list[StageReport]:
     seconds = step_seconds(result, instance)
-    reports = []
-    seen: set[str] = set()
+    reports: dict[str, StageReport] = {}
     for event in result.get_asset_materialization_events():
-        # a range run records one materialization per partition with the run's totals
+        # a range run records one materialization per partition, each with its own rows
         asset = event.materialization.asset_key.to_user_string()
-        if asset in seen:
-            continue
-        seen.add(asset)
         metadata = event.materialization.metadata
         rows = metadata.get("row_count") or metadata.get("rows_loaded")
+        # row_count / rows_loaded are MetadataValue.int: the value is an int
+        count = cast("int | None", getattr(rows, "value", rows))
+        reused = bool(getattr(metadata.get("reused"), "value", False))
+        seen = reports.get(asset)
+        if seen is not None:
+            if count is not None:
+                seen.rows = (seen.rows or 0) + count
+            if not reused:
+                seen.extra.pop("reused", None)
+            continue
         path = metadata.get("parquet_path") or metadata.get("target_table")
-        reports.append(
-            StageReport(
-                asset=asset,
-                # row_count / rows_loaded are MetadataValue.int: the value is an int
-                rows=cast("int | None", getattr(rows, "value", rows)),
-                path=str(getattr(path, "value", path)) if path is not None else None,
-                seconds=seconds.get(event.step_key or ""),
-                extra={"reused": "reused"}
-                if getattr(metadata.get("reused"), "value", False)
-                else {},
-            )
+        reports[asset] = StageReport(
+            asset=asset,
+            rows=count,
+            path=str(getattr(path, "value", path)) if path is not None else None,
+            seconds=seconds.get(event.step_key or ""),
+            extra={"reused": "reused"} if reused else {},
         )
-    return reports
+    return list(reports.values())
 
 
 def print_report(

@@ -15,7 +15,7 @@ import dagster as dg
 import polars as pl
 
 from aps_etl.lake import LakeTable, parse_partition_key
-from aps_etl.partitions import backfill_policy, one_or_many, per_partition
+from aps_etl.partitions import add_partition_metadata, backfill_policy, one_or_many, per_partition
 from aps_etl.validation import check_specs, checked
 
 
@@ -79,7 +79,9 @@ def build_transform_asset(
         keys = list(context.partition_keys)
         inputs_by_key = {name: per_partition(value, keys) for name, value in frames.items()}
         results: dict[str, pl.DataFrame] = {}
+        seconds: dict[str, dict[str, Any]] = {}
         for partition in keys:
+            partition_started = time.perf_counter()
             kwargs: dict[str, Any] = {
                 name: by_key[partition] for name, by_key in inputs_by_key.items()
             }
@@ -93,7 +95,9 @@ def build_transform_asset(
             # either way, and the outputs are aggregates (thousands of rows at a 1M-row
             # day); sinking then reading the file back to validate it only adds the read.
             results[partition] = logic(**kwargs).collect()
+            seconds[partition] = {"duration_s": round(time.perf_counter() - partition_started, 3)}
         checks = yield from checked(context, output, results, key)
+        add_partition_metadata(context, key, seconds)
         yield dg.Output(
             one_or_many(results), metadata={"duration_s": round(time.perf_counter() - started, 3)}
         )

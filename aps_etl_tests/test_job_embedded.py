@@ -208,6 +208,22 @@ def test_single_run_backfill_over_a_date_range(local, loaded, tmp_path: Path) ->
             assert_rows_equal(table, target_partition(local["target"], table, date), want)
     checks = result.get_asset_check_evaluations()
     assert checks and all(check.passed for check in checks)
+    # each partition's materialization carries its own numbers, not the range's totals
+    seen = set()
+    for event in result.get_asset_materialization_events():
+        stage, table, day = event.asset_key.path[0], event.asset_key.path[-1], event.partition
+        meta = {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
+        seen.add((stage, table, day))
+        if stage == "load":
+            rows = len(target_partition(local["target"], table, dt.date.fromisoformat(day)))
+            assert meta["rows_loaded"] == meta["dagster/partition_row_count"] == rows
+        elif stage in ("extract", "transform"):
+            assert f"date={day}/{table}/" in meta["parquet_path"] == meta["dagster/uri"]
+            rows = pq.read_metadata(meta["parquet_path"]).num_rows
+            assert meta["row_count"] == meta["dagster/partition_row_count"] == rows, (table, day)
+    assert {(s, t, d) for s, t, d in seen if s == "load"} == {
+        ("load", t, d) for t in TABLES for d in DAYS
+    }
 
 
 def test_cli_backfill_over_a_date_range(local, loaded, tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ def test_hive_layout_and_metadata(lake: LakeResource) -> None:
     assert lake.fs.exists(extract_uri) and lake.fs.exists(transform_uri)
     meta = metadata_of(result, "things")
     # a LazyFrame output still records its row count (read from the Parquet footer)
-    assert meta["row_count"] == meta["dagster/row_count"] == 12_345
+    assert meta["row_count"] == meta["dagster/partition_row_count"] == 12_345
     assert meta["parquet_path"] == extract_uri
     assert meta["size_bytes"] > 0
     assert [c.name for c in meta["dagster/column_schema"].columns] == ["i", "day"]
@@ -317,6 +317,15 @@ def test_one_output_for_several_partitions_is_split_by_its_partition_column(tmp_
     for i, day in enumerate(days):
         frame = pl.read_parquet(lake.uri(*TRANSFORM.file_parts(day.isoformat())))
         assert frame["v"].to_list() == [i, i + 3]
+    # one materialization per partition, each with its own file's numbers
+    by_day = {
+        e.partition: {k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
+    }
+    assert sorted(by_day) == [d.isoformat() for d in days]
+    for day, meta in by_day.items():
+        assert meta["row_count"] == meta["dagster/partition_row_count"] == 2
+        assert meta["parquet_path"] == lake.uri(*TRANSFORM.file_parts(day))
 
 
 def test_a_long_chain_or_a_big_change_is_written_whole(

@@ -40,6 +40,7 @@ from aps_etl.lake.atomic import WrittenFile, write_parquet
 from aps_etl.lake.layout import LakeTable
 from aps_etl.lake.snapshots import Snapshot
 from aps_etl.lake.storage import LakeResource
+from aps_etl.partitions import add_partition_metadata
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -176,26 +177,28 @@ class LakeIOManager(BasePolarsUPathIOManager):
         given = getattr(given, "value", given) or {}
         read = self._reads.get(context.step_key, {})
         lineage_of = {key: {**read.get(key, {}), **given.get(key, {})} for key in parts}
-        written: list[WrittenFile] = []
+        written: dict[str, WrittenFile] = {}
         for key, part in parts.items():
             uri = self.lake.uri(*table.file_parts(key))
             self._footers[uri] = lineages.footer(lineage_of[key]) if lineage_of[key] else None
             try:
                 # dagster-polars: the output's annotation picks write (eager) or sink (lazy)
                 self.dump_to_path(context, part, paths[key])
-                written.append(self._written.pop(uri))
+                written[key] = self._written.pop(uri)
             finally:
                 self._footers.pop(uri, None)
-        metadata = self._metadata(context, parts, written)
-        if any(lineage_of.values()):
-            # which snapshot versions each partition was computed from
-            metadata["snapshot_versions"] = dg.MetadataValue.json(
-                {
-                    key: {name: info["version"] for name, info in sorted(lin.items())}
-                    for key, lin in lineage_of.items()
-                }
-            )
-        context.add_output_metadata(metadata)
+        # Each partition's own: rows and size from its Parquet footer, path, the snapshot
+        # versions it was computed from.
+        own = {
+            key: {**file_metadata(written[key]), **versions_metadata(lineage_of[key])}
+            for key in parts
+        }
+        common = self._metadata(context, parts)
+        if len(parts) == 1:
+            context.add_output_metadata({**common, **own[keys[0]]})
+        else:
+            context.add_output_metadata(common)
+            add_partition_metadata(context.step_context, context.asset_key, own)
 
     def _slice(self, frame: Any, table: LakeTable, key: str, n_keys: int) -> Any:
         if n_keys == 1:
@@ -209,23 +212,20 @@ class LakeIOManager(BasePolarsUPathIOManager):
         return frame.filter(pl.col(table.partition_column) == value)
 
     def _metadata(
-        self,
-        context: dg.OutputContext,
-        parts: Mapping[str, pl.DataFrame | pl.LazyFrame],
-        written: list[WrittenFile],
+        self, context: dg.OutputContext, parts: Mapping[str, pl.DataFrame | pl.LazyFrame]
     ) -> dict[str, Any]:
+        """What all partitions of the output share: its schema (and for one partition,
+        dagster-polars' sample rows and size)."""
         metadata: dict[str, Any] = {}
+        first = next(iter(parts.values()))
         if len(parts) == 1:
-            # dagster-polars' own: the schema, and a DataFrame's sample rows and stats
-            metadata.update(self.get_metadata(context, next(iter(parts.values()))))
+            metadata.update(self.get_metadata(context, first))
         else:
-            metadata["dagster/column_schema"] = _schema(next(iter(parts.values())))
+            metadata["dagster/column_schema"] = _schema(first)
         # A declared output shows its column schema from the definition (descriptions,
         # constraints); the Parquet's own is for outputs that declare none.
         if "dagster/column_schema" in (context.definition_metadata or {}):
             metadata.pop("dagster/column_schema", None)
-        # Counted from the Parquet footers: true for LazyFrames too.
-        metadata.update(files_metadata(written))
         return metadata
 
 
@@ -238,27 +238,34 @@ def _schema(frame: pl.DataFrame | pl.LazyFrame) -> dg.TableSchema:
     )
 
 
-def files_metadata(written: list[WrittenFile]) -> dict[str, Any]:
-    """Row count, size and path(s) of what an output published."""
-    rows = sum(w.rows for w in written)
-    metadata: dict[str, Any] = {
-        "row_count": dg.MetadataValue.int(rows),
-        "dagster/row_count": dg.MetadataValue.int(rows),
-        "parquet_path": dg.MetadataValue.path(written[0].uri),
-        "size_bytes": dg.MetadataValue.int(sum(w.size_bytes for w in written)),
+def file_metadata(written: WrittenFile) -> dict[str, Any]:
+    """One partition's file: rows (from its Parquet footer), size and address."""
+    return {
+        "row_count": dg.MetadataValue.int(written.rows),
+        "dagster/partition_row_count": dg.MetadataValue.int(written.rows),
+        "size_bytes": dg.MetadataValue.int(written.size_bytes),
+        "parquet_path": dg.MetadataValue.path(written.uri),
+        "dagster/uri": dg.MetadataValue.path(written.uri),
     }
-    if len(written) > 1:
-        metadata["parquet_paths"] = dg.MetadataValue.json([w.uri for w in written])
-    return metadata
 
 
-def snapshot_metadata(kept: Mapping[str, Snapshot]) -> dict[str, Any]:
-    """What an extract step reports for the snapshots it took or reused, per partition."""
-    metadata = files_metadata([WrittenFile(s.uri, s.rows, s.size_bytes) for s in kept.values()])
-    metadata["snapshot_versions"] = dg.MetadataValue.json(
-        {key: s.version for key, s in kept.items()}
-    )
-    return metadata
+def versions_metadata(lineage: lineages.Lineage) -> dict[str, Any]:
+    """The snapshot version of each extract a partition was computed from."""
+    if not lineage:
+        return {}
+    return {
+        "snapshot_versions": dg.MetadataValue.json(
+            {name: info["version"] for name, info in sorted(lineage.items())}
+        )
+    }
+
+
+def snapshot_metadata(snapshot: Snapshot) -> dict[str, Any]:
+    """What an extract step reports for a partition's snapshot, taken or reused."""
+    return {
+        **file_metadata(WrittenFile(snapshot.uri, snapshot.rows, snapshot.size_bytes)),
+        "snapshot_version": dg.MetadataValue.int(snapshot.version),
+    }
 
 
 def partition_date(context: dg.AssetExecutionContext) -> dt.date:

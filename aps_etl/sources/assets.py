@@ -16,8 +16,7 @@ from pydantic import Field
 
 from aps_etl.lake import LakeResource, LakeTable
 from aps_etl.lake.io_manager import snapshot_metadata
-from aps_etl.lake.snapshots import Snapshot
-from aps_etl.partitions import backfill_policy
+from aps_etl.partitions import add_partition_metadata, backfill_policy
 from aps_etl.retries import TRANSIENT_RETRY
 from aps_etl.sources.database import SourceDatabase, SourceError
 from aps_etl.sources.drift import check_drift
@@ -78,16 +77,16 @@ def _extract_one(
     run_id: str,
     accept_incomplete: bool,
     log: _Messages,
-) -> tuple[dict[str, Snapshot], dict[str, Any]]:
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """One spec's partitions, each snapshot written to the lake here, in the worker thread:
-    the frame is freed as soon as it is written, whatever the other extracts are doing."""
+    the frame is freed as soon as it is written, whatever the other extracts are doing.
+    Returns each partition's metadata and what they share."""
     started = time.perf_counter()
-    parts: dict[str, Snapshot] = {}
+    own: dict[str, dict[str, Any]] = {}
     metadata: dict[str, Any] = {"extract_mode": spec.mode, "source": source.describe()}
-    actions: dict[str, str] = {}
-    lineage: dict[str, Any] = {}
     drift = None
     for key in partition_keys:
+        partition_started = time.perf_counter()
         if drift is None and policy != "reuse":
             drift = check_drift(source, spec, spec.drift_policy, log, schema=None)
             metadata.update(drift.metadata())
@@ -103,15 +102,17 @@ def _extract_one(
         )
         for level, line in result.messages:
             getattr(log, level)(line)
-        parts[key] = result.snapshot
-        actions[key] = result.action
-        lineage[key] = result.snapshot.lineage()
-    metadata["snapshot"] = dg.MetadataValue.json(
-        {key: {"action": actions[key], **lineage[key]} for key in partition_keys}
-    )
-    metadata["reused"] = all(a != "new" for a in actions.values())
+        own[key] = {
+            **snapshot_metadata(result.snapshot),
+            "snapshot": dg.MetadataValue.json(
+                {"action": result.action, **result.snapshot.lineage()}
+            ),
+            "reused": result.action != "new",
+            "duration_s": round(time.perf_counter() - partition_started, 3),
+        }
+    metadata["reused"] = all(m["reused"] for m in own.values())
     metadata["duration_s"] = round(time.perf_counter() - started, 3)
-    return parts, metadata
+    return own, metadata
 
 
 def build_extract_assets(
@@ -131,7 +132,11 @@ def build_extract_assets(
         outs={
             spec.name: dg.AssetOut(
                 key=extract_key(job_name, spec.name),
-                metadata=tables[spec.name].as_metadata(),
+                # the snapshot's columns, types and constraints, before any run
+                metadata={
+                    **tables[spec.name].as_metadata(),
+                    "dagster/column_schema": spec.table_schema(),
+                },
                 description=spec.description,
                 group_name=f"{job_name}_extract",
                 kinds={"postgres", "parquet"},
@@ -195,7 +200,7 @@ def build_extract_assets(
             for name in names:  # in declaration order: a stable event log
                 key = extract_key(job_name, name)
                 try:
-                    parts, metadata = futures[name].result()
+                    own, metadata = futures[name].result()
                 except Exception as exc:  # reported below, after the other extracts
                     failures[name] = exc
                     yield from _source_checks(context, key, keys, exc)
@@ -205,9 +210,8 @@ def build_extract_assets(
                         getattr(context.log, level)(line)
                 # published by the step itself (versioned, write-once): the IO manager
                 # only reads them back
-                yield dg.MaterializeResult(
-                    asset_key=key, metadata={**metadata, **snapshot_metadata(parts)}
-                )
+                add_partition_metadata(context, key, own)
+                yield dg.MaterializeResult(asset_key=key, metadata=metadata)
                 yield from _source_checks(context, key, keys, None)
         if failures:
             message = "\n".join(f"extract {name}: {exc}" for name, exc in failures.items())

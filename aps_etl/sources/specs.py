@@ -13,9 +13,12 @@ opaque string.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING, Literal, cast
 
+import dagster as dg
 import polars as pl
 import sqlglot
 from sqlglot import exp
@@ -105,6 +108,27 @@ class ExtractSpec:
     def polars_schema(self) -> pl.Schema:
         return pl.Schema(self.columns)
 
+    def table_schema(self) -> dg.TableSchema:
+        """The Dagster column schema (`dagster/column_schema`) of the snapshot: the declared
+        PostgreSQL types, where each column comes from (with the contract's own comment on
+        it), nullability, the primary key and the source rules."""
+        notes = contract_comments().get(self.source_table, {}) if self.table else {}
+        columns = []
+        for name, dtype in self.columns.items():
+            origin = f"{self.source_table}.{name}" if self.table else f"column {name} of its query"
+            note = notes.get(name)
+            columns.append(
+                dg.TableColumn(
+                    name=name,
+                    type=sql_type(dtype).postgres,
+                    description=f"{origin}{f': {note}' if note else ''}",
+                    constraints=dg.TableColumnConstraints(nullable=name in self.nullable),
+                )
+            )
+        other = [f"primary key ({', '.join(self.primary_key)})"] if self.primary_key else []
+        other += list(self.rules)
+        return dg.TableSchema(columns=columns, constraints=dg.TableConstraints(other=other))
+
     def select_sql(
         self,
         start: dt.datetime | None = None,
@@ -189,3 +213,25 @@ def _timestamptz(value: dt.datetime) -> str:
     if value.tzinfo is None:
         raise ValueError("extract window bounds must be timezone-aware")
     return f"CAST('{value.astimezone(dt.UTC).isoformat()}' AS TIMESTAMPTZ)"
+
+
+@cache
+def contract_comments() -> dict[str, dict[str, str]]:
+    """{table: {column: comment}} from the source contract's inline `-- comments`."""
+    from importlib.resources import files
+
+    found: dict[str, dict[str, str]] = {}
+    table = None
+    text = files("aps_etl.devdata").joinpath("mes_source.sql").read_text()
+    for line in text.splitlines():
+        start = re.match(r"\s*create table (\w+)", line, re.IGNORECASE)
+        if start:
+            table = start.group(1)
+            continue
+        if line.startswith(")"):
+            table = None
+            continue
+        column = re.match(r"\s+(\w+)\s+[^-]*--\s*(.+)$", line)
+        if table and column:
+            found.setdefault(table, {})[column.group(1)] = column.group(2).strip()
+    return found

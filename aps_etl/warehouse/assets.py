@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 
-from aps_etl.partitions import backfill_policy
+from aps_etl.partitions import add_partition_metadata, backfill_policy
 from aps_etl.retries import TRANSIENT_RETRY
 from aps_etl.transforms import transform_key, transform_table
 from aps_etl.validation import gate_key
@@ -93,29 +93,18 @@ def build_load_assets(
                     f"loaded {report.rows} rows into {report.table} for {report.partition} "
                     f"via {report.loader} in {report.seconds:.2f} s"
                 )
+            add_partition_metadata(context, key, {r.partition: r.metadata() for r in reports})
             yield dg.MaterializeResult(asset_key=key, metadata=_load_metadata(reports))
 
     return _load
 
 
 def _load_metadata(reports: list[LoadReport]) -> dict[str, Any]:
-    metadata = reports[0].metadata()
-    if len(reports) > 1:
-        metadata["snapshot_versions"] = dg.MetadataValue.json(
-            {
-                r.partition: {
-                    name: info.get("version") for name, info in (r.snapshots or {}).items()
-                }
-                for r in reports
-            }
-        )
-    rows = sum(r.rows for r in reports)
-    metadata.update(
-        {
-            "rows_loaded": dg.MetadataValue.int(rows),
-            "dagster/row_count": dg.MetadataValue.int(rows),
-            "partitions_loaded": len(reports),
-            "duration_s": round(sum(r.seconds for r in reports), 3),
-        }
-    )
-    return metadata
+    """What the run's partitions of a table share; each partition's own is added to its
+    materialization (LoadReport.metadata)."""
+    return {
+        "target_table": reports[0].metadata()["target_table"],
+        "loader": reports[0].loader,
+        "partitions_loaded": len(reports),
+        "duration_s": round(sum(r.seconds for r in reports), 3),
+    }

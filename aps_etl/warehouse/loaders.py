@@ -53,7 +53,7 @@ class LoadReport:
         metadata: dict[str, Any] = {
             "target_table": f"{target.TARGET_SCHEMA}.{self.table}",
             "rows_loaded": dg.MetadataValue.int(self.rows),
-            "dagster/row_count": dg.MetadataValue.int(self.rows),
+            "dagster/partition_row_count": dg.MetadataValue.int(self.rows),
             "loader": self.loader,
             "load_seconds": dg.MetadataValue.float(round(self.seconds, 3)),
             "swap_seconds": dg.MetadataValue.float(round(self.swap_seconds, 3)),

@@ -11,7 +11,13 @@ from aps_etl.calendar import parse_partition_key
 from aps_etl.domains.aps_balance import logic
 from aps_etl.domains.aps_balance.schema import APS_BALANCE_MONITOR, APS_INPUT_BALANCE_CORRECTION
 from aps_etl.domains.aps_input.assets import NAMESPACE as EXTRACT_NAMESPACE
-from aps_etl.partitions import DAILY, backfill_policy, one_or_many, per_partition
+from aps_etl.partitions import (
+    DAILY,
+    add_partition_metadata,
+    backfill_policy,
+    one_or_many,
+    per_partition,
+)
 from aps_etl.scenarios import DAILY_RUN, Scenario
 from aps_etl.sources.assets import extract_key
 from aps_etl.transforms import (
@@ -80,6 +86,8 @@ def aps_balance_monitor(
     }
     everything = pl.concat(frames.values())
     checks = yield from checked(context, APS_BALANCE_MONITOR, frames, MONITOR_KEY)
+    flagged = {key: {"flagged_equipment": int(f["flagged"].sum())} for key, f in frames.items()}
+    add_partition_metadata(context, MONITOR_KEY, flagged)
     yield dg.Output(
         one_or_many(frames),
         metadata={

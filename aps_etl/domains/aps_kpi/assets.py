@@ -20,7 +20,7 @@ from aps_etl.domains.aps_plan.assets import NAMESPACE as PLAN_NAMESPACE
 from aps_etl.lake import LakeResource, LakeTable, snapshots
 from aps_etl.lake import lineage as lineages
 from aps_etl.lake.duckdb_views import attach_lake, create_empty_view, create_snapshot_view
-from aps_etl.partitions import DAILY, backfill_policy, one_or_many
+from aps_etl.partitions import DAILY, add_partition_metadata, backfill_policy, one_or_many
 from aps_etl.scenarios import DAILY_RUN, Scenario
 from aps_etl.sources.assets import extract_key, extract_table
 from aps_etl.sources.database import SourceDatabase
@@ -93,6 +93,14 @@ def aps_kpi(
         for key, frame in by_table[APS_KPI_BOTTLENECK.name].items()
     }
     for table in OUTPUTS:
+        add_partition_metadata(
+            context,
+            transform_key(NAMESPACE, table.name),
+            {
+                key: {"plan_run_id": plans[key], "bottleneck": bottlenecks[key]}
+                for key in context.partition_keys
+            },
+        )
         yield dg.Output(
             one_or_many(by_table[table.name]),
             output_name=table.name,
