@@ -91,9 +91,9 @@ def build_transform_asset(
                 kwargs["partition_key"] = partition
             # Collected here, not sunk by the IO manager: the blocking checks validate the
             # rows before anything is published and report failures with counts and sample
-            # rows from this step, which an IO manager cannot emit. The plan runs once
-            # either way, and the outputs are aggregates (thousands of rows at a 1M-row
-            # day); sinking then reading the file back to validate it only adds the read.
+            # rows from this step, which an IO manager cannot emit. Measured on the 1M-row
+            # day (benchmarks/collect_or_sink.py): collect, validate, write 0.08/0.13/0.13 s
+            # for §10.1's tables against 0.08/0.14/0.14 s to sink, read back and validate.
             results[partition] = logic(**kwargs).collect()
             seconds[partition] = {"duration_s": round(time.perf_counter() - partition_started, 3)}
         checks = yield from checked(context, output, results, key)

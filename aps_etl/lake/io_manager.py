@@ -11,8 +11,8 @@ dagster-polars' `BasePolarsUPathIOManager` with its hooks filled for our lake:
   newest versioned snapshot (snapshots.py: a delta version resolves to whole rows).
 Kept from dagster-polars: typed loading (an input annotated `pl.DataFrame` is collected, a
 `pl.LazyFrame` or unannotated one stays lazy, `dict[str, ...]` for several partitions),
-the `columns` input metadata, and its output metadata (schema; sample rows and stats of a
-DataFrame).
+the `columns` input metadata, and its output metadata (schema; a DataFrame's sample rows;
+not its stats: get_metadata).
 
 Beyond it: one output spanning several partitions (a single-run backfill) is written per
 partition, from a {partition key: frame} mapping or split by the table's partition column,
@@ -31,6 +31,7 @@ import dagster as dg
 import polars as pl
 from dagster_polars import BasePolarsUPathIOManager
 from dagster_polars.io_managers.type_routers import TypeRouter
+from dagster_polars.io_managers.utils import get_metadata_schema, get_table_metadata
 from pydantic import PrivateAttr
 
 from aps_etl.calendar import parse_partition_key
@@ -210,6 +211,26 @@ class LakeIOManager(BasePolarsUPathIOManager):
             )
         value: Any = parse_partition_key(key) if table.partition_name == "date" else key
         return frame.filter(pl.col(table.partition_column) == value)
+
+    def get_metadata(
+        self, context: dg.OutputContext, obj: pl.DataFrame | pl.LazyFrame | None
+    ) -> dict[str, dg.MetadataValue]:
+        """dagster-polars' output metadata (schema; a DataFrame's sample rows, size and
+        partition row count) without its `describe()` stats: measured at 0.14 s of the
+        1M-row day's 4.4 s run (3%), for numbers the planners' checks already bound."""
+        if obj is None:
+            return {}
+        schema = get_metadata_schema(obj)
+        metadata: dict[str, dg.MetadataValue] = {
+            "dagster/column_schema": dg.MetadataValue.table_schema(schema)
+        }
+        if isinstance(obj, pl.DataFrame):
+            table = get_table_metadata(context, obj, schema=schema, n_rows=5)
+            if table is not None:
+                metadata["table"] = table
+            metadata["dagster/partition_row_count"] = dg.MetadataValue.int(obj.height)
+            metadata["estimated_size_mb"] = dg.MetadataValue.float(obj.estimated_size("mb"))
+        return metadata
 
     def _metadata(
         self, context: dg.OutputContext, parts: Mapping[str, pl.DataFrame | pl.LazyFrame]
