@@ -158,3 +158,31 @@ def test_every_output_shows_its_column_schema_with_the_planners_words_before_any
     wip_lots = next(c for c in wip.columns if c.name == "wip_lots")
     assert wip_lots.constraints.other == [">= 1"]
     assert wip_lots.description.startswith("number of lots in WAIT or RUN")
+
+
+def test_every_extract_shows_its_column_schema_before_any_run() -> None:
+    """Extract snapshots carry their declared columns, PostgreSQL types, origin (with the
+    contract's comment where it has one), nullability and primary key."""
+    from aps_etl.definitions import defs
+    from aps_etl.sources.mes import DAILY_SOURCES, PLAN_SOURCES, ROUTE_STEP
+    from aps_etl.type_map import sql_type
+
+    graph = defs.resolve_asset_graph()
+    extracts = [k for k in graph.get_all_asset_keys() if k.path[0] == "extract"]
+    assert len(extracts) == len(DAILY_SOURCES) + len(PLAN_SOURCES)
+    by_namespace = [("aps_input", s) for s in DAILY_SOURCES] + [
+        ("aps_plan", s) for s in PLAN_SOURCES
+    ]
+    for namespace, spec in by_namespace:
+        key = dg.AssetKey(["extract", namespace, spec.name])
+        assert key in extracts
+        schema = graph.get(key).metadata["dagster/column_schema"]
+        assert [c.name for c in schema.columns] == list(spec.columns), key
+        for column in schema.columns:
+            assert column.type == sql_type(spec.columns[column.name]).postgres
+            assert column.constraints.nullable is (column.name in spec.nullable)
+            assert column.description
+        if spec.primary_key:
+            assert f"primary key ({', '.join(spec.primary_key)})" in schema.constraints.other
+    process = {c.name: c for c in ROUTE_STEP.table_schema().columns}["process_id"]
+    assert process.description == "route_step.process_id: the kind of operation (PHOTO, ETCH, ...)"
