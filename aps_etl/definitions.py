@@ -6,7 +6,12 @@ from typing import Any
 import dagster as dg
 
 from aps_etl.orchestration.alerts import alert_resources_from_env, build_alert_sensor
-from aps_etl.orchestration.gates import gates, loads
+from aps_etl.orchestration.freshness import (
+    build_freshness_checks,
+    build_freshness_sensor,
+    build_overdue_alert_sensor,
+)
+from aps_etl.orchestration.gates import daily_loads, gates, loads
 from aps_etl.orchestration.jobs import aps_daily, aps_daily_schedule, aps_plan_snapshot
 from aps_etl.orchestration.sensors import build_plan_run_sensor
 from aps_etl.orchestration.source_change_sensor import build_source_change_sensor
@@ -18,6 +23,7 @@ from aps_etl.settings import resources_for
 def build_defs(resources: dict[str, Any] | None = None) -> dg.Definitions:
     """All definitions, with the resources of $APS_ENV unless others are given."""
     retry_delay_s()  # a bad APS_RETRY_DELAY_S stops the code location, named, not a retry
+    freshness = build_freshness_checks(daily_loads)
     return dg.Definitions(
         # every registered scenario's extracts and transforms, then each run's gate and loads
         assets=[*(a for scenario in SCENARIOS for a in scenario.assets), *gates, *loads],
@@ -31,7 +37,11 @@ def build_defs(resources: dict[str, Any] | None = None) -> dg.Definitions:
             build_plan_run_sensor(aps_plan_snapshot),
             build_source_change_sensor([aps_daily, aps_plan_snapshot]),
             build_alert_sensor(),
+            # is D-1 loaded by the deadline? evaluated by Dagster's sensor, overdue alerted
+            build_freshness_sensor(freshness),
+            build_overdue_alert_sensor(),
         ],
+        asset_checks=freshness,
         resources={
             # failure alerts: Slack and/or email, each on when its variables are set
             **alert_resources_from_env(),

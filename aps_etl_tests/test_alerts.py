@@ -422,3 +422,80 @@ def test_an_unreachable_mes_fails_the_plan_sensor_tick_and_alerts_once_an_hour(
     (alert,) = slack.requests
     assert "plan_run_sensor cannot read plan_run" in alert["body"]["text"]
     assert "pw-1" not in alert["body"]["text"]
+
+
+# --- an overdue day ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "cron"), [("", "0 6 * * *"), ("06:00", "0 6 * * *"), ("7:30", "30 7 * * *")]
+)
+def test_the_freshness_deadline_is_a_setting(value: str, cron: str) -> None:
+    from aps_etl.orchestration.freshness import deadline_cron
+
+    assert deadline_cron(value) == cron
+
+
+@pytest.mark.parametrize("value", ["6", "25:00", "06:60", "six"])
+def test_a_bad_freshness_deadline_is_refused_by_name(value: str) -> None:
+    from aps_etl.orchestration.freshness import deadline_cron
+
+    with pytest.raises(ConfigurationError, match=f"APS_FRESHNESS_DEADLINE='{value}': give"):
+        deadline_cron(value)
+
+
+def test_an_overdue_daily_load_is_checked_and_alerted(
+    clean_env: pytest.MonkeyPatch, smtp: MailHandler
+) -> None:
+    """The real definitions' freshness checks, evaluated as Dagster's freshness sensor runs
+    them: the one load that has yesterday passes, every other is overdue and arrives by
+    email, once, naming the tables."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from aps_etl.definitions import build_defs
+    from aps_etl.orchestration.freshness import ALERT_SENSOR_NAME, FRESHNESS_TAG
+    from aps_etl.settings import resources_for
+
+    _configure_email(clean_env, smtp.port)
+    defs = build_defs(resources_for("local"))
+    graph = defs.resolve_asset_graph()
+    checks = sorted(k for k in graph.asset_check_keys if k.name == "freshness_check")
+    daily_loads = sorted(
+        k for k in graph.get_all_asset_keys() if k.path[0] == "load" and k.path[1] != "aps_plan"
+    )
+    assert [c.asset_key for c in checks] == daily_loads and len(daily_loads) == 8
+    # the day the checks expect: D-1 of the latest 06:00 Asia/Seoul that has passed
+    now = dt.datetime.now(ZoneInfo("Asia/Seoul"))
+    deadline = now.replace(hour=6, minute=0, second=0, microsecond=0)
+    if now < deadline:
+        deadline -= dt.timedelta(days=1)
+    expected = (deadline.date() - dt.timedelta(days=1)).isoformat()
+    instance = dg.DagsterInstance.ephemeral()
+    fresh = daily_loads[0]
+    instance.report_runless_asset_event(dg.AssetMaterialization(fresh, partition=expected))
+
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_check_selection=set(checks), asset_selection=set()
+    )
+    result = job.execute_in_process(instance=instance, tags={FRESHNESS_TAG: "true"})
+    assert result.success  # an overdue check does not fail its run: the sensor alerts
+    passed = {e.asset_key: e.passed for e in result.get_asset_check_evaluations()}
+    assert passed == {key: key == fresh for key in daily_loads}
+
+    (sensor,) = [s for s in defs.sensors if s.name == ALERT_SENSOR_NAME]
+    context = dg.build_run_status_sensor_context(
+        sensor_name=ALERT_SENSOR_NAME,
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_success_event(),
+        resources=alert_resources_from_env(),
+    )
+    sensor(context)
+    (mail,) = smtp.messages
+    message = mail["message"]
+    assert message["Subject"] == f"[aps-etl] daily load overdue ({expected})"
+    body = message.get_content()
+    assert f"7 table(s) not loaded for {expected} by {deadline:%Y-%m-%d} 06:00" in body
+    for key in daily_loads:
+        assert (f"- {key.to_user_string()}:" in body) is (key != fresh), key

@@ -24,3 +24,6 @@ loads = [
     build_load_assets(run, outputs_of_run(run), partitions)
     for run, partitions in RUN_PARTITIONS.items()
 ]
+
+# The daily loads: what the freshness checks watch (orchestration/freshness.py).
+daily_loads = [loads[list(RUN_PARTITIONS).index(DAILY_RUN)]]

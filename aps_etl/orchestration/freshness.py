@@ -1,0 +1,153 @@
+"""Is yesterday loaded? Freshness checks on the daily loads, the sensor that evaluates
+them, and an alert when a day is overdue.
+
+Each `load/<scenario>/<table>` of `aps_daily` gets Dagster's time-partition freshness
+check: once the deadline has passed (APS_FRESHNESS_DEADLINE, default 06:00 Asia/Seoul),
+day D-1 must be loaded. Dagster's freshness sensor evaluates the checks (on by default);
+its runs carry FRESHNESS_TAG, and `overdue_alerts` reads the evaluations of each such run
+and sends the overdue tables through the failure-alert channels (alerts.py), once per
+overdue day and table.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+
+from aps_etl.calendar import PLANT_TZ
+from aps_etl.orchestration.alerts import AlertDeliveryError, AlertSettings, deliver
+from aps_etl.settings import ConfigurationError
+
+# Dagster 1.13 calls these checks superseded by FreshnessPolicy. They are kept because
+# they are partition-aware: "partition D-1 exists by the deadline". A cron FreshnessPolicy
+# asks only for some materialization inside a window. A backfill of an old day would
+# satisfy it, and a day missing since last week would not fail it.
+warnings.filterwarnings("ignore", message=".*freshness_checks` is superseded")
+
+DEADLINE_VARIABLE = "APS_FRESHNESS_DEADLINE"
+DEFAULT_DEADLINE = "06:00"
+FRESHNESS_TAG = "aps_etl/freshness"
+SENSOR_NAME = "daily_freshness"
+ALERT_SENSOR_NAME = "overdue_alerts"
+
+
+def deadline_cron(value: str | None = None) -> str:
+    """APS_FRESHNESS_DEADLINE ("HH:MM" in the plant's time zone) as a daily cron."""
+    raw = (value if value is not None else os.environ.get(DEADLINE_VARIABLE, "")).strip()
+    raw = raw or DEFAULT_DEADLINE
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", raw)
+    if not match:
+        raise ConfigurationError(
+            f"{DEADLINE_VARIABLE}={raw!r}: give the daily deadline as HH:MM "
+            f"({PLANT_TZ}), e.g. {DEFAULT_DEADLINE}"
+        )
+    return f"{int(match.group(2))} {int(match.group(1))} * * *"
+
+
+def build_freshness_checks(loads: Sequence[dg.AssetsDefinition]) -> Sequence[Any]:
+    """One check per daily load: D-1 loaded by the deadline (Dagster's own check)."""
+    keys = [key for assets in loads for key in assets.keys]
+    return dg.build_time_partition_freshness_checks(
+        assets=keys, deadline_cron=deadline_cron(), timezone=PLANT_TZ
+    )
+
+
+def build_freshness_sensor(checks: Sequence[Any]) -> dg.SensorDefinition:
+    """Dagster's sensor that evaluates the checks; on from the first deployment."""
+    return dg.build_sensor_for_freshness_checks(
+        freshness_checks=checks,
+        name=SENSOR_NAME,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        tags={FRESHNESS_TAG: "true"},
+    )
+
+
+def overdue(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, Any]]:
+    """The failed freshness evaluations of a run: table and how late."""
+    found = []
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data  # type: ignore[union-attr]
+        if evaluation.passed:
+            continue
+        metadata = {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
+        deadline = metadata.get("dagster/latest_cron_tick_timestamp")
+        last = metadata.get("dagster/last_updated_timestamp")
+        found.append(
+            {
+                "asset": evaluation.asset_key.to_user_string(),
+                "check": evaluation.check_name,
+                "overdue_s": record.timestamp - float(deadline) if deadline else None,
+                "deadline": deadline,
+                "last_updated": _local(float(last)) if last else None,
+            }
+        )
+    return found
+
+
+def _local(timestamp: float) -> str:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.fromtimestamp(timestamp, ZoneInfo(PLANT_TZ)).strftime("%Y-%m-%d %H:%M")
+
+
+def overdue_message(items: list[dict[str, Any]], ui_url: str | None) -> tuple[str, str]:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(PLANT_TZ)
+    deadline = next((i["deadline"] for i in items if i["deadline"]), None)
+    when = (
+        dt.datetime.fromtimestamp(float(deadline), zone).strftime("%Y-%m-%d %H:%M %Z")
+        if deadline
+        else "its deadline"
+    )
+    # the deadline of day D is on D+1 (D-1 of the deadline's day is the expected day)
+    day = (
+        (dt.datetime.fromtimestamp(float(deadline), zone).date() - dt.timedelta(days=1))
+        if deadline
+        else None
+    )
+    lines = [f"daily load overdue: {len(items)} table(s) not loaded for {day} by {when}"]
+    for item in items:
+        late = item["overdue_s"]
+        lines.append(
+            f"- {item['asset']}"
+            + (f": {float(late) / 60:.0f} min late" if late is not None else "")
+            + (f", last loaded {item['last_updated']}" if item["last_updated"] else "")
+        )
+    if ui_url:
+        lines.append(f"link: {ui_url.rstrip('/')}/asset-groups")
+    return f"[aps-etl] daily load overdue ({day})", "\n".join(lines) + "\n"
+
+
+def build_overdue_alert_sensor() -> dg.SensorDefinition:
+    """Alerts when a freshness evaluation run finds a daily load overdue."""
+
+    @dg.run_status_sensor(
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        name=ALERT_SENSOR_NAME,
+        description="Sends each overdue daily load (a failed freshness check) to Slack and/or "
+        "email, like a failed run.",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def overdue_alerts(context: dg.RunStatusSensorContext, alert_settings: AlertSettings):
+        run = context.dagster_run
+        if run.tags.get(FRESHNESS_TAG) != "true":
+            return dg.SkipReason(f"run {run.run_id} is not a freshness evaluation")
+        items = overdue(context.instance, run.run_id)
+        if not items:
+            return dg.SkipReason("every daily load is fresh")
+        subject, body = overdue_message(items, alert_settings.ui_url)
+        context.log.warning(body)
+        sent, failed = deliver(alert_settings, subject, body, log=context.log)
+        if failed:
+            raise AlertDeliveryError(f"overdue alert: {'; '.join(failed)}")
+        return dg.SkipReason(f"overdue alert sent by {', '.join(sent) or 'no channel'}")
+
+    return overdue_alerts
