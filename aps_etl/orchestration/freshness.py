@@ -71,10 +71,13 @@ def overdue(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, Any]]:
     """The failed freshness evaluations of a run: table and how late."""
     found = []
     for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
-        evaluation = record.dagster_event.event_specific_data  # type: ignore[union-attr]
-        if evaluation.passed:
+        event = record.dagster_event
+        evaluation = event.event_specific_data if event else None
+        if not isinstance(evaluation, dg.AssetCheckEvaluation) or evaluation.passed:
             continue
-        metadata = {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
+        metadata: dict[str, Any] = {
+            k: getattr(v, "value", v) for k, v in evaluation.metadata.items()
+        }
         deadline = metadata.get("dagster/latest_cron_tick_timestamp")
         last = metadata.get("dagster/last_updated_timestamp")
         found.append(
