@@ -10,6 +10,35 @@ import warnings
 from collections.abc import Sequence
 
 ENVIRONMENTS = ("local", "dev", "prod")
+# seed-source fills a development source only
+SEED_ENVIRONMENTS = ("local", "dev")
+# Bad input or an unusable setting: one line naming the cause, exit status 2.
+USAGE_EXIT = 2
+
+
+class UsageError(Exception):
+    """Input the command refuses, with the reason (printed as one line, exit status 2)."""
+
+
+def _partition(text: str) -> str:
+    """A daily partition key the job can run: a real date, from the plant's first day
+    (APS_FIRST_DAY) to the last complete business day."""
+    from aps_etl.calendar import parse_partition_key
+    from aps_etl.partitions import FIRST_DAY_VARIABLE, first_day
+    from aps_etl.sources.changes import last_complete_day
+
+    day = parse_partition_key(text)
+    if day < first_day():
+        raise UsageError(
+            f"{text} is before the plant's first business day {first_day()} "
+            f"({FIRST_DAY_VARIABLE}); set it earlier if the plant's history starts earlier"
+        )
+    if day > last_complete_day():
+        raise UsageError(
+            f"{text} has not ended yet in the plant's time zone: the last complete "
+            f"business day is {last_complete_day()}"
+        )
+    return text
 
 
 def _date(text: str) -> dt.date:
@@ -22,7 +51,7 @@ def _date(text: str) -> dt.date:
 def _environment(text: str | None) -> str:
     env = text or os.environ.get("APS_ENV", "local")
     if env not in ENVIRONMENTS:
-        raise SystemExit(f"aps-etl: unknown environment {env!r}; choose one of {ENVIRONMENTS}")
+        raise UsageError(f"unknown environment {env!r} (APS_ENV); choose one of {ENVIRONMENTS}")
     return env
 
 
@@ -37,7 +66,9 @@ def source_owner_uri(env: str) -> str:
 
         values = load_stack_env()
         return postgres_uri(values, values["APS_MES_DB"], "mes_owner")
-    raise SystemExit("aps-etl: seed-source fills a development source; it refuses env 'prod'")
+    raise UsageError(
+        f"seed-source fills a development source ({', '.join(SEED_ENVIRONMENTS)}), not {env!r}"
+    )
 
 
 def _seed(args: argparse.Namespace) -> int:
@@ -74,20 +105,33 @@ def _run(args: argparse.Namespace) -> int:
 
     env = _environment(args.env)
     os.environ["APS_ENV"] = env
+    if args.date is not None:
+        _partition(args.date)  # refused before anything is seeded or run
     if env == "local":
         from aps_etl.devdata import seed_source
         from aps_etl.embedded import SOURCE_DB, local_home, start_embedded_postgres
 
         pg = start_embedded_postgres()
         print(f"embedded PostgreSQL ready (data in {local_home() / 'postgres'})")
-        report = seed_source(
-            pg.uri(SOURCE_DB), start_date=runner.DEMO_START, days=runner.DEMO_DAYS, seed=args.seed
-        )
-        _print_seed_report(env, report)
-    partition = args.date or runner.DEMO_PARTITION
-    from aps_etl.lake import parse_partition_key
-
-    parse_partition_key(partition)
+        days = _source_days(pg.uri(SOURCE_DB))
+        if days is None or args.reseed:
+            report = seed_source(
+                pg.uri(SOURCE_DB),
+                start_date=runner.DEMO_START,
+                days=runner.DEMO_DAYS,
+                seed=args.seed,
+            )
+            _print_seed_report(env, report)
+        else:
+            oldest, newest = days
+            print(
+                f"source `mes` already seeded (lot events {oldest} to {newest}): kept; "
+                "--reseed replaces it with the demo data"
+            )
+            demo = dt.date.fromisoformat(runner.DEMO_PARTITION)
+            if args.date is None and not oldest <= demo <= newest:
+                args.date = newest.isoformat()  # a source seeded for other days
+    partition = _partition(args.date or runner.DEMO_PARTITION)
     instance = runner.dagster_instance()
     started = time.perf_counter()
     result = runner.run_job(partition, instance)
@@ -99,6 +143,22 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  {table:<28} {rows:>9,} rows")
         print(f"lake: {runner.lake_root()}   Dagster instance: {os.environ['DAGSTER_HOME']}")
     return 0 if result.success else 1
+
+
+def _source_days(uri: str) -> tuple[dt.date, dt.date] | None:
+    """The first and last business days with lot events in a seeded source; None when
+    it holds none."""
+    from aps_etl.calendar import PLANT_TZ
+    from aps_etl.devdata.load import connect, existing_tables
+
+    with connect(uri) as conn, conn.cursor() as cur:
+        if "lot_history" not in existing_tables(cur):
+            return None
+        day = f"(event_ts at time zone '{PLANT_TZ}')::date"
+        cur.execute(f"select min({day}), max({day}) from lot_history")
+        oldest, newest = cur.fetchone()
+        conn.rollback()
+    return None if newest is None else (oldest, newest)
 
 
 def _resolved(env: str) -> dict:
@@ -169,7 +229,7 @@ def _reconcile(args: argparse.Namespace) -> int:
     env = _environment(args.env)
     os.environ["APS_ENV"] = env
     if args.days < 1:
-        raise SystemExit("aps-etl reconcile: --days must be at least 1")
+        raise UsageError("--days must be at least 1")
     until = args.until or last_complete_day()
     days = business_days(until, args.days)
     resolved = _resolved(env)
@@ -222,9 +282,10 @@ def _backfill(args: argparse.Namespace) -> int:
     from aps_etl.lake import parse_partition_key
 
     os.environ["APS_ENV"] = _environment(args.env)
-    first, last = parse_partition_key(args.start), parse_partition_key(args.end)
+    first = parse_partition_key(_partition(args.start))
+    last = parse_partition_key(_partition(args.end))
     if last < first:
-        raise SystemExit(f"aps-etl backfill: --to {args.end} is before --from {args.start}")
+        raise UsageError(f"--to {args.end} is before --from {args.start}")
     instance = runner.dagster_instance()
     started = time.perf_counter()
     result = runner.run_job(args.start, instance, last_partition=args.end)
@@ -253,25 +314,42 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aps-etl", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="aps-etl",
+        description="aps-etl: the APS ETL's operator commands (Dagster runs on the instance "
+        "of $DAGSTER_HOME, or the project's own on the embedded default).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_SubParser)
     default_start = dt.date.today() - dt.timedelta(days=3)
 
     seed = sub.add_parser("seed-source", help="fill the source `mes` with a synthetic factory")
-    seed.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
-    seed.add_argument("--start-date", type=_date, default=default_start)
-    seed.add_argument("--days", type=int, default=3)
+    seed.add_argument(
+        "--env", choices=SEED_ENVIRONMENTS, help="default: $APS_ENV or local (never prod)"
+    )
+    seed.add_argument("--start-date", type=_date, default=default_start, help="first day")
+    seed.add_argument("--days", type=int, default=3, help="days of plant history")
     scale = seed.add_mutually_exclusive_group()
     scale.add_argument("--lots", type=int, help="number of lots")
     scale.add_argument("--rows", type=int, help="approximate total rows over all tables")
-    seed.add_argument("--seed", type=int, default=42)
+    seed.add_argument("--seed", type=int, default=42, help="random seed: same seed, same data")
     seed.add_argument("--quiet", action="store_true", help="no progress bar")
     seed.set_defaults(func=_seed)
 
     run = sub.add_parser("run", help="run the daily job for one partition (default: embedded)")
     run.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
-    run.add_argument("--date", help="partition key YYYY-MM-DD (default: a day of the demo data)")
-    run.add_argument("--seed", type=int, default=42)
+    run.add_argument(
+        "--date",
+        help="business day YYYY-MM-DD (default: the demo day, or the newest day of a source "
+        "seeded earlier)",
+    )
+    run.add_argument("--seed", type=int, default=42, help="random seed of the demo data")
+    run.add_argument(
+        "--reseed",
+        action="store_true",
+        help="local: replace a source seeded earlier with the demo data (default: keep it)",
+    )
     run.set_defaults(func=_run)
 
     backfill = sub.add_parser(
@@ -325,11 +403,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXAMPLES = """examples:
+  aps-etl run                                   the demo day on the embedded default
+  aps-etl run --env dev --date 2026-11-21       one day on the dev stack
+  aps-etl backfill --from 2026-11-20 --to 2026-11-22
+  aps-etl reconcile --dry-run                   what changed in the source, last 7 days
+  aps-etl lake history --job aps_input --table process_result 2026-11-21
+  aps-etl doctor --fix                          clean up after killed runs
+"""
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless its help already says it (or it has none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+class _SubParser(argparse.ArgumentParser):
+    """Subcommands show their defaults in --help."""
+
+    def __init__(self, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # platformdirs warns about a missing XDG_RUNTIME_DIR on headless machines: noise.
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from aps_etl.calendar import PartitionKeyError
+    from aps_etl.devdata.load import SeedError
+    from aps_etl.postgres import DatabaseError
+    from aps_etl.settings import ConfigurationError
+    from aps_etl.stack_env import StackSettingsMissing
+
+    refused = (
+        UsageError,
+        PartitionKeyError,
+        ConfigurationError,
+        StackSettingsMissing,
+        DatabaseError,
+        SeedError,
+    )
+    try:
+        return args.func(args)
+    except refused as exc:
+        # the cause in one line, not a traceback (the services' errors name no secret)
+        print(f"aps-etl {args.command}: {exc}", file=sys.stderr)
+        return USAGE_EXIT
 
 
 if __name__ == "__main__":

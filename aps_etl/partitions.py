@@ -1,17 +1,34 @@
 """The partitions every daily asset shares (business days in the plant's time zone, plan
 runs), and how an asset handles one partition or several in one run."""
 
+import os
 import warnings
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 import dagster as dg
 
-from aps_etl.calendar import PLANT_TZ
+from aps_etl.calendar import PLANT_TZ, PartitionKeyError, parse_partition_key
+
+FIRST_DAY_VARIABLE = "APS_FIRST_DAY"
+DEFAULT_FIRST_DAY = "2025-01-01"
+
+
+def first_day() -> date:
+    """The plant's first business day in the lake (APS_FIRST_DAY, default 2025-01-01): the
+    first daily partition. A plant whose history starts earlier sets it."""
+    raw = os.environ.get(FIRST_DAY_VARIABLE, "").strip() or DEFAULT_FIRST_DAY
+    try:
+        return parse_partition_key(raw)
+    except PartitionKeyError as exc:
+        raise PartitionKeyError(f"{FIRST_DAY_VARIABLE}: {exc}") from None
+
 
 # Business day D is the Asia/Seoul calendar day; the key is its ISO date, the same string
-# as the lake's `date=` folder.
-DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone=PLANT_TZ)
+# as the lake's `date=` folder. The first day is a deployment setting, read when the
+# definitions load.
+DAILY = dg.DailyPartitionsDefinition(start_date=first_day().isoformat(), timezone=PLANT_TZ)
 
 # One partition per COMPLETED APS plan run, added by the plan_run sensor. The key is the
 # run_id, the same string as the lake's `run_id=` folder.

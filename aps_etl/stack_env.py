@@ -68,6 +68,10 @@ def parse_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+class StackSettingsMissing(RuntimeError):
+    """The dev stack's settings are not there (the stack never started here)."""
+
+
 def load_stack_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The stack settings: the env file overlaid by the process environment."""
     environ = os.environ if environ is None else environ
@@ -76,7 +80,7 @@ def load_stack_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     values.update({k: v for k, v in environ.items() if k in STACK_VARIABLES})
     missing = [k for k in STACK_VARIABLES if k not in values]
     if missing:
-        raise RuntimeError(
+        raise StackSettingsMissing(
             f"dev stack settings missing: {', '.join(missing)}. "
             f"Run `infra/stack up` (it writes {path}) or set them in the environment."
         )

@@ -1,8 +1,20 @@
-"""Bad input to the `aps-etl` command ends in a clear message."""
+"""The `aps-etl` command: bad input ends in one line naming the cause and exit status 2;
+help shows defaults and examples; `run` keeps a source seeded earlier."""
+
+import datetime as dt
+from pathlib import Path
 
 import pytest
 
-from aps_etl.cli import main
+from aps_etl.cli import _partition, main
+from aps_etl.sources.changes import last_complete_day
+
+
+def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err  # one line, no traceback
+    return err
 
 
 def test_malformed_date_is_named(capsys: pytest.CaptureFixture[str]) -> None:
@@ -12,12 +24,102 @@ def test_malformed_date_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert "not an ISO date (YYYY-MM-DD): '2026-13-45'" in capsys.readouterr().err
 
 
-def test_unknown_environment_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("command", [["run"], ["backfill", "--to", "2026-11-22"]])
+def test_an_impossible_day_is_refused_before_anything_runs(
+    command: list[str],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APS_LOCAL_HOME", str(tmp_path))
+    flag = "--date" if command == ["run"] else "--from"
+    err = _refused([*command, flag, "2026-13-45"], capsys)
+    assert err.startswith(f"aps-etl {command[0]}: invalid partition key '2026-13-45'")
+    assert not (tmp_path / "postgres").exists()  # nothing was started or seeded
+
+
+def test_days_outside_the_plant_history_are_refused_with_the_reason(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    future = (last_complete_day() + dt.timedelta(days=1)).isoformat()
+    err = _refused(["backfill", "--from", "2026-11-20", "--to", future], capsys)
+    assert f"{future} has not ended yet" in err and str(last_complete_day()) in err
+    err = _refused(["backfill", "--from", "2024-12-31", "--to", "2025-01-02"], capsys)
+    assert "2024-12-31 is before the plant's first business day 2025-01-01 (APS_FIRST_DAY)" in err
+    err = _refused(["backfill", "--from", "2026-11-22", "--to", "2026-11-20"], capsys)
+    assert "--to 2026-11-20 is before --from 2026-11-22" in err
+    # the first day is a setting (read with the definitions; here, by the check itself)
+    monkeypatch.setenv("APS_FIRST_DAY", "2020-01-01")
+    assert _partition("2024-12-31") == "2024-12-31"
+
+
+def test_unknown_environment_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("APS_ENV", "staging")
-    with pytest.raises(SystemExit, match="unknown environment 'staging'"):
-        main(["seed-source", "--days", "1"])
+    err = _refused(["seed-source", "--days", "1"], capsys)
+    assert "unknown environment 'staging' (APS_ENV)" in err
 
 
-def test_seed_refuses_production() -> None:
-    with pytest.raises(SystemExit, match="refuses env 'prod'"):
+def test_seed_source_does_not_offer_production(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
         main(["seed-source", "--env", "prod"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'prod'" in capsys.readouterr().err
+
+
+def test_missing_stack_settings_are_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("APS_STACK_HOME", str(tmp_path / "no-stack"))
+    for name in ("APS_PG_HOST", "APS_PG_PORT", "APS_S3_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    err = _refused(["seed-source", "--env", "dev", "--days", "1"], capsys)
+    assert "dev stack settings missing" in err and "infra/stack up" in err
+
+
+def test_help_shows_defaults_and_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "aps-etl backfill --from 2026-11-20 --to 2026-11-22" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["reconcile", "--help"])
+    assert "(default 7)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["seed-source", "--help"])
+    out = capsys.readouterr().out
+    assert (
+        "(default: 3)" in out
+        and "(default: 42)" in out
+        and "prod" not in out.split("--env")[1][:20]
+    )
+
+
+def test_run_keeps_a_source_seeded_earlier_unless_asked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aps_etl.devdata import seed_source
+    from aps_etl.embedded import SOURCE_DB, start_embedded_postgres
+    from aps_etl_tests.pipeline_harness import fetch
+
+    monkeypatch.setenv("APS_LOCAL_HOME", str(tmp_path))
+    monkeypatch.setenv("APS_ENV", "local")
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # the home `run` makes there
+    monkeypatch.delenv("APS_LAKE_ROOT", raising=False)
+    uri = start_embedded_postgres(tmp_path / "postgres").uri(SOURCE_DB)
+    seed_source(uri, start_date=dt.date(2026, 10, 5), days=2, lots=40, progress=False)
+    count = "select count(*) as n from lot_history"
+    before = fetch(uri, count)
+    assert main(["run"]) == 0
+    out = capsys.readouterr().out
+    assert "already seeded (lot events " in out and " to 2026-10-06): kept" in out
+    assert "partition 2026-10-06 succeeded" in out
+    assert fetch(uri, count) == before
+    assert main(["run", "--reseed", "--date", "2026-11-21"]) == 0
+    assert "partition 2026-11-21 succeeded" in capsys.readouterr().out
+    after = fetch(uri, count)
+    assert after != before  # the demo data
+    assert main(["run"]) == 0  # again: the demo source kept, the demo day run
+    out = capsys.readouterr().out
+    assert "kept" in out and "partition 2026-11-21 succeeded" in out
+    assert fetch(uri, count) == after
