@@ -5,6 +5,7 @@ from typing import Any
 
 import dagster as dg
 
+from aps_etl.asset_attributes import with_attributes
 from aps_etl.orchestration.alerts import alert_resources_from_env, build_alert_sensor
 from aps_etl.orchestration.freshness import (
     build_freshness_checks,
@@ -25,8 +26,12 @@ def build_defs(resources: dict[str, Any] | None = None) -> dg.Definitions:
     retry_delay_s()  # a bad APS_RETRY_DELAY_S stops the code location, named, not a retry
     freshness = build_freshness_checks(daily_loads)
     return dg.Definitions(
-        # every registered scenario's extracts and transforms, then each run's gate and loads
-        assets=[*(a for scenario in SCENARIOS for a in scenario.assets), *gates, *loads],
+        # every registered scenario's extracts and transforms, then each run's gate and
+        # loads; with owners, scenario and stage tags, and code references
+        assets=with_attributes(
+            [*(a for scenario in SCENARIOS for a in scenario.assets), *gates, *loads],
+            {scenario.namespace: scenario.prd for scenario in SCENARIOS},
+        ),
         jobs=[aps_daily, aps_plan_snapshot],
         # Ad hoc materializations (the UI's "Materialize", `dagster asset materialize`)
         # run in one process like the jobs: a process per step costs each step Python's

@@ -69,7 +69,19 @@ def build_transform_asset(
         partitions_def=partitions_def,
         backfill_policy=backfill_policy(partitions_def),
         check_specs=check_specs(output, key, partitions_def),
-        metadata=output_metadata(output, job_name),
+        metadata={
+            **output_metadata(output, job_name),
+            # the code that computes the table: its logic function, beside the asset's own
+            "dagster/code_references": dg.CodeReferencesMetadataValue(
+                code_references=[
+                    dg.LocalFileCodeReference(
+                        file_path=inspect.getsourcefile(logic) or "",
+                        line_number=inspect.getsourcelines(logic)[1],
+                        label=f"logic: {logic.__name__}",
+                    )
+                ]
+            ),
+        },
         description=description or (logic.__doc__ or "").strip().split("\n")[0],
         group_name=job_name,
         kinds={"polars", "parquet"},

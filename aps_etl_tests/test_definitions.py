@@ -186,3 +186,39 @@ def test_every_extract_shows_its_column_schema_before_any_run() -> None:
             assert f"primary key ({', '.join(spec.primary_key)})" in schema.constraints.other
     process = {c.name: c for c in ROUTE_STEP.table_schema().columns}["process_id"]
     assert process.description == "route_step.process_id: the kind of operation (PHOTO, ETCH, ...)"
+
+
+def test_every_asset_says_what_it_is_who_owns_it_and_where_its_code_is() -> None:
+    from aps_etl.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    descriptions = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description, key
+        descriptions[key.to_user_string()] = node.description
+        assert node.owners == ["team:aps-data-engineering"], key
+        assert node.tags["aps_etl/stage"] == key.path[0], key
+        assert node.metadata["dagster/code_references"].code_references, key
+        if key.path[0] in ("extract", "transform", "load"):
+            assert node.tags["aps_etl/scenario"].startswith("10_"), key
+            assert node.kinds, key
+    kpis = [d for k, d in descriptions.items() if k.startswith("transform/aps_kpi/")]
+    assert len(set(kpis)) == 3  # each KPI table its own words
+    assert (
+        "Which equipment group is the bottleneck"
+        in descriptions["transform/aps_kpi/aps_kpi_bottleneck"]
+    )
+
+
+def test_asset_owners_are_a_setting(monkeypatch) -> None:
+    from aps_etl.asset_attributes import owners
+    from aps_etl.settings import ConfigurationError
+
+    monkeypatch.setenv("APS_ASSET_OWNERS", "ops@fab.example, team:planning")
+    assert owners() == ["ops@fab.example", "team:planning"]
+    monkeypatch.setenv("APS_ASSET_OWNERS", "bob")
+    import pytest
+
+    with pytest.raises(ConfigurationError, match="APS_ASSET_OWNERS: bob: an owner is"):
+        owners()

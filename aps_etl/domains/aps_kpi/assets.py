@@ -49,6 +49,8 @@ PLANS = (PLAN_PRODUCTION, PLAN_EQUIPMENT)
     outs={
         table.name: dg.AssetOut(
             key=transform_key(NAMESPACE, table.name),
+            description=f"{table.description} Against the plan in force for the day "
+            "(recorded in every row), joined in DuckDB over the lake.",
             metadata=output_metadata(table, NAMESPACE),
             kinds={"duckdb", "parquet"},
         )

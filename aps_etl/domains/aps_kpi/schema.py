@@ -42,6 +42,7 @@ def _null_without_plan(planned: str) -> RowRule:
 
 APS_KPI_PLAN_VS_ACTUAL = OutputTable(
     name="aps_kpi_plan_vs_actual",
+    description="Planned vs produced per product and step (계획 대비 실적 편차).",
     # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
     docs={
         "plan_run_id": "the plan in force (null if none)",
@@ -91,6 +92,7 @@ APS_KPI_PLAN_VS_ACTUAL = OutputTable(
 
 APS_KPI_EQUIPMENT_UTIL = OutputTable(
     name="aps_kpi_equipment_util",
+    description="Planned vs actual utilisation per tool (설비 가동률 차이).",
     # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
     docs={
         "plan_run_id": "the plan in force (null if none)",
@@ -131,6 +133,7 @@ APS_KPI_EQUIPMENT_UTIL = OutputTable(
 
 APS_KPI_BOTTLENECK = OutputTable(
     name="aps_kpi_bottleneck",
+    description="Which equipment group is the bottleneck (공정 병목 구간).",
     # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
     docs={
         "process_id": "the process of the group",
