@@ -295,6 +295,20 @@ def _backfill(args: argparse.Namespace) -> int:
     return 0 if result.success else 1
 
 
+def _report(args: argparse.Namespace) -> int:
+    """The PRD §11 KPIs from the instance's run records (etl_report.py)."""
+    from aps_etl import etl_report, runner
+
+    env = _environment(args.env)
+    os.environ["APS_ENV"] = env
+    if args.days < 1:
+        raise UsageError("--days must be at least 1")
+    instance = runner.dagster_instance()
+    print(f"Dagster instance: {os.environ['DAGSTER_HOME']}")
+    print(etl_report.render(etl_report.compute(instance, days=args.days), args.days), end="")
+    return 0
+
+
 def _doctor(args: argparse.Namespace) -> int:
     """Leftovers of killed runs: dead runs, stages, orphan partitions, temp files, queries."""
     from aps_etl import doctor, runner
@@ -387,6 +401,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.set_defaults(func=_reconcile)
 
+    report = sub.add_parser(
+        "report",
+        help="the PRD §11 KPIs from the Dagster instance: success rate, failures by cause, "
+        "first-run vs rerun time, freshness lag per day",
+    )
+    report.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
+    report.add_argument("--days", type=int, default=30, help="days back from now")
+    report.set_defaults(func=_report)
+
     doc = sub.add_parser(
         "doctor",
         help="list what killed runs left behind (dead STARTED runs, stage tables, orphan "
@@ -410,6 +433,7 @@ EXAMPLES = """examples:
   aps-etl reconcile --dry-run                   what changed in the source, last 7 days
   aps-etl lake history --job aps_input --table process_result 2026-11-21
   aps-etl doctor --fix                          clean up after killed runs
+  aps-etl report --days 30                      success rate, reruns, freshness lag
 """
 
 

@@ -6,6 +6,7 @@ from typing import Any
 import dagster as dg
 
 from aps_etl.asset_attributes import with_attributes
+from aps_etl.etl_report import build_report_asset
 from aps_etl.orchestration.alerts import alert_resources_from_env, build_alert_sensor
 from aps_etl.orchestration.freshness import (
     build_freshness_checks,
@@ -29,7 +30,12 @@ def build_defs(resources: dict[str, Any] | None = None) -> dg.Definitions:
         # every registered scenario's extracts and transforms, then each run's gate and
         # loads; with owners, scenario and stage tags, and code references
         assets=with_attributes(
-            [*(a for scenario in SCENARIOS for a in scenario.assets), *gates, *loads],
+            [
+                *(a for scenario in SCENARIOS for a in scenario.assets),
+                *gates,
+                *loads,
+                build_report_asset(),
+            ],
             {scenario.namespace: scenario.prd for scenario in SCENARIOS},
         ),
         jobs=[aps_daily, aps_plan_snapshot],

@@ -1,0 +1,179 @@
+"""The PRD §11 KPIs, measured from the Dagster instance's own run records.
+
+Per job over the last N days: runs, success rate (target >= 99%), failures by cause (the
+failing step and its error class), first-run against rerun time per partition (the
+reprocessing time the PRD wants halved) and, for the daily job, each day's freshness lag:
+from the end of the business day to its first successful load. `aps-etl report` prints it;
+the `etl_report` asset shows the same table in the UI.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the report asset's context
+# annotation at definition time.
+
+import datetime as dt
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from aps_etl.calendar import PLANT_UTC_OFFSET
+from aps_etl.scenarios import DAILY_RUN, PLAN_RUN
+
+SUCCESS_TARGET = 0.99
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+@dataclass
+class JobReport:
+    job: str
+    runs: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    causes: Counter[str] = field(default_factory=Counter)
+    first_run_s: list[float] = field(default_factory=list)
+    rerun_s: list[float] = field(default_factory=list)
+    # business day -> hours from the day's end to its first successful run's end
+    lag_h: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def success_rate(self) -> float | None:
+        finished = self.succeeded + self.failed
+        return self.succeeded / finished if finished else None
+
+
+def _partition(run: dg.DagsterRun) -> str | None:
+    tags = run.tags
+    if "dagster/partition" in tags:
+        return tags["dagster/partition"]
+    if RANGE_START in tags:
+        start, end = tags[RANGE_START], tags.get(RANGE_END, tags[RANGE_START])
+        return start if start == end else f"{start}...{end}"
+    return None
+
+
+def _cause(instance: dg.DagsterInstance, run_id: str) -> str:
+    """The failing step and its error class ("extract__aps_input: SourceError")."""
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        event = record.dagster_event
+        data = event.step_failure_data if event else None
+        error = data.error if data else None
+        if error is not None:
+            # a user error wraps the real one: name the cause's class
+            cls = error.cause.cls_name if error.cause is not None else error.cls_name
+            return f"{event.step_key}: {cls}"  # type: ignore[union-attr]
+    return "run failed outside a step (launch, worker or orchestration)"
+
+
+def compute(
+    instance: dg.DagsterInstance,
+    days: int = 30,
+    now: dt.datetime | None = None,
+    jobs: tuple[str, ...] = (DAILY_RUN, PLAN_RUN),
+) -> list[JobReport]:
+    now = now or dt.datetime.now(dt.UTC)
+    since = now - dt.timedelta(days=days)
+    reports = []
+    for job in jobs:
+        report = JobReport(job)
+        records = instance.get_run_records(
+            dg.RunsFilter(job_name=job, created_after=since),
+            order_by="create_timestamp",
+            ascending=True,
+        )
+        by_partition: dict[str, list[Any]] = defaultdict(list)
+        for record in records:
+            run = record.dagster_run
+            report.runs += 1
+            if run.status == dg.DagsterRunStatus.SUCCESS:
+                report.succeeded += 1
+            elif run.status == dg.DagsterRunStatus.FAILURE:
+                report.failed += 1
+                report.causes[_cause(instance, run.run_id)] += 1
+            partition = _partition(run)
+            if partition is not None:
+                by_partition[partition].append(record)
+        for partition, runs in by_partition.items():
+            timed = [
+                r.end_time - r.start_time
+                for r in runs
+                if r.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+                and r.start_time
+                and r.end_time
+            ]
+            if timed:
+                report.first_run_s.append(timed[0])
+                report.rerun_s.extend(timed[1:])
+            if job == DAILY_RUN and "..." not in partition:
+                done = [
+                    r.end_time
+                    for r in runs
+                    if r.dagster_run.status == dg.DagsterRunStatus.SUCCESS and r.end_time
+                ]
+                if done:
+                    day = dt.date.fromisoformat(partition)
+                    day_end = dt.datetime.combine(
+                        day + dt.timedelta(days=1), dt.time(), PLANT_UTC_OFFSET
+                    )
+                    report.lag_h[partition] = (min(done) - day_end.timestamp()) / 3600
+        reports.append(report)
+    return reports
+
+
+def _median(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} s" if values else "-"
+
+
+def render(reports: list[JobReport], days: int) -> str:
+    """The KPIs as Markdown (the CLI prints it, the UI renders it)."""
+    lines = [
+        f"## ETL KPIs (PRD §11), last {days} days",
+        "",
+        "| job | runs | succeeded | failed | success rate | first run (median) | rerun (median) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in reports:
+        rate = r.success_rate
+        shown = "-" if rate is None else f"{rate:.1%}"
+        if rate is not None and rate < SUCCESS_TARGET:
+            shown += f" (below {SUCCESS_TARGET:.0%})"
+        lines.append(
+            f"| {r.job} | {r.runs} | {r.succeeded} | {r.failed} | {shown} "
+            f"| {_median(r.first_run_s)} | {_median(r.rerun_s)} |"
+        )
+    for r in reports:
+        if r.causes:
+            lines += ["", f"### Failures of {r.job} by cause", "", "| cause | runs |", "|---|---:|"]
+            lines += [f"| {cause} | {n} |" for cause, n in r.causes.most_common()]
+    daily = next((r for r in reports if r.job == DAILY_RUN and r.lag_h), None)
+    if daily:
+        lines += [
+            "",
+            "### Freshness: from the end of the business day to its first load",
+            "",
+            "| day | lag |",
+            "|---|---:|",
+        ]
+        lines += [f"| {day} | {h:.1f} h |" for day, h in sorted(daily.lag_h.items())]
+    return "\n".join(lines) + "\n"
+
+
+def build_report_asset() -> dg.AssetsDefinition:
+    @dg.asset(
+        key=dg.AssetKey(["ops", "etl_report"]),
+        group_name="operations",
+        description="The PRD §11 KPIs over the last 30 days, from the instance's run records: "
+        "success rate, failures by cause, first-run vs rerun time, freshness lag.",
+        kinds={"dagster"},
+    )
+    def etl_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        reports = compute(context.instance, days=30)
+        daily = next(r for r in reports if r.job == DAILY_RUN)
+        metadata: dict[str, Any] = {"report": dg.MetadataValue.md(render(reports, 30))}
+        if daily.success_rate is not None:
+            metadata["daily_success_rate"] = dg.MetadataValue.float(daily.success_rate)
+        return dg.MaterializeResult(metadata=metadata)
+
+    return etl_report
