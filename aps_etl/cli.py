@@ -134,7 +134,8 @@ def _run(args: argparse.Namespace) -> int:
     partition = _partition(args.date or runner.DEMO_PARTITION)
     instance = runner.dagster_instance()
     started = time.perf_counter()
-    result = runner.run_job(partition, instance)
+    print(f"job aps_daily for {partition}: steps as they finish")
+    result = runner.run_job(partition, instance, progress=print)
     runner.print_report(result, instance, partition, time.perf_counter() - started)
     if result.success:
         counts = runner.target_rows(partition)
@@ -288,7 +289,8 @@ def _backfill(args: argparse.Namespace) -> int:
         raise UsageError(f"--to {args.end} is before --from {args.start}")
     instance = runner.dagster_instance()
     started = time.perf_counter()
-    result = runner.run_job(args.start, instance, last_partition=args.end)
+    print(f"job aps_daily for {args.start}...{args.end} in one run: steps as they finish")
+    result = runner.run_job(args.start, instance, last_partition=args.end, progress=print)
     runner.print_report(
         result, instance, f"{args.start}...{args.end}", time.perf_counter() - started
     )

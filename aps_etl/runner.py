@@ -11,10 +11,15 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
 import dagster as dg
+from dagster._core.utils import make_new_run_id
 
 from aps_etl.embedded import local_home
 from aps_etl.sqlite_storage import write_local_instance_config
@@ -60,9 +65,11 @@ def run_job(
     instance: dg.DagsterInstance | None = None,
     last_partition: str | None = None,
     tags: dict[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """One run of the daily job: one partition, or [partition_key, last_partition] as a
-    single-run backfill (every daily asset has BackfillPolicy.single_run())."""
+    single-run backfill (every daily asset has BackfillPolicy.single_run()). `progress`
+    gets a line per step as it finishes."""
     from aps_etl.definitions import build_defs
 
     # the resources of $APS_ENV as it is now (the module's `defs` was built at import)
@@ -80,14 +87,84 @@ def run_job(
     from aps_etl.liveness import this_process
 
     target["tags"] = {**target.get("tags", {}), **this_process().tags(), **(tags or {})}
-    return job.execute_in_process(
-        **target,
-        instance=instance or dagster_instance(),
-        raise_on_error=False,
-        # Every event is in the instance for the UI; the console gets warnings and the
-        # report printed after the run.
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    instance = instance or dagster_instance()
+    run_id = make_new_run_id()
+    watcher = (
+        StepProgress(instance, run_id, len(job.nodes_in_topological_order), progress)
+        if progress
+        else None
     )
+    try:
+        return job.execute_in_process(
+            **target,
+            instance=instance,
+            run_id=run_id,
+            raise_on_error=False,
+            # Every event is in the instance for the UI; the console gets warnings, the
+            # steps as they finish (`progress`) and the report printed after the run.
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+    finally:
+        if watcher:
+            watcher.stop()
+
+
+class StepProgress:
+    """Reports each step of a run as it finishes ([k/N], seconds since the start, the step,
+    its materializations), read from the instance's event log by a background thread: the
+    run itself is not touched."""
+
+    KINDS = ("STEP_SUCCESS", "STEP_FAILURE", "STEP_UP_FOR_RETRY", "ASSET_MATERIALIZATION")
+
+    def __init__(
+        self, instance: dg.DagsterInstance, run_id: str, steps: int, out: Callable[[str], None]
+    ) -> None:
+        self._instance, self._run_id, self._steps, self._out = instance, run_id, steps, out
+        self._done = 0
+        self._cursor: str | None = None
+        self._materialized: Counter[str] = Counter()
+        self._started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="aps-etl-progress", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.5):
+            self._poll()
+        self._poll()  # the last steps
+
+    def _poll(self) -> None:
+        from dagster._core.events import DagsterEventType
+
+        types = {DagsterEventType(kind) for kind in self.KINDS}
+        try:
+            records = self._instance.get_records_for_run(
+                self._run_id, cursor=self._cursor, of_type=types
+            )
+        except Exception:  # the run may not be stored yet: try again at the next tick
+            return
+        self._cursor = records.cursor or self._cursor
+        for record in records.records:
+            event = record.event_log_entry.dagster_event
+            if event is None or event.step_key is None:
+                continue
+            kind = event.event_type_value
+            if kind == "ASSET_MATERIALIZATION":
+                self._materialized[event.step_key] += 1
+                continue
+            if kind != "STEP_UP_FOR_RETRY":
+                self._done += 1
+            state = {"STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}.get(kind, "retrying")
+            made = self._materialized[event.step_key]
+            self._out(
+                f"  [{self._done}/{self._steps}] {time.monotonic() - self._started:6.1f} s  "
+                f"{event.step_key:<52} {state}"
+                + (f" ({made} materialization{'s' if made > 1 else ''})" if made else "")
+            )
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def step_seconds(

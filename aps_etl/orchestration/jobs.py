@@ -2,7 +2,10 @@
 
 import dagster as dg
 
-from aps_etl.scenarios import DAILY_RUN, PLAN_RUN, of_run
+from aps_etl.scenarios import DAILY_RUN, PLAN_RUN, of_run, outputs_of_run
+
+# the name Dagster gives a time-partition freshness check
+FRESHNESS_CHECK = "freshness_check"
 
 # Runs carrying this tag share a lane of the run queue (dagster.yaml: limit 1).
 PLAN_LANE_TAG = "aps_etl/lane"
@@ -15,7 +18,16 @@ def _selection(run: str) -> dg.AssetSelection:
         for scenario in of_run(run)
         for stage in ("extract", "transform", "load")
     ]
-    return dg.AssetSelection.key_prefixes(*prefixes, ["validated", run])
+    # The freshness checks of the loads are evaluated by their own sensor
+    # (orchestration/freshness.py), not by every run: a backfill of an old day would
+    # otherwise report "yesterday is missing" on its own run.
+    freshness = [
+        dg.AssetCheckKey(dg.AssetKey(["load", namespace, table.name]), FRESHNESS_CHECK)
+        for namespace, table in outputs_of_run(run)
+    ]
+    return dg.AssetSelection.key_prefixes(*prefixes, ["validated", run]) - (
+        dg.AssetSelection.checks(*freshness)
+    )
 
 
 # Every daily scenario for one business day: MES results to APS inputs (§10.1), plan vs
