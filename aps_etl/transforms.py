@@ -50,6 +50,21 @@ def logic_inputs(logic: Callable[..., Any]) -> list[str]:
     return [p for p in inspect.signature(logic).parameters if p not in PARTITION_PARAMETERS]
 
 
+def logic_reference(logic: Callable[..., Any]) -> dict[str, Any]:
+    """`dagster/code_references` to the function that computes the table, beside the
+    asset's own (added for all assets); none for a function without a source file."""
+    try:
+        path, line = inspect.getsourcefile(logic), inspect.getsourcelines(logic)[1]
+    except (OSError, TypeError):
+        return {}
+    if path is None:
+        return {}
+    reference = dg.LocalFileCodeReference(
+        file_path=path, line_number=line, label=f"logic: {logic.__name__}"
+    )
+    return {"dagster/code_references": dg.CodeReferencesMetadataValue(code_references=[reference])}
+
+
 def build_transform_asset(
     output: Any,
     job_name: str,
@@ -71,16 +86,7 @@ def build_transform_asset(
         check_specs=check_specs(output, key, partitions_def),
         metadata={
             **output_metadata(output, job_name),
-            # the code that computes the table: its logic function, beside the asset's own
-            "dagster/code_references": dg.CodeReferencesMetadataValue(
-                code_references=[
-                    dg.LocalFileCodeReference(
-                        file_path=inspect.getsourcefile(logic) or "",
-                        line_number=inspect.getsourcelines(logic)[1],
-                        label=f"logic: {logic.__name__}",
-                    )
-                ]
-            ),
+            **logic_reference(logic),
         },
         description=description or (logic.__doc__ or "").strip().split("\n")[0],
         group_name=job_name,

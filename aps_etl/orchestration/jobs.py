@@ -21,13 +21,14 @@ def _selection(run: str) -> dg.AssetSelection:
     # The freshness checks of the loads are evaluated by their own sensor
     # (orchestration/freshness.py), not by every run: a backfill of an old day would
     # otherwise report "yesterday is missing" on its own run.
+    selection = dg.AssetSelection.key_prefixes(*prefixes, ["validated", run])
+    if run != DAILY_RUN:  # only the daily loads have freshness checks
+        return selection
     freshness = [
         dg.AssetCheckKey(dg.AssetKey(["load", namespace, table.name]), FRESHNESS_CHECK)
         for namespace, table in outputs_of_run(run)
     ]
-    return dg.AssetSelection.key_prefixes(*prefixes, ["validated", run]) - (
-        dg.AssetSelection.checks(*freshness)
-    )
+    return selection - dg.AssetSelection.checks(*freshness)
 
 
 # Every daily scenario for one business day: MES results to APS inputs (§10.1), plan vs
