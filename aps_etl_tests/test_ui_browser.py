@@ -32,10 +32,11 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from aps_etl.devdata import seed_source
-from aps_etl.embedded import SOURCE_DB, start_embedded_postgres
+from aps_etl.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
+from aps_etl.orchestration.freshness import FRESHNESS_TAG
 from aps_etl.settings import resources_for
 from aps_etl.validation import CHECKS
-from aps_etl_tests.pipeline_harness import step_failures
+from aps_etl_tests.pipeline_harness import step_failures, target_partition
 
 # Chromium comes from Debian's packages (scripts/test-tools): not in `make unit`.
 pytestmark = pytest.mark.tools
@@ -62,6 +63,9 @@ MODULE = "aps_etl.definitions"
 LOCATION = MODULE
 START = dt.date(2026, 11, 20)
 PARTITION = "2026-11-21"
+# a single-run backfill over three other days (run first: PARTITION's run is the latest)
+RANGE = ("2026-11-23", "2026-11-24", "2026-11-25")
+SEEDED_DAYS = 6
 JOB = "aps_daily"
 SCHEDULE = "aps_daily_schedule"
 SENSOR = "plan_run_sensor"
@@ -86,6 +90,9 @@ class DagsterUI:
     defs: dg.Definitions
     wip_metadata: dict[str, Any]
     lake_root: str
+    range_run_id: str
+    range_wip_rows: dict[str, int]  # each day of RANGE: its aps_input_wip rows in the target
+    freshness_expected: str  # the day the freshness checks expect loaded
 
 
 def free_port() -> int:
@@ -165,7 +172,7 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterUI]:
         # The embedded PostgreSQL stays up until this process exits: the webserver's code
         # server (same APS_LOCAL_HOME) loads definitions whose resources point at it.
         pg = start_embedded_postgres(home / "postgres")
-        seed_source(pg.uri(SOURCE_DB), start_date=START, days=3, progress=False)
+        seed_source(pg.uri(SOURCE_DB), start_date=START, days=SEEDED_DAYS, progress=False)
 
         from aps_etl.definitions import build_defs
 
@@ -189,7 +196,24 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterUI]:
                     start_new_session=True,
                 )
             try:
-                # The run goes on while the webserver and its code server start.
+                # The runs go on while the webserver and its code server start.
+                ranged = defs.resolve_job_def(JOB).execute_in_process(
+                    instance=instance,
+                    raise_on_error=False,
+                    tags={
+                        "dagster/asset_partition_range_start": RANGE[0],
+                        "dagster/asset_partition_range_end": RANGE[-1],
+                    },
+                )
+                assert ranged.success, f"{JOB} {RANGE}: {step_failures(ranged)}"
+                range_rows = {
+                    day: len(
+                        target_partition(
+                            pg.uri(TARGET_DB), "aps_input_wip", dt.date.fromisoformat(day)
+                        )
+                    )
+                    for day in RANGE
+                }
                 result = defs.resolve_job_def(JOB).execute_in_process(
                     partition_key=PARTITION,
                     instance=instance,
@@ -197,6 +221,16 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterUI]:
                     run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
                 )
                 assert result.success, f"{JOB} {PARTITION}: {step_failures(result)}"
+                # the freshness checks, as their sensor runs them (after the last
+                # load: the UI shows a check against the latest materialization)
+                checks = {
+                    key
+                    for key in defs.resolve_asset_graph().asset_check_keys
+                    if key.name == "freshness_check"
+                }
+                defs.resolve_implicit_global_asset_job_def().get_subset(
+                    asset_check_selection=checks, asset_selection=set()
+                ).execute_in_process(instance=instance, tags={FRESHNESS_TAG: "true"})
                 (wip,) = [
                     event.materialization
                     for event in result.get_asset_materialization_events()
@@ -209,6 +243,9 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterUI]:
                     defs=defs,
                     wip_metadata={k: getattr(v, "value", v) for k, v in wip.metadata.items()},
                     lake_root=str(home / "lake"),
+                    range_run_id=ranged.run_id,
+                    range_wip_rows=range_rows,
+                    freshness_expected=_freshness_expected(),
                 )
             finally:
                 stop_process_group(webserver)
@@ -292,12 +329,23 @@ def test_gate_lineage_shows_the_daily_assets_and_their_checks(
         expect(node.first).to_contain_text(passed)
 
 
+def _freshness_expected() -> str:
+    """D-1 of the latest 06:00 Asia/Seoul that has passed: the day the checks expect."""
+    from zoneinfo import ZoneInfo
+
+    now = dt.datetime.now(ZoneInfo("Asia/Seoul"))
+    deadline = now.replace(hour=6, minute=0, second=0, microsecond=0)
+    if now < deadline:
+        deadline -= dt.timedelta(days=1)
+    return (deadline.date() - dt.timedelta(days=1)).isoformat()
+
+
 def test_asset_partition_shows_its_materialization_metadata(
     page: Page, dagster_ui: DagsterUI
 ) -> None:
     visit(page, dagster_ui, f"{asset_route('aps_input', 'aps_input_wip')}?view=partitions")
     # The partition list: the materialized partition among the missing ones.
-    expect_visible(page, "Materialized (1)")
+    expect_visible(page, f"Materialized ({1 + len(RANGE)})")
     partition = page.get_by_text(PARTITION, exact=True).filter(visible=True).first
     expect(partition).to_be_visible()
     partition.click()
@@ -340,6 +388,58 @@ def test_asset_checks_show_the_validation_results(page: Page, dagster_ui: Dagste
         expect(metadata_row(page, "partitions")).to_contain_text(PARTITION)
         expect(metadata_row(page, "rows_checked")).to_contain_text(str(rows))
         expect(metadata_row(page, "violations")).to_have_text("violations0")
+
+
+def test_each_partition_of_a_range_run_shows_its_own_row_count(
+    page: Page, dagster_ui: DagsterUI
+) -> None:
+    """A single-run backfill records each day's own numbers, not the range's totals."""
+    for day, rows in dagster_ui.range_wip_rows.items():
+        visit(page, dagster_ui, f"{asset_route('aps_input', 'aps_input_wip')}"
+              f"?view=partitions&partition={day}")  # fmt: skip
+        expect_visible(page, "Latest materialization", dagster_ui.range_run_id[:8])
+        expect(metadata_row(page, "row_count")).to_have_text(f"row_count{rows}")
+        expect(metadata_row(page, "parquet_path")).to_contain_text(f"date={day}")
+    page.screenshot(path=SCREENSHOTS / "partition-row-count.png", full_page=True)
+
+
+def test_an_asset_page_shows_its_schema_and_a_plot_across_partitions(
+    page: Page, dagster_ui: DagsterUI
+) -> None:
+    """The README's screenshot: the planners' words per column, and row_count plotted
+    over the four materialized days (each its own count)."""
+    from aps_etl.domains.aps_input.schema import APS_INPUT_WIP
+
+    visit(page, dagster_ui, asset_route("aps_input", "aps_input_wip"))
+    expect_visible(page, "Columns")
+    expect_visible(page, APS_INPUT_WIP.description_of("wip_lots"))
+    page.get_by_text("Plots", exact=True).filter(visible=True).first.click()
+    expect_visible(page, "row_count", exact=True)
+    page.screenshot(path=SCREENSHOTS / "asset-page.png", full_page=True)
+
+
+def test_an_asset_shows_its_column_schema_with_descriptions_before_any_run(
+    page: Page, dagster_ui: DagsterUI
+) -> None:
+    from aps_etl.domains.aps_plan.schema import APS_PLAN_DIFF
+
+    # the plan job never ran here: the schema comes from the declaration
+    visit(page, dagster_ui, asset_route("aps_plan", "aps_plan_diff"))
+    expect_visible(page, "Columns")
+    for column in APS_PLAN_DIFF.columns[:3]:
+        expect_visible(page, column.name, exact=True)
+        expect_visible(page, APS_PLAN_DIFF.description_of(column.name))
+    page.screenshot(path=SCREENSHOTS / "asset-column-schema.png", full_page=True)
+
+
+def test_a_daily_load_shows_its_freshness(page: Page, dagster_ui: DagsterUI) -> None:
+    route = f"{asset_route('aps_input', 'aps_input_wip', 'load')}?view=checks"
+    visit(page, dagster_ui, route)
+    entry = page.get_by_title("freshness_check", exact=True).filter(visible=True).first
+    expect(entry).to_be_visible()
+    entry.click()
+    # the demo days are long past: yesterday is not loaded, and the check says so
+    expect_visible(page, f"We expected partition {dagster_ui.freshness_expected} to have arrived")
 
 
 # -- jobs, automation, runs -----------------------------------------------------------
