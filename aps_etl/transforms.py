@@ -8,7 +8,7 @@ backfill): inputs arrive as {partition key: frame}, outputs leave the same way."
 
 import inspect
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -50,6 +50,26 @@ def logic_inputs(logic: Callable[..., Any]) -> list[str]:
     return [p for p in inspect.signature(logic).parameters if p not in PARTITION_PARAMETERS]
 
 
+def column_lineage(
+    output: Any, inputs: Mapping[str, dg.AssetKey], input_columns: Mapping[str, Sequence[str]]
+) -> dict[str, Any]:
+    """`dagster/column_lineage` for each output column an input has under the same name
+    (keys and attributes carried through: product_id, step_id, process_id, ...). Computed
+    columns (counts, quantities, durations) are documented in docs/metrics.md instead."""
+    deps = {
+        column: [
+            dg.TableColumnDep(asset_key=inputs[param], column_name=column)
+            for param, columns in input_columns.items()
+            if column in columns and param in inputs
+        ]
+        for column in output.column_names
+    }
+    deps = {column: found for column, found in deps.items() if found}
+    if not deps:
+        return {}
+    return {"dagster/column_lineage": dg.TableColumnLineage(deps_by_column=deps)}
+
+
 def logic_reference(logic: Callable[..., Any]) -> dict[str, Any]:
     """`dagster/code_references` to the function that computes the table, beside the
     asset's own (added for all assets); none for a function without a source file."""
@@ -72,9 +92,11 @@ def build_transform_asset(
     inputs: Mapping[str, dg.AssetKey],
     partitions_def: dg.PartitionsDefinition,
     description: str | None = None,
+    input_columns: Mapping[str, Sequence[str]] | None = None,
 ) -> dg.AssetsDefinition:
     """`logic(**frames, day=date)` computes the table; `inputs` maps its parameters to
-    upstream asset keys."""
+    upstream asset keys; `input_columns` (parameter -> its columns) gives the column
+    lineage of the columns the table carries through under their own name."""
     key = transform_key(job_name, output.name)
     wanted = inspect.signature(logic).parameters
 
@@ -86,6 +108,7 @@ def build_transform_asset(
         check_specs=check_specs(output, key, partitions_def),
         metadata={
             **output_metadata(output, job_name),
+            **column_lineage(output, inputs, input_columns or {}),
             **logic_reference(logic),
         },
         description=description or (logic.__doc__ or "").strip().split("\n")[0],

@@ -222,3 +222,25 @@ def test_asset_owners_are_a_setting(monkeypatch) -> None:
 
     with pytest.raises(ConfigurationError, match="APS_ASSET_OWNERS: bob: an owner is"):
         owners()
+
+
+def test_transforms_show_where_their_carried_columns_come_from() -> None:
+    from aps_etl.definitions import defs
+
+    node = defs.resolve_asset_graph().get(dg.AssetKey(["transform", "aps_input", "aps_input_wip"]))
+    lineage = node.metadata["dagster/column_lineage"].deps_by_column
+    found = {
+        column: sorted((d.asset_key.to_user_string(), d.column_name) for d in deps)
+        for column, deps in lineage.items()
+    }
+    assert found == {
+        "product_id": [
+            ("extract/aps_input/lot_history", "product_id"),
+            ("extract/aps_input/product", "product_id"),
+        ],
+        "step_id": [
+            ("extract/aps_input/lot_history", "step_id"),
+            ("extract/aps_input/route_step", "step_id"),
+        ],
+        "process_id": [("extract/aps_input/route_step", "process_id")],
+    }

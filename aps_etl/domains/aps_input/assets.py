@@ -28,6 +28,7 @@ transform_assets = [
         {name: extract_key(NAMESPACE, name) for name in logic_inputs(getattr(logic, output.name))},
         DAILY,
         output.description,
+        input_columns={spec.name: list(spec.columns) for spec in DAILY_SOURCES},
     )
     for output in OUTPUTS
 ]
