@@ -156,8 +156,11 @@ class StepProgress:
                 self._done += 1
             state = {"STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}.get(kind, "retrying")
             made = self._materialized[event.step_key]
+            width = 20  # the bar: the run's steps, done so far
+            filled = round(width * min(self._done, self._steps) / max(self._steps, 1))
             self._out(
-                f"  [{self._done}/{self._steps}] {time.monotonic() - self._started:6.1f} s  "
+                f"  [{'#' * filled}{'.' * (width - filled)}] "
+                f"[{self._done}/{self._steps}] {time.monotonic() - self._started:6.1f} s  "
                 f"{event.step_key:<52} {state}"
                 + (f" ({made} materialization{'s' if made > 1 else ''})" if made else "")
             )

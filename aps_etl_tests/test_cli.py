@@ -116,9 +116,10 @@ def test_run_keeps_a_source_seeded_earlier_unless_asked(
     assert "already seeded (lot events " in out and " to 2026-10-06): kept" in out
     assert "partition 2026-10-06 succeeded" in out
     # each step printed as it finished, before the report
-    steps = re.findall(r"\[(\d+)/(\d+)\] +[0-9.]+ s  (\S+) +done", out)
+    steps = re.findall(r"\[[#.]{20}\] \[(\d+)/(\d+)\] +[0-9.]+ s  (\S+) +done", out)
     assert [int(k) for k, _, _ in steps] == list(range(1, len(steps) + 1))
     assert steps[-1][2] == "load__aps_daily" and steps[-1][0] == steps[-1][1]
+    assert f"[{'#' * 20}] [{steps[-1][0]}/" in out  # the bar full at the last step
     assert out.index("load__aps_daily") < out.index("succeeded in")
     assert fetch(uri, count) == before
     assert main(["run", "--reseed", "--date", "2026-11-21"]) == 0
