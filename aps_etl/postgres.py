@@ -47,6 +47,14 @@ class PostgresConnection(dg.ConfigurableResource):
     embedded_pgdata: str | None = Field(
         default=None, description="folder of the embedded PostgreSQL (local environment)"
     )
+    sslmode: str | None = Field(
+        default=None,
+        description="libpq sslmode: verify-full in production (the server's certificate "
+        "checked against sslrootcert and its host name); unset: libpq's default (prefer)",
+    )
+    sslrootcert: str | None = Field(
+        default=None, description="CA certificate file the server's certificate must chain to"
+    )
 
     def uri(self) -> str:
         if self.embedded_pgdata:
@@ -60,13 +68,17 @@ class PostgresConnection(dg.ConfigurableResource):
         auth = quote(self.user, safe="")
         if self.password:
             auth += ":" + quote(self.password, safe="")
-        return f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.database, safe='')}"
+        uri = f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.database, safe='')}"
+        tls = {"sslmode": self.sslmode, "sslrootcert": self.sslrootcert}
+        query = "&".join(f"{k}={quote(v, safe='/')}" for k, v in tls.items() if v)
+        return f"{uri}?{query}" if query else uri
 
     def describe(self) -> str:
         """Where, without credentials: for messages and metadata."""
         if self.embedded_pgdata:
             return f"embedded PostgreSQL database {self.database!r}"
-        return f"PostgreSQL database {self.database!r} at {self.host}:{self.port}"
+        tls = f" (sslmode={self.sslmode})" if self.sslmode else ""
+        return f"PostgreSQL database {self.database!r} at {self.host}:{self.port}{tls}"
 
     def open(self) -> Any:
         """A new ADBC connection; errors name the database, never the credentials."""
@@ -80,7 +92,16 @@ class PostgresConnection(dg.ConfigurableResource):
             # database will not, so they are not retried.
             permanent = any(
                 marker in message
-                for marker in ("password authentication failed", "does not exist", "no pg_hba")
+                for marker in (
+                    "password authentication failed",
+                    "does not exist",
+                    "no pg_hba",
+                    # TLS: an untrusted or misnamed certificate will not heal by retrying
+                    "certificate verify failed",
+                    "does not match host name",
+                    "server does not support SSL",
+                    "root certificate file",
+                )
             )
             raise DatabaseError(
                 f"cannot connect to {self.describe()}: {message}", transient=not permanent

@@ -53,6 +53,42 @@ def _env_int(name: str) -> int:
         raise ConfigurationError(f"{name} must be an integer port number") from None
 
 
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _postgres_endpoint(role: str) -> dict[str, Any]:
+    """Host, port and TLS of the source or the target: APS_<ROLE>_PG_HOST / _PORT /
+    _SSLMODE / _SSLROOTCERT, each falling back to the shared APS_PG_* (one server in dev;
+    in production the MES and the APS database are usually different servers)."""
+
+    def setting(name: str) -> str | None:
+        return os.environ.get(f"APS_{role}_PG_{name}") or os.environ.get(f"APS_PG_{name}")
+
+    host, port = setting("HOST"), setting("PORT")
+    if not host or not port:
+        raise ConfigurationError(
+            f"set APS_{role}_PG_HOST and APS_{role}_PG_PORT (or the shared APS_PG_HOST and "
+            "APS_PG_PORT)"
+        )
+    sslmode, rootcert = setting("SSLMODE"), setting("SSLROOTCERT")
+    if sslmode and sslmode not in SSLMODES:
+        raise ConfigurationError(f"APS_{role}_PG_SSLMODE={sslmode!r}: one of {SSLMODES}")
+    if rootcert and not os.path.isfile(rootcert):
+        raise ConfigurationError(
+            f"APS_{role}_PG_SSLROOTCERT (or APS_PG_SSLROOTCERT): no CA file at {rootcert}"
+        )
+    if sslmode in ("verify-ca", "verify-full") and not rootcert:
+        raise ConfigurationError(
+            f"sslmode {sslmode} for the {role.lower()} needs APS_{role}_PG_SSLROOTCERT "
+            "(or APS_PG_SSLROOTCERT): the CA its certificate must chain to"
+        )
+    try:
+        number = int(port)
+    except ValueError:
+        raise ConfigurationError(f"APS_{role}_PG_PORT={port!r} is not a port number") from None
+    return {"host": host, "port": number, "sslmode": sslmode, "sslrootcert": rootcert}
+
+
 def resources_for(env: str | None = None) -> dict[str, Any]:
     env = env or current_environment()
     if env == "local":
@@ -75,20 +111,17 @@ def resources_for(env: str | None = None) -> dict[str, Any]:
             s3_access_key=dg.EnvVar("APS_S3_ACCESS_KEY"),
             s3_secret_key=dg.EnvVar("APS_S3_SECRET_KEY"),
         )
-        host, port = _required("APS_PG_HOST"), _env_int("APS_PG_PORT")
         source = SourceDatabase(
             database=dg.EnvVar("APS_MES_DB"),
-            host=host,
-            port=port,
             user=dg.EnvVar("APS_MES_READER_USER"),
             password=dg.EnvVar("APS_MES_READER_PASSWORD"),
+            **_postgres_endpoint("SOURCE"),
         )
         target = PostgresConnection(
             database=dg.EnvVar("APS_APS_DB"),
-            host=host,
-            port=port,
             user=dg.EnvVar("APS_APS_LOADER_USER"),
             password=dg.EnvVar("APS_APS_LOADER_PASSWORD"),
+            **_postgres_endpoint("TARGET"),
         )
         trino = TrinoResource(
             host=_required("APS_TRINO_HOST"),

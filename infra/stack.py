@@ -387,6 +387,7 @@ class Postgres:
         run_dir = self.dir / "run"
         run_dir.mkdir(exist_ok=True)
         shutil.chown(run_dir, "postgres", "postgres")
+        cert, key = self.tls_files()
         # Rewritten on every start so a port change applies. Tuned for dev bulk loads:
         # durability traded for speed (synchronous_commit off, minimal WAL).
         conf = f"""# written by infra/stack
@@ -403,6 +404,11 @@ synchronous_commit = off
 wal_level = minimal
 max_wal_senders = 0
 max_connections = 100
+# TLS with a certificate of the stack's own CA (tls/ca.crt): clients may verify it
+# (sslmode=verify-full, APS_PG_SSLROOTCERT), as production requires.
+ssl = on
+ssl_cert_file = '{cert}'
+ssl_key_file = '{key}'
 """
         (self.data / "aps_stack.conf").write_text(conf)
         shutil.chown(self.data / "aps_stack.conf", "postgres", "postgres")
@@ -415,6 +421,41 @@ max_connections = 100
         except StackError as e:
             raise StackError(f"{e}\n  tail of {self.log}:\n{log_tail(self.log)}") from None
         self.setup()
+
+    def tls_files(self) -> tuple[Path, Path]:
+        """The server's certificate and key, signed by the stack's CA (made once)."""
+        tls = self.stack.home / "tls"
+        ca_cert, ca_key = tls / "ca.crt", tls / "ca.key"
+        cert, key = self.dir / "server.crt", self.dir / "server.key"
+        tls.mkdir(mode=0o755, exist_ok=True)
+        if not ca_cert.exists():
+            say("tls: making the stack's certificate authority (tls/ca.crt)")
+            run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+                 "-keyout", str(ca_key), "-out", str(ca_cert), "-subj", "/CN=aps-etl dev stack CA"],
+                "openssl (CA)",
+            )  # fmt: skip
+            ca_key.chmod(0o600)
+        if not cert.exists() or cert.stat().st_mtime < ca_cert.stat().st_mtime:
+            request = self.dir / "server.csr"
+            run(
+                ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                 "-out", str(request), "-subj", f"/CN={HOST}"],
+                "openssl (server key)",
+            )  # fmt: skip
+            extensions = self.dir / "server.ext"
+            extensions.write_text(f"subjectAltName = IP:{HOST}, DNS:localhost\n")
+            run(
+                ["openssl", "x509", "-req", "-in", str(request), "-CA", str(ca_cert),
+                 "-CAkey", str(ca_key), "-CAcreateserial", "-days", "3650",
+                 "-out", str(cert), "-extfile", str(extensions)],
+                "openssl (server certificate)",
+            )  # fmt: skip
+            request.unlink(missing_ok=True)
+            for path in (cert, key):
+                shutil.chown(path, "postgres", "postgres")
+            key.chmod(0o600)  # PostgreSQL refuses a key others can read
+        return cert, key
 
     def setup(self) -> None:
         """Databases, roles and grants; idempotent, so it runs on every `up`."""
