@@ -48,6 +48,16 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {text!r}") from None
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1: {text!r}")
+    return value
+
+
 def _environment(text: str | None) -> str:
     env = text or os.environ.get("APS_ENV", "local")
     if env not in ENVIRONMENTS:
@@ -107,6 +117,8 @@ def _run(args: argparse.Namespace) -> int:
     os.environ["APS_ENV"] = env
     if args.date is not None:
         _partition(args.date)  # refused before anything is seeded or run
+    if args.reseed and env != "local":
+        raise UsageError(f"--reseed replaces the embedded demo source; env {env!r} has none")
     if env == "local":
         from aps_etl.devdata import seed_source
         from aps_etl.embedded import SOURCE_DB, local_home, start_embedded_postgres
@@ -231,7 +243,8 @@ def _reconcile(args: argparse.Namespace) -> int:
     os.environ["APS_ENV"] = env
     if args.days < 1:
         raise UsageError("--days must be at least 1")
-    until = args.until or last_complete_day()
+    until = dt.date.fromisoformat(_partition(args.until.isoformat())) if args.until else None
+    until = until or last_complete_day()
     days = business_days(until, args.days)
     resolved = _resolved(env)
     daily, plans, todo = _states(resolved, days)
@@ -345,10 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--env", choices=SEED_ENVIRONMENTS, help="default: $APS_ENV or local (never prod)"
     )
     seed.add_argument("--start-date", type=_date, default=default_start, help="first day")
-    seed.add_argument("--days", type=int, default=3, help="days of plant history")
+    seed.add_argument("--days", type=_positive, default=3, help="days of plant history")
     scale = seed.add_mutually_exclusive_group()
-    scale.add_argument("--lots", type=int, help="number of lots")
-    scale.add_argument("--rows", type=int, help="approximate total rows over all tables")
+    scale.add_argument("--lots", type=_positive, help="number of lots")
+    scale.add_argument("--rows", type=_positive, help="approximate total rows over all tables")
     seed.add_argument("--seed", type=int, default=42, help="random seed: same seed, same data")
     seed.add_argument("--quiet", action="store_true", help="no progress bar")
     seed.set_defaults(func=_seed)
@@ -394,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bring changed days up to date (snapshot, transform, load)",
     )
     rec.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
-    rec.add_argument("--days", type=int, default=7, help="business days to check (default 7)")
+    rec.add_argument("--days", type=_positive, default=7, help="business days to check (default 7)")
     rec.add_argument(
         "--until", type=_date, help="last day of the window (default: yesterday, plant time)"
     )
@@ -409,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
         "first-run vs rerun time, freshness lag per day",
     )
     report.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
-    report.add_argument("--days", type=int, default=30, help="days back from now")
+    report.add_argument("--days", type=_positive, default=30, help="days back from now")
     report.set_defaults(func=_report)
 
     doc = sub.add_parser(
@@ -462,11 +475,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     args = build_parser().parse_args(argv)
     from aps_etl.calendar import PartitionKeyError
-    from aps_etl.devdata.load import SeedError
-    from aps_etl.postgres import DatabaseError
-    from aps_etl.settings import ConfigurationError
-    from aps_etl.stack_env import StackSettingsMissing
 
+    try:
+        # Loading the settings reads APS_FIRST_DAY and the like: refused by name as well.
+        from aps_etl.devdata.load import SeedError
+        from aps_etl.postgres import DatabaseError
+        from aps_etl.settings import ConfigurationError
+        from aps_etl.stack_env import StackSettingsMissing
+    except PartitionKeyError as exc:
+        print(f"aps-etl {args.command}: {exc}", file=sys.stderr)
+        return USAGE_EXIT
     refused = (
         UsageError,
         PartitionKeyError,

@@ -73,7 +73,16 @@ def stop_orphaned_server(pgdata: Path, wait_s: float = 30.0) -> bool:
         return False  # no server, not ours to see, or not running
     if not exe.endswith(" (deleted)") and Path(exe).exists():
         return False
-    os.kill(pid, signal.SIGINT)  # PostgreSQL's fast shutdown
+    try:  # a postgres serving this very folder, not a process that reused the pid
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if not command or not command[0].endswith(b"postgres") or str(pgdata).encode() not in command:
+        return False
+    try:
+        os.kill(pid, signal.SIGINT)  # PostgreSQL's fast shutdown
+    except (ProcessLookupError, PermissionError):
+        return False
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline and _running(pid):
         time.sleep(0.1)

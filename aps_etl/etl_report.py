@@ -37,6 +37,8 @@ class JobReport:
     rerun_s: list[float] = field(default_factory=list)
     # business day -> hours from the day's end to its first successful run's end
     lag_h: dict[str, float] = field(default_factory=dict)
+    # business days of the window without a successful run (daily job)
+    missing: list[str] = field(default_factory=list)
 
     @property
     def success_rate(self) -> float | None:
@@ -44,14 +46,19 @@ class JobReport:
         return self.succeeded / finished if finished else None
 
 
-def _partition(run: dg.DagsterRun) -> str | None:
+def _partitions(run: dg.DagsterRun) -> list[str]:
+    """The partitions a run covered: its one key, or each day of a single-run backfill."""
     tags = run.tags
     if "dagster/partition" in tags:
-        return tags["dagster/partition"]
+        return [tags["dagster/partition"]]
     if RANGE_START in tags:
-        start, end = tags[RANGE_START], tags.get(RANGE_END, tags[RANGE_START])
-        return start if start == end else f"{start}...{end}"
-    return None
+        try:
+            start = dt.date.fromisoformat(tags[RANGE_START])
+            end = dt.date.fromisoformat(tags.get(RANGE_END, tags[RANGE_START]))
+        except ValueError:
+            return [tags[RANGE_START]]
+        return [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+    return []
 
 
 def _cause(instance: dg.DagsterInstance, run_id: str) -> str:
@@ -83,7 +90,9 @@ def compute(
             order_by="create_timestamp",
             ascending=True,
         )
-        by_partition: dict[str, list[Any]] = defaultdict(list)
+        # partition -> [(status, seconds spent on it, end time)], oldest run first; a
+        # range run's time is shared equally by its days
+        by_partition: dict[str, list[tuple[Any, float | None, float | None]]] = defaultdict(list)
         for record in records:
             run = record.dagster_run
             report.runs += 1
@@ -92,32 +101,39 @@ def compute(
             elif run.status == dg.DagsterRunStatus.FAILURE:
                 report.failed += 1
                 report.causes[_cause(instance, run.run_id)] += 1
-            partition = _partition(run)
-            if partition is not None:
-                by_partition[partition].append(record)
+            covered = _partitions(run)
+            took = (
+                (record.end_time - record.start_time) / max(len(covered), 1)
+                if record.start_time and record.end_time
+                else None
+            )
+            for partition in covered:
+                by_partition[partition].append((run.status, took, record.end_time))
+        success = dg.DagsterRunStatus.SUCCESS
         for partition, runs in by_partition.items():
-            timed = [
-                r.end_time - r.start_time
-                for r in runs
-                if r.dagster_run.status == dg.DagsterRunStatus.SUCCESS
-                and r.start_time
-                and r.end_time
-            ]
-            if timed:
-                report.first_run_s.append(timed[0])
-                report.rerun_s.extend(timed[1:])
-            if job == DAILY_RUN and "..." not in partition:
-                done = [
-                    r.end_time
-                    for r in runs
-                    if r.dagster_run.status == dg.DagsterRunStatus.SUCCESS and r.end_time
-                ]
-                if done:
+            # the reprocessing time: every successful run after a partition's first run
+            # (a rerun, or the recovery of a failed day); the first run's own time apart
+            first_status, first_took, _ = runs[0]
+            if first_status == success and first_took is not None:
+                report.first_run_s.append(first_took)
+            report.rerun_s.extend(t for st, t, _ in runs[1:] if st == success and t is not None)
+            done = [end for st, _, end in runs if st == success and end]
+            if job == DAILY_RUN and done:
+                try:
                     day = dt.date.fromisoformat(partition)
-                    day_end = dt.datetime.combine(
-                        day + dt.timedelta(days=1), dt.time(), PLANT_UTC_OFFSET
-                    )
-                    report.lag_h[partition] = (min(done) - day_end.timestamp()) / 3600
+                except ValueError:
+                    continue
+                day_end = dt.datetime.combine(
+                    day + dt.timedelta(days=1), dt.time(), PLANT_UTC_OFFSET
+                )
+                report.lag_h[partition] = (min(done) - day_end.timestamp()) / 3600
+        if job == DAILY_RUN:
+            # the business days of the window that no run loaded yet
+            last = (now.astimezone(PLANT_UTC_OFFSET) - dt.timedelta(days=1)).date()
+            window = [last - dt.timedelta(days=i) for i in range(days)]
+            report.missing = sorted(
+                d.isoformat() for d in window if d.isoformat() not in report.lag_h
+            )
         reports.append(report)
     return reports
 
@@ -157,6 +173,11 @@ def render(reports: list[JobReport], days: int) -> str:
             "|---|---:|",
         ]
         lines += [f"| {day} | {h:.1f} h |" for day, h in sorted(daily.lag_h.items())]
+    daily = next((r for r in reports if r.job == DAILY_RUN), None)
+    if daily and daily.missing:
+        shown = ", ".join(daily.missing[-10:])
+        more = f" (the latest 10 of {len(daily.missing)})" if len(daily.missing) > 10 else ""
+        lines += ["", f"Business days not loaded in the window{more}: {shown}"]
     return "\n".join(lines) + "\n"
 
 

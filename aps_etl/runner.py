@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import dagster as dg
+from dagster._core.errors import DagsterHomeNotSetError
 from dagster._core.utils import make_new_run_id
 
 from aps_etl.embedded import local_home
@@ -48,7 +49,13 @@ def dagster_instance() -> dg.DagsterInstance:
         else:
             write_local_instance_config(home, REPO_ROOT / "dagster.yaml")
         os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    try:
+        return dg.DagsterInstance.get()
+    except (dg.DagsterInvariantViolationError, DagsterHomeNotSetError) as exc:
+        from aps_etl.settings import ConfigurationError
+
+        first = (str(exc).splitlines() or [""])[0]
+        raise ConfigurationError(f"the Dagster instance: {first}") from None
 
 
 @dataclass
@@ -167,7 +174,7 @@ class StepProgress:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=60)  # its last poll prints before the report
 
 
 def step_seconds(

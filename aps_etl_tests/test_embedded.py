@@ -2,26 +2,31 @@
 
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from aps_etl.embedded import stop_orphaned_server
 
 
-def _process_with_deleted_binary(tmp_path: Path) -> subprocess.Popen:
-    binary = tmp_path / "postgres"
-    shutil.copy("/bin/sleep", binary)
-    process = subprocess.Popen([str(binary), "300"])
-    time.sleep(0.2)
-    binary.unlink()  # as when the checkout that ran it is deleted
+def _server_like(binary: Path, pgdata: Path) -> subprocess.Popen:
+    """A process that looks like a postgres serving `pgdata`: a copy of Python named
+    `postgres`, told `-D <pgdata>` (Python ignores the arguments after its code)."""
+    shutil.copy(Path(sys.executable).resolve(), binary)
+    process = subprocess.Popen(
+        [str(binary), "-S", "-c", "import time; time.sleep(300)", "-D", str(pgdata)]
+    )
+    (pgdata / "postmaster.pid").write_text(f"{process.pid}\n{pgdata}\n")
+    time.sleep(0.3)
     return process
 
 
 def test_a_server_whose_binaries_are_gone_is_stopped(tmp_path: Path) -> None:
-    process = _process_with_deleted_binary(tmp_path)
     pgdata = tmp_path / "pgdata"
     pgdata.mkdir()
-    (pgdata / "postmaster.pid").write_text(f"{process.pid}\n{pgdata}\n")
+    binary = tmp_path / "postgres"
+    process = _server_like(binary, pgdata)
+    binary.unlink()  # as when the checkout that ran it is deleted
     try:
         assert stop_orphaned_server(pgdata, wait_s=10)
         assert process.wait(timeout=10) != 0  # ended by the signal
@@ -29,13 +34,20 @@ def test_a_server_whose_binaries_are_gone_is_stopped(tmp_path: Path) -> None:
         process.kill()
 
 
-def test_a_live_server_of_an_existing_install_is_left_alone(tmp_path: Path) -> None:
-    process = subprocess.Popen(["/bin/sleep", "300"])
-    pgdata = tmp_path / "pgdata"
+def test_a_server_of_an_existing_install_or_another_folder_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    pgdata, other = tmp_path / "pgdata", tmp_path / "other"
     pgdata.mkdir()
-    (pgdata / "postmaster.pid").write_text(f"{process.pid}\n{pgdata}\n")
+    other.mkdir()
+    binary = tmp_path / "postgres"
+    process = _server_like(binary, pgdata)
     try:
-        assert not stop_orphaned_server(pgdata, wait_s=1)
+        assert not stop_orphaned_server(pgdata, wait_s=1)  # its binary still exists
+        binary.unlink()
+        # a pid file naming a process that serves another folder (a reused pid)
+        (other / "postmaster.pid").write_text(f"{process.pid}\n{other}\n")
+        assert not stop_orphaned_server(other, wait_s=1)
         assert process.poll() is None
     finally:
         process.kill()

@@ -41,7 +41,9 @@ def test_success_rate_causes_reprocessing_time_and_freshness_lag() -> None:
     assert (daily.runs, daily.succeeded, daily.failed) == (4, 3, 1)
     assert daily.success_rate == 0.75
     assert dict(daily.causes) == {"lot_history: ValueError": 1}
-    assert len(daily.first_run_s) == 2 and len(daily.rerun_s) == 1  # 11-20 ran twice
+    # first runs: 11-20's (11-21's first failed); reprocessing: 11-20's rerun and the
+    # recovery of the failed 11-21
+    assert len(daily.first_run_s) == 1 and len(daily.rerun_s) == 2
     assert all(0 < s < 60 for s in daily.first_run_s + daily.rerun_s)
     # lag: from the end of the business day (next midnight in Seoul) to its first load
     for day, first_success_end in (("2026-11-20", ends[0]), ("2026-11-21", ends[2])):
@@ -69,3 +71,25 @@ def test_the_report_is_an_asset_the_ui_shows() -> None:
     metadata = event.materialization.metadata
     assert "| aps_daily | 4 | 3 | 1 | 75.0% (below 99%) |" in metadata["report"].value
     assert metadata["daily_success_rate"].value == 0.75
+
+
+def test_a_range_run_counts_for_each_of_its_days_and_missing_days_are_listed() -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    job = dg.Definitions(
+        assets=[lot_history],
+        jobs=[dg.define_asset_job("aps_daily", selection=[lot_history], partitions_def=DAILY)],
+    ).resolve_job_def("aps_daily")
+    result = job.execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": "2026-11-20",
+            "dagster/asset_partition_range_end": "2026-11-22",
+        },
+    )
+    assert result.success
+    now = dt.datetime(2026, 11, 25, 12, tzinfo=dt.UTC)  # 21:00 in Seoul: 11-24 has ended
+    (daily, _) = compute(instance, days=5, now=now)
+    assert daily.runs == 1 and len(daily.first_run_s) == 3  # one run, three days
+    assert sorted(daily.lag_h) == ["2026-11-20", "2026-11-21", "2026-11-22"]
+    assert daily.missing == ["2026-11-23", "2026-11-24"]
+    assert "Business days not loaded in the window: 2026-11-23, 2026-11-24" in render([daily], 5)

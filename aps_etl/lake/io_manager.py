@@ -16,9 +16,10 @@ not its stats: get_metadata).
 
 Beyond it: one output spanning several partitions (a single-run backfill) is written per
 partition, from a {partition key: frame} mapping or split by the table's partition column,
-where UPathIOManager refuses it. Extract snapshots are published by the extract step itself
-(version, fingerprint, conflict between racing writers) and reported with
-`dg.MaterializeResult(metadata=snapshot_metadata(...))`: this manager only reads them.
+where UPathIOManager refuses it, and each partition's metadata (rows, size, path, the
+snapshot versions read) goes on its own materialization. Extract snapshots are published by
+the extract step itself (version, fingerprint, conflict between racing writers) and
+reported per partition with `snapshot_metadata(...)`: this manager only reads them.
 """
 
 from __future__ import annotations

@@ -75,6 +75,16 @@ def build_load_assets(
                 f"{len(result.killed_queries)} Trino queries"
             )
         if result.failures:
+            # The days swapped in whole before the failure are in the target: record them,
+            # so the UI, the freshness checks and the report see what is loaded.
+            for key in keys:
+                output, _ = tables[key]
+                for report in result.reports.get(output.name, []):
+                    context.log_event(
+                        dg.AssetMaterialization(
+                            asset_key=key, partition=report.partition, metadata=_own(report)
+                        )
+                    )
             swapped = sorted({r.partition for rs in result.reports.values() for r in rs})
             message = (
                 "partitions not loaded (the previous version of each is intact):\n"
@@ -93,10 +103,15 @@ def build_load_assets(
                     f"loaded {report.rows} rows into {report.table} for {report.partition} "
                     f"via {report.loader} in {report.seconds:.2f} s"
                 )
-            add_partition_metadata(context, key, {r.partition: r.metadata() for r in reports})
+            add_partition_metadata(context, key, {r.partition: _own(r) for r in reports})
             yield dg.MaterializeResult(asset_key=key, metadata=_load_metadata(reports))
 
     return _load
+
+
+def _own(report: LoadReport) -> dict[str, Any]:
+    """One partition's load: its rows, loader, seconds and snapshot versions."""
+    return {**report.metadata(), "duration_s": round(report.seconds, 3)}
 
 
 def _load_metadata(reports: list[LoadReport]) -> dict[str, Any]:

@@ -74,20 +74,25 @@ def aps_balance_monitor(
             ("equipment", equipment),
         )
     }
-    frames = {
-        key: logic.aps_balance_monitor(
+    frames: dict[str, pl.DataFrame] = {}
+    seconds: dict[str, float] = {}
+    for key in keys:
+        day_started = time.perf_counter()
+        frames[key] = logic.aps_balance_monitor(
             inputs["process_result"][key],
             inputs["equipment_event"][key],
             inputs["equipment"][key],
             parse_partition_key(key),
             threshold=config.threshold,
         ).collect()
-        for key in keys
-    }
+        seconds[key] = round(time.perf_counter() - day_started, 3)
     everything = pl.concat(frames.values())
     checks = yield from checked(context, APS_BALANCE_MONITOR, frames, MONITOR_KEY)
-    flagged = {key: {"flagged_equipment": int(f["flagged"].sum())} for key, f in frames.items()}
-    add_partition_metadata(context, MONITOR_KEY, flagged)
+    own = {
+        key: {"flagged_equipment": int(f["flagged"].sum()), "duration_s": seconds[key]}
+        for key, f in frames.items()
+    }
+    add_partition_metadata(context, MONITOR_KEY, own)
     yield dg.Output(
         one_or_many(frames),
         metadata={

@@ -80,8 +80,11 @@ def aps_kpi(
     lineage: dict[str, lineages.Lineage] = {}
     with duckdb.get_connection() as con:
         attach_lake(con, lake)
+        seconds: dict[str, float] = {}
         for key in context.partition_keys:
+            day_started = time.perf_counter()
             frames, run_id, lineage[key] = _kpis_of_day(con, lake, source, key)
+            seconds[key] = round(time.perf_counter() - day_started, 3)
             plans[key] = run_id or ""
             context.log.info(f"plan in force for {key}: {run_id or 'none'}")
             for name, frame in frames.items():
@@ -99,7 +102,12 @@ def aps_kpi(
             context,
             transform_key(NAMESPACE, table.name),
             {
-                key: {"plan_run_id": plans[key], "bottleneck": bottlenecks[key]}
+                key: {
+                    "plan_run_id": plans[key],
+                    "bottleneck": bottlenecks[key],
+                    "duration_s": seconds[key],
+                    lineages.OUTPUT_METADATA_KEY: dg.MetadataValue.json({key: lineage[key]}),
+                }
                 for key in context.partition_keys
             },
         )
