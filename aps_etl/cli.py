@@ -353,7 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_SubParser)
     default_start = dt.date.today() - dt.timedelta(days=3)
 
-    seed = sub.add_parser("seed-source", help="fill the source `mes` with a synthetic factory")
+    seed = sub.add_parser(
+        "seed-source",
+        help="fill the source `mes` with a synthetic factory",
+        epilog="example: aps-etl seed-source --env dev --days 5 --rows 1000000",
+    )
     seed.add_argument(
         "--env", choices=SEED_ENVIRONMENTS, help="default: $APS_ENV or local (never prod)"
     )
@@ -366,7 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--quiet", action="store_true", help="no progress bar")
     seed.set_defaults(func=_seed)
 
-    run = sub.add_parser("run", help="run the daily job for one partition (default: embedded)")
+    run = sub.add_parser(
+        "run",
+        help="run the daily job for one partition (default: embedded)",
+        epilog="example: aps-etl run --env dev --date 2026-11-21",
+    )
     run.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
     run.add_argument(
         "--date",
@@ -382,7 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
 
     backfill = sub.add_parser(
-        "backfill", help="run the daily job over a date range, in one run (single-run backfill)"
+        "backfill",
+        help="run the daily job over a date range, in one run (single-run backfill)",
+        epilog="example: aps-etl backfill --from 2026-11-20 --to 2026-11-22",
     )
     backfill.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
     backfill.add_argument("--from", dest="start", required=True, help="first day YYYY-MM-DD")
@@ -392,7 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     lake = sub.add_parser("lake", help="operator actions on the lake")
     lake_sub = lake.add_subparsers(dest="lake_command", required=True)
     hist = lake_sub.add_parser(
-        "history", help="the snapshots of one extract partition, with their fingerprints"
+        "history",
+        help="the snapshots of one extract partition, with their fingerprints",
+        epilog="example: aps-etl lake history --job aps_input --table process_result 2026-11-21",
     )
     hist.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
     hist.add_argument("--job", required=True, help="lake namespace, e.g. aps_input")
@@ -403,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rec = sub.add_parser(
         "reconcile",
+        epilog="example: aps-etl reconcile --env dev --days 7 --dry-run",
         help="compare the source with the lake's newest snapshots of the last days and "
         "bring changed days up to date (snapshot, transform, load)",
     )
@@ -418,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser(
         "report",
+        epilog="example: aps-etl report --env dev --days 30",
         help="the PRD §11 KPIs from the Dagster instance: success rate, failures by cause, "
         "first-run vs rerun time, freshness lag per day",
     )
@@ -427,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     doc = sub.add_parser(
         "doctor",
+        epilog="example: aps-etl doctor --env dev --fix",
         help="list what killed runs left behind (dead STARTED runs, stage tables, orphan "
         "partitions, temp files, Trino queries); --fix removes them",
     )

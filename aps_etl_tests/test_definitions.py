@@ -244,3 +244,16 @@ def test_transforms_show_where_their_carried_columns_come_from() -> None:
         ],
         "process_id": [("extract/aps_input/route_step", "process_id")],
     }
+
+
+def test_each_load_maps_its_columns_to_its_transform_and_says_what_it_holds() -> None:
+    from aps_etl.definitions import defs
+    from aps_etl.domains.aps_kpi.schema import APS_KPI_BOTTLENECK
+
+    node = defs.resolve_asset_graph().get(dg.AssetKey(["load", "aps_kpi", "aps_kpi_bottleneck"]))
+    assert node.description.startswith(APS_KPI_BOTTLENECK.description)
+    lineage = node.metadata["dagster/column_lineage"].deps_by_column
+    assert list(lineage) == APS_KPI_BOTTLENECK.column_names
+    for column, (dep,) in lineage.items():
+        assert dep.asset_key == dg.AssetKey(["transform", "aps_kpi", "aps_kpi_bottleneck"])
+        assert dep.column_name == column

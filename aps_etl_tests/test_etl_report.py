@@ -93,3 +93,13 @@ def test_a_range_run_counts_for_each_of_its_days_and_missing_days_are_listed() -
     assert sorted(daily.lag_h) == ["2026-11-20", "2026-11-21", "2026-11-22"]
     assert daily.missing == ["2026-11-23", "2026-11-24"]
     assert "Business days not loaded in the window: 2026-11-23, 2026-11-24" in render([daily], 5)
+
+
+def test_the_report_is_refreshed_every_morning() -> None:
+    from aps_etl.definitions import defs
+
+    schedule = defs.resolve_schedule_def("etl_report_schedule")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 7 * * *", "Asia/Seoul")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    job = defs.resolve_job_def("etl_report")
+    assert job.asset_layer.selected_asset_keys == {dg.AssetKey(["ops", "etl_report"])}

@@ -40,10 +40,22 @@ def build_load_assets(
         dg.AssetSpec(
             key,
             deps=[transform_key(job, output.name), gate_key(run_name)],
-            description=f"{output.name} loaded into the target PostgreSQL, a partition at a time.",
+            description=f"{output.description or output.name} In the target PostgreSQL "
+            f"({TARGET_SCHEMA}.{output.name}), each partition swapped in whole.",
             metadata={
                 "dagster/table_name": f"{TARGET_SCHEMA}.{output.name}",
                 "dagster/column_schema": output.table_schema(),
+                # every column loaded as the lake partition holds it
+                "dagster/column_lineage": dg.TableColumnLineage(
+                    deps_by_column={
+                        column: [
+                            dg.TableColumnDep(
+                                asset_key=transform_key(job, output.name), column_name=column
+                            )
+                        ]
+                        for column in output.column_names
+                    }
+                ),
             },
             group_name=f"{job}_load",
             kinds={"trino", "postgres"},
