@@ -9,6 +9,7 @@ from aps_etl.asset_attributes import with_attributes
 from aps_etl.etl_report import build_report_asset, build_report_schedule
 from aps_etl.orchestration.alerts import alert_resources_from_env, build_alert_sensor
 from aps_etl.orchestration.freshness import (
+    build_deadline_schedule,
     build_freshness_checks,
     build_freshness_sensor,
     build_overdue_alert_sensor,
@@ -43,7 +44,7 @@ def build_defs(resources: dict[str, Any] | None = None) -> dg.Definitions:
         # run in one process like the jobs: a process per step costs each step Python's
         # start and the project's imports.
         executor=dg.in_process_executor,
-        schedules=[aps_daily_schedule, build_report_schedule()],
+        schedules=[aps_daily_schedule, build_report_schedule(), build_deadline_schedule(freshness)],
         sensors=[
             build_plan_run_sensor(aps_plan_snapshot),
             build_source_change_sensor([aps_daily, aps_plan_snapshot]),

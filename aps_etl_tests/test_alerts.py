@@ -499,3 +499,19 @@ def test_an_overdue_daily_load_is_checked_and_alerted(
     assert f"7 table(s) not loaded for {expected} by {deadline:%Y-%m-%d} 06:00" in body
     for key in daily_loads:
         assert (f"- {key.to_user_string()}:" in body) is (key != fresh), key
+    # the same overdue day found again (the deadline schedule and the sensor): no repeat
+    again = job.execute_in_process(instance=instance, tags={FRESHNESS_TAG: "true"})
+    sensor(
+        dg.build_run_status_sensor_context(
+            sensor_name=ALERT_SENSOR_NAME,
+            dagster_instance=instance,
+            dagster_run=again.dagster_run,
+            dagster_event=again.get_run_success_event(),
+            resources=alert_resources_from_env(),
+        )
+    )
+    assert len(smtp.messages) == 1
+    # the deadline also evaluates the checks on a schedule, whatever their last result
+    schedule = defs.resolve_schedule_def("daily_freshness_checks_schedule")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 6 * * *", "Asia/Seoul")
+    assert schedule.tags[FRESHNESS_TAG] == "true"

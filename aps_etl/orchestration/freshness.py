@@ -67,6 +67,33 @@ def build_freshness_sensor(checks: Sequence[Any]) -> dg.SensorDefinition:
     )
 
 
+CHECK_JOB = "daily_freshness_checks"
+
+
+def build_deadline_schedule(checks: Sequence[Any]) -> dg.ScheduleDefinition:
+    """Evaluates the checks at every deadline, whatever their last result: Dagster's sensor
+    leaves a failed check alone until something materializes, so without this a second
+    day of an outage would raise no new alert."""
+    keys = [key for check in checks for key in check.check_keys]
+    job = dg.define_asset_job(
+        CHECK_JOB,
+        selection=dg.AssetSelection.checks(*keys),
+        executor_def=dg.in_process_executor,
+        description="The daily loads' freshness checks, at the deadline.",
+    )
+    return dg.ScheduleDefinition(
+        job=job,
+        cron_schedule=deadline_cron(),
+        execution_timezone=PLANT_TZ,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        tags={FRESHNESS_TAG: "true"},
+    )
+
+
+def _alerted_key(day: str) -> str:
+    return f"aps_etl/overdue_alerted/{day}"
+
+
 def overdue(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, Any]]:
     """The failed freshness evaluations of a run: table and how late."""
     found = []
@@ -97,6 +124,18 @@ def _local(timestamp: float) -> str:
     from zoneinfo import ZoneInfo
 
     return dt.datetime.fromtimestamp(timestamp, ZoneInfo(PLANT_TZ)).strftime("%Y-%m-%d %H:%M")
+
+
+def expected_day(items: list[dict[str, Any]]) -> str:
+    """The business day the checks expected: the day before the deadline's."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    deadline = next((i["deadline"] for i in items if i["deadline"]), None)
+    if deadline is None:
+        return "unknown"
+    local = dt.datetime.fromtimestamp(float(deadline), ZoneInfo(PLANT_TZ)).date()
+    return (local - dt.timedelta(days=1)).isoformat()
 
 
 def overdue_message(items: list[dict[str, Any]], ui_url: str | None) -> tuple[str, str]:
@@ -146,11 +185,21 @@ def build_overdue_alert_sensor() -> dg.SensorDefinition:
         items = overdue(context.instance, run.run_id)
         if not items:
             return dg.SkipReason("every daily load is fresh")
-        subject, body = overdue_message(items, alert_settings.ui_url)
+        # once per overdue day and table: the deadline schedule and Dagster's sensor may
+        # both find the same day late
+        day = expected_day(items)
+        storage = context.instance.run_storage
+        key = _alerted_key(day)
+        alerted = set(filter(None, (storage.get_cursor_values({key}).get(key) or "").split(",")))
+        new = [item for item in items if item["asset"] not in alerted]
+        if not new:
+            return dg.SkipReason(f"overdue tables of {day} already alerted")
+        subject, body = overdue_message(new, alert_settings.ui_url)
         context.log.warning(body)
         sent, failed = deliver(alert_settings, subject, body, log=context.log)
         if failed:
             raise AlertDeliveryError(f"overdue alert: {'; '.join(failed)}")
+        storage.set_cursor_values({key: ",".join(sorted(alerted | {i["asset"] for i in new}))})
         return dg.SkipReason(f"overdue alert sent by {', '.join(sent) or 'no channel'}")
 
     return overdue_alerts
