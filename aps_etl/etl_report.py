@@ -208,7 +208,7 @@ def build_report_schedule() -> dg.ScheduleDefinition:
     the UI's table is never older than a day."""
     job = dg.define_asset_job(
         REPORT_JOB,
-        selection=dg.AssetSelection.keys(dg.AssetKey(["ops", "etl_report"])),
+        selection=dg.AssetSelection.assets(dg.AssetKey(["ops", "etl_report"])),
         executor_def=dg.in_process_executor,
         description="The PRD §11 KPIs (ops/etl_report).",
     )
