@@ -375,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the daily job for one partition (default: embedded)",
         epilog="example: aps-etl run --env dev --date 2026-11-21",
     )
-    run.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
+    _env_option(run)
     run.add_argument(
         "--date",
         help="business day YYYY-MM-DD (default: the demo day, or the newest day of a source "
@@ -394,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the daily job over a date range, in one run (single-run backfill)",
         epilog="example: aps-etl backfill --from 2026-11-20 --to 2026-11-22",
     )
-    backfill.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
+    _env_option(backfill)
     backfill.add_argument("--from", dest="start", required=True, help="first day YYYY-MM-DD")
     backfill.add_argument("--to", dest="end", required=True, help="last day YYYY-MM-DD")
     backfill.set_defaults(func=_backfill)
@@ -406,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the snapshots of one extract partition, with their fingerprints",
         epilog="example: aps-etl lake history --job aps_input --table process_result 2026-11-21",
     )
-    hist.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
+    _env_option(hist)
     hist.add_argument("--job", required=True, help="lake namespace, e.g. aps_input")
     hist.add_argument("--table", required=True, help="e.g. process_result")
     hist.add_argument("--partition-name", default="date", help="date (default) or run_id")
@@ -419,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare the source with the lake's newest snapshots of the last days and "
         "bring changed days up to date (snapshot, transform, load)",
     )
-    rec.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
+    _env_option(rec)
     rec.add_argument("--days", type=_positive, default=7, help="business days to check (default 7)")
     rec.add_argument(
         "--until", type=_date, help="last day of the window (default: yesterday, plant time)"
@@ -435,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the PRD §11 KPIs from the Dagster instance: success rate, failures by cause, "
         "first-run vs rerun time, freshness lag per day",
     )
-    report.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
+    _env_option(report)
     report.add_argument("--days", type=_positive, default=30, help="days back from now")
     report.set_defaults(func=_report)
 
@@ -445,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="list what killed runs left behind (dead STARTED runs, stage tables, orphan "
         "partitions, temp files, Trino queries); --fix removes them",
     )
-    doc.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
+    _env_option(doc)
     doc.add_argument(
         "--fix", action="store_true", help="fail dead runs (alerting), drop and remove leftovers"
     )
@@ -465,6 +465,10 @@ EXAMPLES = """examples:
   aps-etl doctor --fix                          clean up after killed runs
   aps-etl report --days 30                      success rate, reruns, freshness lag
 """
+
+
+def _env_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", choices=ENVIRONMENTS, help="default: $APS_ENV or local")
 
 
 class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import adbc_driver_postgresql.dbapi as adbc
@@ -122,3 +126,20 @@ def step_failures(result) -> dict[str, str]:
             text = f"{text} <- {failures[event.step_key]}"
         failures[event.step_key] = text
     return failures
+
+
+def run_script_on_embedded_default(script: str, home: Path) -> dict[str, Any]:
+    """Runs `script` (python -c, `home` as its argv[1]) in a process of its own on the
+    embedded default under `home`, and returns the JSON of its last output line: for tests
+    that change a declaration before the definitions are imported."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(home)],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home), "APS_ENV": "local",
+             "APS_LOCAL_HOME": str(home)},
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -3,11 +3,10 @@ source in one day): a spec appended to the daily sources is extracted, snapshott
 checked (source rules, completeness), shown with its schema and drift-checked, with
 nothing else edited. Runs in a process of its own on the embedded default."""
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from aps_etl_tests.pipeline_harness import run_script_on_embedded_default
 
 SCRIPT = textwrap.dedent(
     """
@@ -88,21 +87,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_a_new_source_table_is_its_spec(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path)],
-        env={
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "APS_ENV": "local",
-            "APS_LOCAL_HOME": str(tmp_path),
-        },
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    got = run_script_on_embedded_default(SCRIPT, tmp_path)
     assert got["schema"] == [
         ["shift_id", "text"],
         ["shift_start", "timestamptz"],

@@ -3,11 +3,10 @@ function are all it takes for the table to be validated, gated, loaded and shown
 else in the project is edited. Runs in a process of its own (the scenario is patched
 before the definitions are imported) on the embedded default."""
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from aps_etl_tests.pipeline_harness import run_script_on_embedded_default
 
 SCRIPT = textwrap.dedent(
     """
@@ -88,21 +87,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_a_new_output_table_is_its_declaration_and_its_logic(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path)],
-        env={
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "APS_ENV": "local",
-            "APS_LOCAL_HOME": str(tmp_path),
-        },
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    got = run_script_on_embedded_default(SCRIPT, tmp_path)
     assert "aps_input_wip_by_process" in got["listed"]
     assert got["parents"] == ["lot_history", "product", "route_step"]
     assert got["description"] == "WIP per product and process at the end of the business day."
