@@ -1,5 +1,5 @@
 # The two entry points of the README. Both bootstrap .venv from requirements.lock first.
-.PHONY: run test unit lint lock bench typecheck
+.PHONY: run test unit lint lock bench typecheck images
 
 # The main job on the embedded default: no services to install.
 run:
@@ -14,6 +14,7 @@ test:
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
 	@$(MAKE) --no-print-directory typecheck
+	@infra/docker/build
 	@.venv/bin/pytest
 
 # The fast tier: every test that needs no dev stack, no fault injection and no Debian
@@ -22,7 +23,7 @@ unit:
 	@scripts/bootstrap
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
-	@.venv/bin/pytest -m "not stack and not faults and not tools" -p no:cacheprovider -n 2 --dist loadfile
+	@.venv/bin/pytest -m "not stack and not faults and not tools and not docker" -p no:cacheprovider -n 2 --dist loadfile
 
 # The benchmark suite (benchmarks/): our job at 1M and 10M source rows, stage by stage,
 # side by side with pandas, dlt and the ADBC floor on the same data. Writes
@@ -33,6 +34,11 @@ bench:
 	@scripts/bootstrap
 	@infra/stack up
 	@.venv/bin/pytest benchmarks -p no:cacheprovider $(BENCH_ARGS)
+
+# The compose deployment's images, built here from Debian's packages and the locks
+# (infra/docker/build; starts a Docker engine if none is running).
+images:
+	@infra/docker/build
 
 # mypy over aps_etl/ (configuration: [tool.mypy] in pyproject.toml).
 typecheck:

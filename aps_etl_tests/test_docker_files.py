@@ -51,7 +51,25 @@ def test_compose_file_resolves_with_every_service(tmp_path: Path) -> None:
         "webserver",
         "daemon",
     }
-    assert config["services"]["trino"]["image"] == "trinodb/trino:476"
+    # Every image is one infra/docker/build makes here (no registry is reachable).
+    images = {name: service["image"] for name, service in config["services"].items()}
+    assert images == {
+        "postgres": "aps-etl/postgres:15",
+        "minio": "aps-etl/minio:latest",
+        "minio-init": "aps-etl:latest",
+        "trino": "aps-etl/trino:476",
+        "code-location": "aps-etl:latest",
+        "webserver": "aps-etl:latest",
+        "daemon": "aps-etl:latest",
+    }
+    build = (REPO / "infra" / "docker" / "build").read_text()
+    assert all(f"-t {image} " in build or f"build {image} " in build for image in images.values())
+    # Dagster runs as prod; the database's superuser and owner passwords reach only its own
+    # container, the MinIO root keys only MinIO's and its one-shot setup's.
+    for name in ("code-location", "webserver", "daemon"):
+        environment = config["services"][name]["environment"]
+        assert environment["APS_ENV"] == "prod"
+        assert not {"APS_PG_SUPERUSER_PASSWORD", "APS_MES_OWNER_PASSWORD"} & set(environment)
     # Every published port is bound to loopback only.
     for service in config["services"].values():
         for port in service.get("ports", []):
@@ -83,7 +101,15 @@ def test_no_secret_value_is_committed_in_the_example_env() -> None:
             assert value == "", f"{key} has a value in {EXAMPLE_ENV}"
 
 
-@pytest.mark.parametrize("path", ["Dockerfile"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "Dockerfile",
+        "infra/docker/images/postgres.Dockerfile",
+        "infra/docker/images/minio.Dockerfile",
+        "infra/docker/images/trino.Dockerfile",
+    ],
+)
 def test_dockerfile_passes_hadolint(path: str) -> None:
     hadolint = shutil.which("hadolint") or str(REPO / ".venv" / "bin" / "hadolint")
     result = subprocess.run(

@@ -1,0 +1,267 @@
+"""The compose deployment, run for real: images built here (make images), every service of
+infra/docker-compose.yml up and healthy, `aps_daily` for one day launched through the
+webserver's GraphQL API, run in a container of its own, and its target rows equal to the
+contract's reference SQL on the source."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import s3fs
+from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+
+from aps_etl.devdata import seed_source
+from aps_etl_tests.pipeline_harness import (
+    DAILY_TABLES,
+    JOB,
+    assert_rows_equal,
+    reference_partition,
+    target_partition,
+)
+
+pytestmark = pytest.mark.docker
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE = REPO / "infra" / "docker-compose.yml"
+IMAGES = ("aps-etl:latest", "aps-etl/postgres:15", "aps-etl/minio:latest", "aps-etl/trino:476")
+PROJECT = "aps-etl-test"
+DAY = "2026-11-20"
+SERVICES = ("postgres", "minio", "trino", "code-location", "webserver", "daemon")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _docker(*args: str, check: bool = True, timeout: float = 600) -> str:
+    result = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args[:3])}: {result.stderr[-2000:]}")
+    return result.stdout
+
+
+def _compose(env_file: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    command = shutil.which("docker-compose")
+    assert command, "docker-compose is missing: infra/docker/engine up installs it"
+    return subprocess.run(
+        [command, "-p", PROJECT, "--env-file", str(env_file), "-f", str(COMPOSE), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def images() -> None:
+    """The images `make images` builds; an error naming the command when one is missing."""
+    for image in IMAGES:
+        result = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
+        assert result.returncode == 0, f"image {image} is missing: run `make images`"
+
+
+@pytest.fixture(scope="module")
+def deployment(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    env = {
+        "APS_PG_SUPERUSER_PASSWORD": secrets.token_urlsafe(18),
+        "APS_MES_OWNER_PASSWORD": secrets.token_urlsafe(18),
+        "APS_MES_READER_PASSWORD": secrets.token_urlsafe(18),
+        "APS_APS_LOADER_PASSWORD": secrets.token_urlsafe(18),
+        "APS_DAGSTER_PG_PASSWORD": secrets.token_urlsafe(18),
+        "APS_S3_ACCESS_KEY": "aps" + secrets.token_hex(6),
+        "APS_S3_SECRET_KEY": secrets.token_urlsafe(24),
+        "APS_COMPOSE_PG_PORT": str(_free_port()),
+        "APS_COMPOSE_MINIO_PORT": str(_free_port()),
+        "APS_COMPOSE_TRINO_PORT": str(_free_port()),
+        "APS_COMPOSE_WEB_PORT": str(_free_port()),
+        "DOCKER_GID": str(Path("/var/run/docker.sock").stat().st_gid),
+    }
+    env_file = tmp_path_factory.mktemp("compose") / "compose.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    env_file.chmod(0o600)
+    _compose(env_file, "down", "-v", "--remove-orphans")  # a previous run's leftovers
+    up = _compose(env_file, "up", "-d")
+    try:
+        assert up.returncode == 0, f"compose up failed:\n{up.stderr[-3000:]}"
+        _wait_healthy(env_file, timeout=600)
+        yield {"env": env, "env_file": env_file}
+    finally:
+        if up.returncode != 0 or not _all_healthy(env_file):
+            print(_compose(env_file, "logs", "--tail", "40").stdout[-8000:])
+        _compose(env_file, "down", "-v", "--remove-orphans")
+        for container in _docker("ps", "-aq", "--filter", "label=dagster/job_name").split():
+            _docker("rm", "-f", container, check=False)
+
+
+def _states(env_file: Path) -> dict[str, str]:
+    states = {}
+    for service in SERVICES:
+        ids = _compose(env_file, "ps", "-q", service).stdout.split()
+        if not ids:
+            states[service] = "absent"
+            continue
+        info = json.loads(_docker("inspect", ids[0]))[0]["State"]
+        states[service] = info.get("Health", {}).get("Status") or info["Status"]
+    return states
+
+
+def _all_healthy(env_file: Path) -> bool:
+    states = _states(env_file)
+    # the daemon has no health check of its own: running is its healthy
+    return all(s in ("healthy", "running") for s in states.values())
+
+
+def _wait_healthy(env_file: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = _states(env_file)
+        if all(s == "healthy" for k, s in states.items() if k != "daemon") and states["daemon"] in (
+            "running",
+            "healthy",
+        ):
+            return
+        if any(s in ("exited", "dead", "unhealthy") for s in states.values()):
+            break
+        time.sleep(5)
+    raise AssertionError(f"services not healthy: {_states(env_file)}")
+
+
+def _uri(env: dict[str, str], user: str, password_var: str, database: str) -> str:
+    return (
+        f"postgresql://{user}:{env[password_var]}@127.0.0.1:{env['APS_COMPOSE_PG_PORT']}/{database}"
+    )
+
+
+def _wait_for_run(client: DagsterGraphQLClient, run_id: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    status = "unknown"
+    while time.monotonic() < deadline:
+        status = client.get_run_status(run_id).value
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            return status
+        time.sleep(3)
+    return status
+
+
+def _run_logs(run_id: str, deployment: dict[str, Any]) -> str:
+    """The run container's and the daemon's last lines, for a failure message."""
+    out = []
+    for container in _docker("ps", "-aq", "--filter", f"label=dagster/run_id={run_id}").split():
+        logs = subprocess.run(["docker", "logs", "--tail", "60", container], capture_output=True)
+        out.append((logs.stdout + logs.stderr).decode(errors="replace"))
+    daemon = _compose(deployment["env_file"], "logs", "--tail", "30", "daemon").stdout
+    return "\n".join(out) + "\n--- daemon ---\n" + daemon
+
+
+def test_daily_run_in_its_own_container_loads_the_contract(deployment: dict[str, Any]) -> None:
+    env = deployment["env"]
+    source = _uri(env, "mes_owner", "APS_MES_OWNER_PASSWORD", "mes")
+    seed_source(source, start_date=dt.date(2026, 11, 19), days=2, lots=300, seed=11, progress=False)
+
+    client = DagsterGraphQLClient("127.0.0.1", port_number=int(env["APS_COMPOSE_WEB_PORT"]))
+    try:
+        run_id = client.submit_job_execution(JOB, tags={"dagster/partition": DAY})
+    except DagsterGraphQLClientError as e:  # the message says which part was refused
+        raise AssertionError(f"submitting {JOB} through GraphQL: {e}") from None
+    status = _wait_for_run(client, run_id, timeout=900)
+    assert status == "SUCCESS", f"run {run_id}: {status}\n{_run_logs(run_id, deployment)}"
+
+    # The run had a container of its own (DockerRunLauncher), not the code location's.
+    containers = _docker("ps", "-a", "--filter", f"label=dagster/run_id={run_id}", "-q").split()
+    assert len(containers) == 1, f"run {run_id}: containers {containers}"
+    run_env = json.loads(_docker("inspect", containers[0]))[0]["Config"]["Env"]
+    assert "APS_ENV=prod" in run_env
+    names = {e.split("=", 1)[0] for e in run_env}
+    assert not names & {"APS_PG_SUPERUSER_PASSWORD", "APS_MES_OWNER_PASSWORD"}, names
+
+    # Every daily table holds exactly the contract's rows for the day.
+    target = _uri(env, "aps_loader", "APS_APS_LOADER_PASSWORD", "aps")
+    day = dt.date.fromisoformat(DAY)
+    for table in DAILY_TABLES:
+        want = reference_partition(source, table, day)
+        assert want, f"{table}: the seeded day has no reference rows"
+        assert_rows_equal(table, target_partition(target, table, day), want)
+
+    # The steps' compute logs are in MinIO, where the webserver reads them.
+    fs = s3fs.S3FileSystem(
+        key=env["APS_S3_ACCESS_KEY"],
+        secret=env["APS_S3_SECRET_KEY"],
+        client_kwargs={"endpoint_url": f"http://127.0.0.1:{env['APS_COMPOSE_MINIO_PORT']}"},
+        skip_instance_cache=True,
+    )
+    logs = fs.find(f"data-lake/_dagster/compute_logs/storage/{run_id}")
+    assert any(p.endswith((".out", ".err")) for p in logs), logs
+
+
+def test_dagster_containers_hold_only_their_secrets(deployment: dict[str, Any]) -> None:
+    env_file = deployment["env_file"]
+    owner_only = {"APS_PG_SUPERUSER_PASSWORD", "APS_MES_OWNER_PASSWORD", "POSTGRES_PASSWORD"}
+    pipeline = {"APS_MES_READER_PASSWORD", "APS_APS_LOADER_PASSWORD"}
+    for service in ("code-location", "webserver", "daemon", "trino"):
+        container = _compose(env_file, "ps", "-q", service).stdout.split()[0]
+        names = {e.split("=", 1)[0] for e in json.loads(_docker("inspect", container))[0][
+            "Config"]["Env"]}  # fmt: skip
+        assert not names & owner_only, f"{service}: {names & owner_only}"
+        if service == "webserver":
+            assert not names & pipeline, f"{service}: {names & pipeline}"
+        if service != "trino":
+            assert "APS_ENV" in names
+
+
+def _start(image_env: dict[str, str], *command: str) -> subprocess.CompletedProcess:
+    flags = [a for k, v in image_env.items() for a in ("-e", f"{k}={v}")]
+    return subprocess.run(
+        ["docker", "run", "--rm", *flags, "aps-etl:latest", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_image_refuses_a_missing_secret_by_name(images: None) -> None:
+    result = _start(
+        {"APS_DAGSTER_PG_HOST": "postgres", "APS_DAGSTER_PG_USER": "dagster"},
+        "dagster-webserver",
+        "-h",
+        "0.0.0.0",
+    )
+    assert result.returncode == 78, result.stderr
+    assert "APS_DAGSTER_PG_PASSWORD" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_image_refuses_local_unless_asked(images: None) -> None:
+    refused = _start({"APS_ENV": "local"}, "aps-etl", "--help")
+    assert refused.returncode == 78 and "APS_ENV=local" in refused.stderr, refused.stderr
+    allowed = _start({"APS_ENV": "local", "APS_ALLOW_LOCAL": "1"}, "aps-etl", "--help")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "usage" in allowed.stdout.lower()
+
+
+def test_image_refuses_an_owner_password(images: None) -> None:
+    result = _start({"APS_ENV": "prod", "APS_MES_OWNER_PASSWORD": "x"}, "aps-etl", "--help")
+    assert result.returncode == 78, result.stderr
+    assert "APS_MES_OWNER_PASSWORD" in result.stderr and "must not reach" in result.stderr
+
+
+def test_image_runs_as_non_root_with_no_secret_in_its_layers(images: None) -> None:
+    config = json.loads(_docker("image", "inspect", "aps-etl:latest"))[0]["Config"]
+    assert config["User"] not in ("", "0", "root")
+    assert not [e for e in config["Env"] if any(w in e for w in ("PASSWORD", "SECRET"))]
+    history = _docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", "aps-etl:latest")
+    assert "PASSWORD" not in history and "SECRET" not in history

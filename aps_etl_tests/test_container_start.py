@@ -1,0 +1,126 @@
+"""The image's entry point refuses wrong settings at start, by name (aps_etl/container_start.py).
+The same checks run inside the built image in test_compose_deployment.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from urllib.parse import urlsplit
+
+import pytest
+
+from aps_etl.container_start import (
+    EXIT_CONFIG,
+    ROLE_NEEDS,
+    StartRefused,
+    check_settings,
+    dagster_storage_url,
+    reach_dagster_storage,
+    role_of,
+)
+
+STORAGE = {
+    "APS_ENV": "prod",
+    "APS_DAGSTER_PG_HOST": "db.internal",
+    "APS_DAGSTER_PG_PORT": "6432",
+    "APS_DAGSTER_PG_USER": "dagster",
+    "APS_DAGSTER_PG_PASSWORD": "p@ss/w:rd?",
+}
+
+
+@pytest.mark.parametrize(
+    ("command", "role"),
+    [
+        (["dagster-webserver", "-h", "0.0.0.0"], "webserver"),
+        (["/opt/venv/bin/dagster-daemon", "run"], "daemon"),
+        (["dagster", "code-server", "start", "-m", "aps_etl.definitions"], "code-server"),
+        (["dagster", "api", "execute_run", "{}"], "run"),
+        (["aps-etl", "report"], "other"),
+        (["python", "-c", "pass"], "other"),
+    ],
+)
+def test_role_comes_from_the_command(command: list[str], role: str) -> None:
+    assert role_of(command) == role
+
+
+def test_local_is_refused_unless_asked() -> None:
+    with pytest.raises(StartRefused, match="APS_ENV=local"):
+        check_settings(["aps-etl", "run"], {})
+    assert check_settings(["aps-etl", "run"], {"APS_ALLOW_LOCAL": "1"}) == "other"
+
+
+def test_an_unknown_environment_is_named() -> None:
+    with pytest.raises(StartRefused, match="APS_ENV='staging'"):
+        check_settings(["aps-etl", "run"], {"APS_ENV": "staging"})
+
+
+@pytest.mark.parametrize("role", ["webserver", "daemon", "run", "code-server"])
+def test_each_missing_setting_is_named(role: str) -> None:
+    command = {
+        "webserver": ["dagster-webserver"],
+        "daemon": ["dagster-daemon", "run"],
+        "run": ["dagster", "api", "execute_run"],
+        "code-server": ["dagster", "code-server", "start"],
+    }[role]
+    full = {n.split("|")[0]: "x" for n in ROLE_NEEDS[role]} | {"APS_ENV": "prod"}
+    assert check_settings(command, full) == role
+    for name in ROLE_NEEDS[role]:
+        first = name.split("|")[0]
+        env = {k: v for k, v in full.items() if k != first}
+        with pytest.raises(StartRefused) as refused:
+            check_settings(command, env)
+        assert first in str(refused.value) and role in str(refused.value)
+
+
+def test_the_shared_host_stands_in_for_the_source_and_target_hosts() -> None:
+    needs = [n for n in ROLE_NEEDS["run"] if "|" not in n]
+    env = {n: "x" for n in needs} | {"APS_ENV": "prod", "APS_PG_HOST": "pg", "APS_PG_PORT": "1"}
+    assert check_settings(["dagster", "api", "execute_run"], env) == "run"
+
+
+def test_an_owner_or_superuser_password_is_refused_in_a_dagster_container() -> None:
+    for name in ("APS_PG_SUPERUSER_PASSWORD", "APS_MES_OWNER_PASSWORD", "POSTGRES_PASSWORD"):
+        with pytest.raises(StartRefused, match=name):
+            check_settings(["dagster-webserver"], STORAGE | {name: "secret"})
+
+
+def test_a_missing_ca_file_is_named(tmp_path) -> None:
+    env = STORAGE | {"APS_DAGSTER_PG_SSLROOTCERT": str(tmp_path / "ca.crt")}
+    with pytest.raises(StartRefused, match="APS_DAGSTER_PG_SSLROOTCERT"):
+        check_settings(["dagster-webserver"], env)
+
+
+def test_storage_url_quotes_credentials_and_carries_tls(tmp_path) -> None:
+    ca = tmp_path / "ca.crt"
+    url = dagster_storage_url(
+        STORAGE | {"APS_DAGSTER_PG_SSLMODE": "verify-full", "APS_DAGSTER_PG_SSLROOTCERT": str(ca)}
+    )
+    parts = urlsplit(url)
+    assert parts.scheme == "postgresql+psycopg2"
+    assert parts.hostname == "db.internal" and parts.port == 6432 and parts.path == "/dagster"
+    assert parts.username == "dagster" and "p%40ss%2Fw%3Ard%3F" in url
+    assert f"sslmode=verify-full&sslrootcert={str(ca).replace('/', '%2F')}" in parts.query
+
+
+@pytest.mark.stack
+def test_wrong_password_is_named_at_once(stack_settings: dict[str, str]) -> None:
+    env = {
+        "APS_DAGSTER_PG_HOST": stack_settings["APS_PG_HOST"],
+        "APS_DAGSTER_PG_PORT": stack_settings["APS_PG_PORT"],
+        "APS_DAGSTER_PG_USER": stack_settings["APS_DAGSTER_PG_USER"],
+        "APS_DAGSTER_PG_PASSWORD": "not-the-password",
+    }
+    with pytest.raises(StartRefused, match="refused us: .*password authentication failed"):
+        reach_dagster_storage(env, wait_s=0)
+
+
+def test_refusal_exits_with_the_config_status_and_no_traceback() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "aps_etl.container_start", "dagster-webserver"],
+        env={"APS_ENV": "prod", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == EXIT_CONFIG
+    assert "APS_DAGSTER_PG_HOST" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# First start: initdb with the superuser's password, then the databases and least-privilege
+# roles of infra/docker/postgres-init.sh; every start: serve on all interfaces with
+# scram-sha-256, and TLS when a certificate is mounted at /tls (server.crt, server.key).
+# Passwords come from the environment and go to psql as variables, never as argv.
+set -euo pipefail
+: "${POSTGRES_USER:?POSTGRES_USER is not set}"
+: "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is not set}"
+for var in APS_MES_OWNER_USER APS_MES_OWNER_PASSWORD APS_MES_READER_USER APS_MES_READER_PASSWORD \
+           APS_APS_LOADER_USER APS_APS_LOADER_PASSWORD APS_DAGSTER_PG_USER APS_DAGSTER_PG_PASSWORD; do
+  [[ -n ${!var:-} ]] || { echo "postgres: $var is not set" >&2; exit 64; }
+done
+
+if [[ ! -s $PGDATA/PG_VERSION ]]; then
+  pwfile=$(mktemp)
+  printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
+  initdb -D "$PGDATA" -U "$POSTGRES_USER" --pwfile="$pwfile" --auth-local=scram-sha-256 \
+    --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+  rm -f "$pwfile"
+  echo "host all all 0.0.0.0/0 scram-sha-256" >>"$PGDATA/pg_hba.conf"
+  pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -k /tmp" -w start >/dev/null
+  PGHOST=/tmp PGPASSWORD=$POSTGRES_PASSWORD bash /usr/local/share/aps-postgres-init.sh
+  pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
+fi
+
+tls=()
+if [[ -f /tls/server.crt ]]; then
+  # the key must be private to the server's user: copy it out of the (read-only) mount
+  install -m 600 /tls/server.key /tmp/server.key
+  tls=(-c ssl=on -c ssl_cert_file=/tls/server.crt -c ssl_key_file=/tmp/server.key)
+fi
+exec postgres -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories=/tmp "${tls[@]}"
