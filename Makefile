@@ -1,5 +1,5 @@
 # The two entry points of the README. Both bootstrap .venv from requirements.lock first.
-.PHONY: run test unit lint lock bench typecheck images
+.PHONY: run test unit lint lock bench typecheck images deploy
 
 # The main job on the embedded default: no services to install.
 run:
@@ -39,6 +39,11 @@ bench:
 # (infra/docker/build; starts a Docker engine if none is running).
 images:
 	@infra/docker/build
+
+# The compose deployment from those images (infra/docker/deploy up: writes infra/.env with
+# random secrets when it does not exist, waits until every service is healthy).
+deploy:
+	@infra/docker/deploy up
 
 # mypy over aps_etl/ (configuration: [tool.mypy] in pyproject.toml).
 typecheck:

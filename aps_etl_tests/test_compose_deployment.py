@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import secrets
 import shutil
 import socket
@@ -33,10 +34,10 @@ pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "infra" / "docker-compose.yml"
+DEPLOY = REPO / "infra" / "docker" / "deploy"
 IMAGES = ("aps-etl:latest", "aps-etl/postgres:15", "aps-etl/minio:latest", "aps-etl/trino:476")
 PROJECT = "aps-etl-test"
 DAY = "2026-11-20"
-SERVICES = ("postgres", "minio", "trino", "code-location", "webserver", "daemon")
 
 
 def _free_port() -> int:
@@ -88,56 +89,29 @@ def deployment(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "APS_COMPOSE_MINIO_PORT": str(_free_port()),
         "APS_COMPOSE_TRINO_PORT": str(_free_port()),
         "APS_COMPOSE_WEB_PORT": str(_free_port()),
-        "DOCKER_GID": str(Path("/var/run/docker.sock").stat().st_gid),
     }
     env_file = tmp_path_factory.mktemp("compose") / "compose.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     env_file.chmod(0o600)
-    _compose(env_file, "down", "-v", "--remove-orphans")  # a previous run's leftovers
-    up = _compose(env_file, "up", "-d")
+    deploy_env = {
+        **os.environ,
+        "APS_COMPOSE_ENV_FILE": str(env_file),
+        "APS_COMPOSE_PROJECT": PROJECT,
+    }
+
+    def deploy(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(DEPLOY), *args], env=deploy_env, capture_output=True, text=True, timeout=900
+        )
+
+    deploy("down", "--volumes")  # a previous run's leftovers
+    up = deploy("up")  # the README's command, as an operator runs it
     try:
-        assert up.returncode == 0, f"compose up failed:\n{up.stderr[-3000:]}"
-        _wait_healthy(env_file, timeout=600)
+        assert up.returncode == 0, f"infra/docker/deploy up failed:\n{up.stderr[-4000:]}"
         yield {"env": env, "env_file": env_file}
     finally:
-        if up.returncode != 0 or not _all_healthy(env_file):
-            print(_compose(env_file, "logs", "--tail", "40").stdout[-8000:])
-        _compose(env_file, "down", "-v", "--remove-orphans")
-        for container in _docker("ps", "-aq", "--filter", "label=dagster/job_name").split():
-            _docker("rm", "-f", container, check=False)
-
-
-def _states(env_file: Path) -> dict[str, str]:
-    states = {}
-    for service in SERVICES:
-        ids = _compose(env_file, "ps", "-q", service).stdout.split()
-        if not ids:
-            states[service] = "absent"
-            continue
-        info = json.loads(_docker("inspect", ids[0]))[0]["State"]
-        states[service] = info.get("Health", {}).get("Status") or info["Status"]
-    return states
-
-
-def _all_healthy(env_file: Path) -> bool:
-    states = _states(env_file)
-    # the daemon has no health check of its own: running is its healthy
-    return all(s in ("healthy", "running") for s in states.values())
-
-
-def _wait_healthy(env_file: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        states = _states(env_file)
-        if all(s == "healthy" for k, s in states.items() if k != "daemon") and states["daemon"] in (
-            "running",
-            "healthy",
-        ):
-            return
-        if any(s in ("exited", "dead", "unhealthy") for s in states.values()):
-            break
-        time.sleep(5)
-    raise AssertionError(f"services not healthy: {_states(env_file)}")
+        down = deploy("down", "--volumes")
+        assert down.returncode == 0, down.stderr[-2000:]
 
 
 def _uri(env: dict[str, str], user: str, password_var: str, database: str) -> str:

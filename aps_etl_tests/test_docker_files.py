@@ -142,3 +142,38 @@ def test_every_runtime_dependency_is_in_the_image_lock() -> None:
     runtime = {name.lower() for name in _pins(REPO / "requirements-runtime.lock")}
     names = {re.split(r"[\[=<>]", dep, maxsplit=1)[0].lower() for dep in declared}
     assert names - runtime == set(), "run `make lock` after changing pyproject.toml"
+
+
+def test_deploy_writes_a_private_settings_file_with_fresh_secrets(tmp_path: Path) -> None:
+    env_file = tmp_path / "infra.env"
+    values = []
+    for _ in range(2):
+        env_file.unlink(missing_ok=True)
+        result = subprocess.run(
+            [str(REPO / "infra" / "docker" / "deploy"), "env"],
+            env={"PATH": "/usr/bin:/bin", "APS_COMPOSE_ENV_FILE": str(env_file)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert env_file.stat().st_mode & 0o077 == 0
+        values.append(dict(line.split("=", 1) for line in env_file.read_text().splitlines()))
+    example = [
+        line.split("=")[0]
+        for line in EXAMPLE_ENV.read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    for key in example:
+        assert values[0][key], f"{key} left empty"
+        if key.endswith(("_PASSWORD", "_SECRET_KEY", "_ACCESS_KEY")):
+            assert len(values[0][key]) >= 16 and values[0][key] != values[1][key], key
+    # a second call keeps the file it finds
+    kept = env_file.read_text()
+    subprocess.run(
+        [str(REPO / "infra" / "docker" / "deploy"), "env"],
+        env={"PATH": "/usr/bin:/bin", "APS_COMPOSE_ENV_FILE": str(env_file)},
+        check=True,
+        capture_output=True,
+    )
+    assert env_file.read_text() == kept
