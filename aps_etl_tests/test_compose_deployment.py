@@ -196,6 +196,22 @@ def test_dagster_containers_hold_only_their_secrets(deployment: dict[str, Any]) 
             assert "APS_ENV" in names
 
 
+def test_every_database_connection_is_encrypted(deployment: dict[str, Any]) -> None:
+    """Dagster's storage, and Trino's catalogs once they ran, connect with verify-full."""
+    from aps_etl_tests.pipeline_harness import fetch
+
+    env = deployment["env"]
+    superuser = _uri(env, "postgres", "APS_PG_SUPERUSER_PASSWORD", "postgres")
+    rows = fetch(
+        superuser + "?sslmode=require",
+        "select a.usename, s.ssl from pg_stat_activity a join pg_stat_ssl s using (pid) "
+        "where a.backend_type = 'client backend' and a.usename is not null",
+    )
+    assert rows, "no client connection to look at"
+    assert any(r["usename"] == "dagster" for r in rows), rows
+    assert all(r["ssl"] for r in rows), [r for r in rows if not r["ssl"]]
+
+
 def _start(image_env: dict[str, str], *command: str) -> subprocess.CompletedProcess:
     flags = [a for k, v in image_env.items() for a in ("-e", f"{k}={v}")]
     return subprocess.run(
