@@ -205,6 +205,25 @@ def test_a_multi_run_backfill_runs_each_day_in_a_run_of_its_own_under_the_daemon
         # each printed as it went
         for run in runs:
             assert f"run {run.run_id[:8]}" in output
+        # side by side: the queue (max_concurrent_runs 2) had two of them running at once
+        records = instance.get_run_records(
+            filters=dg.RunsFilter(run_ids=[run.run_id for run in runs])
+        )
+        spans = [(r.start_time, r.end_time) for r in records]
+        assert all(start and end for start, end in spans), spans
+        overlapping = max(sum(start <= moment < end for start, end in spans) for moment, _ in spans)
+        assert overlapping >= 2, spans
+
+        # a day the source has no rows for: its run fails (the completeness guard), the
+        # command says which step and why, and exits 1
+        failed = subprocess.run(
+            [str(BIN / "aps-etl"), "backfill", "--env", "local", "--from", "2026-11-24",
+             "--to", "2026-11-24", "--policy", "multi-run"],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert "FAILURE" in failed.stdout and "extract__aps_input" in failed.stdout
+        assert "1 run(s), 0 succeeded" in failed.stdout
     finally:
         instance.dispose()
     for day in DAYS:
@@ -212,3 +231,23 @@ def test_a_multi_run_backfill_runs_each_day_in_a_run_of_its_own_under_the_daemon
         for table in DAILY_TABLES:
             want = reference_partition(pg.uri(SOURCE_DB), table, date)
             assert_rows_equal(table, target_partition(pg.uri(TARGET_DB), table, date), want)
+
+
+def test_a_range_overlapping_a_backfill_in_flight_is_refused(tmp_path: Path) -> None:
+    """Only the queue's per-value limits stand between two backfills' runs: the command
+    submits no range that overlaps one still in flight."""
+    from aps_etl import backfills
+    from aps_etl.definitions import build_defs
+    from aps_etl.settings import resources_for
+
+    defs = build_defs(resources_for("local"), automation=False)
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = backfills.submit(instance, defs, "2026-11-20", "2026-11-24", "first")
+        with pytest.raises(backfills.BackfillError, match=f"backfill {first} .*2026-11-23"):
+            backfills.submit(instance, defs, "2026-11-23", "2026-11-26", "second")
+        backfills.submit(instance, defs, "2026-11-25", "2026-11-26", "disjoint")
+        # a backfill whose daemon never came is canceled, not left for a later daemon
+        backfills.cancel_if_untouched(instance, first)
+        backfill = instance.get_backfill(first)
+        assert backfill is not None and backfill.status.value == "CANCELED"
+        backfills.submit(instance, defs, "2026-11-23", "2026-11-24", "after it")
