@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -214,14 +216,35 @@ def test_a_multi_run_backfill_runs_each_day_in_a_run_of_its_own_under_the_daemon
         overlapping = max(sum(start <= moment < end for start, end in spans) for moment, _ in spans)
         assert overlapping >= 2, spans
 
-        # a day the source has no rows for: its run fails (the completeness guard), the
-        # command says which step and why, and exits 1
-        failed = subprocess.run(
-            [str(BIN / "aps-etl"), "backfill", "--env", "local", "--from", "2026-11-24",
-             "--to", "2026-11-24", "--policy", "multi-run"],
-            env=env, cwd=REPO, capture_output=True, text=True, timeout=900,
-        )  # fmt: skip
+        # A deployment's daemon already running on the instance: the command leaves the
+        # backfill to it. A day the source has no rows for: its run fails (the
+        # completeness guard), the command says which step and why, and exits 1.
+        from aps_etl.backfills import daemon_running
+
+        daemon_env = {**env, "APS_ENV": "local", "DAGSTER_HOME": str(home / "dagster"),
+                      "APS_BACKFILL_POLICY": "multi_run"}  # fmt: skip
+        with (home / "deployment-daemon.log").open("w") as daemon_log:
+            daemon = subprocess.Popen(
+                [str(BIN / "dagster-daemon"), "run", "-m", "aps_etl.backfill_location"],
+                env=daemon_env, cwd=REPO, stdout=daemon_log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 180
+            while not daemon_running(instance):
+                assert time.monotonic() < deadline, "the deployment's daemon did not start"
+                time.sleep(0.5)
+            failed = subprocess.run(
+                [str(BIN / "aps-etl"), "backfill", "--env", "local", "--from", "2026-11-24",
+                 "--to", "2026-11-24", "--policy", "multi-run"],
+                env=env, cwd=REPO, capture_output=True, text=True, timeout=900,
+            )  # fmt: skip
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            daemon.wait(60)
         assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert "a dagster-daemon is running on this instance" in failed.stdout
+        assert "starting one" not in failed.stdout
         assert "FAILURE" in failed.stdout and "extract__aps_input" in failed.stdout
         assert "1 run(s), 0 succeeded" in failed.stdout
     finally:
