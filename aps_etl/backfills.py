@@ -39,6 +39,8 @@ from aps_etl.stack_env import REPO_ROOT
 # The daemons a backfill needs: the backfill loop makes the runs, the queue starts them.
 DAEMONS = ("BACKFILL", "QUEUED_RUN_COORDINATOR")
 LOCATION_MODULE = "aps_etl.backfill_location"
+# the backfill loop looks every 30 s: no run after this long means something is wrong
+NO_RUN_HINT_S = 120
 IN_FLIGHT = [BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING]
 DONE = {
     BulkActionStatus.COMPLETED,
@@ -242,6 +244,7 @@ def wait(
     started = time.monotonic()
     seen: dict[str, str] = {}
     last_count = ""
+    hinted = False
     while True:
         backfill = instance.get_backfill(backfill_id)
         if backfill is None:
@@ -279,6 +282,12 @@ def wait(
         if count != last_count and runs:
             out(f"  {elapsed:7.1f} s  backfill {backfill.status.value.lower()}: {count}")
             last_count = count
+        if not runs and not hinted and elapsed > NO_RUN_HINT_S:
+            hinted = True
+            out(
+                f"  {elapsed:7.1f} s  no run yet: is the daemon's backfill loop healthy (the "
+                "UI's Deployment > Daemons, or the daemon's log)?"
+            )
         finished = all(seen[r.run_id] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs)
         if backfill.status in DONE and finished:
             error = backfill.error.message.strip() if backfill.error else ""

@@ -274,3 +274,23 @@ def test_a_range_overlapping_a_backfill_in_flight_is_refused(tmp_path: Path) -> 
         backfill = instance.get_backfill(first)
         assert backfill is not None and backfill.status.value == "CANCELED"
         backfills.submit(instance, defs, "2026-11-23", "2026-11-24", "after it")
+
+
+def test_waiting_on_a_backfill_no_daemon_picks_up_says_so(monkeypatch) -> None:
+    from aps_etl import backfills
+    from aps_etl.definitions import build_defs
+    from aps_etl.settings import resources_for
+
+    monkeypatch.setattr(backfills, "NO_RUN_HINT_S", 0)
+    defs = build_defs(resources_for("local"), automation=False)
+    with dg.DagsterInstance.ephemeral() as instance:
+        backfill_id = backfills.submit(instance, defs, "2026-11-20", "2026-11-21", "waits")
+        lines: list[str] = []
+
+        def out(line: str) -> None:  # the hint, then an operator cancels it
+            lines.append(line)
+            backfills.cancel_if_untouched(instance, backfill_id)
+
+        outcome = backfills.wait(instance, backfill_id, out, poll_s=0.05)
+    assert "no run yet" in lines[0], lines
+    assert outcome.status == "CANCELED" and not outcome.runs and not outcome.success
