@@ -8,6 +8,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 ENVIRONMENTS = ("local", "dev", "prod")
 # seed-source fills a development source only
@@ -56,6 +57,15 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1: {text!r}")
     return value
+
+
+def _policy(text: str) -> dict[str, str]:
+    from aps_etl.backfills import parse_policy
+
+    try:
+        return parse_policy(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _environment(text: str | None) -> str:
@@ -289,17 +299,26 @@ def _states(resolved: dict, days: list[str]) -> tuple[list, list, dict]:
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    """A date range of the daily job in one run, recorded in the Dagster instance."""
+    """A date range of the daily job: in one run in this process, or (--policy) as a
+    Dagster backfill that the daemon splits into runs and the queue runs side by side."""
     import time
 
     from aps_etl import runner
     from aps_etl.lake import parse_partition_key
 
     os.environ["APS_ENV"] = _environment(args.env)
+    if args.policy is not None:
+        # before anything imports the assets: their backfill policy is read at import
+        os.environ.update(args.policy)
+    from aps_etl.partitions import configured_backfill_policy
+
+    configured_backfill_policy()  # a bad APS_BACKFILL_* setting, named, before any work
     first = parse_partition_key(_partition(args.start))
     last = parse_partition_key(_partition(args.end))
     if last < first:
         raise UsageError(f"--to {args.end} is before --from {args.start}")
+    if args.policy is not None:
+        return _dagster_backfill(args)
     instance = runner.dagster_instance()
     started = time.perf_counter()
     print(f"job aps_daily for {args.start}...{args.end} in one run: steps as they finish")
@@ -308,6 +327,77 @@ def _backfill(args: argparse.Namespace) -> int:
         result, instance, f"{args.start}...{args.end}", time.perf_counter() - started
     )
     return 0 if result.success else 1
+
+
+def _dagster_backfill(args: argparse.Namespace) -> int:
+    """`backfill --policy`: submit, run under the queued coordinator and a daemon, wait."""
+    import contextlib
+    import functools
+    import math
+
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    from aps_etl import backfills, runner
+    from aps_etl.partitions import configured_backfill_policy
+
+    env = os.environ["APS_ENV"]
+    policy = configured_backfill_policy()  # refused by name before anything starts
+    if env == "prod" and not os.environ.get("DAGSTER_HOME"):
+        raise UsageError("--policy on prod submits to the deployment's instance: set DAGSTER_HOME")
+    instance = runner.dagster_instance()
+    if not isinstance(instance.run_coordinator, QueuedRunCoordinator):
+        raise UsageError(
+            f"--policy needs the queued run coordinator; {os.environ['DAGSTER_HOME']}"
+            "/dagster.yaml has another"
+        )
+    if env == "local":  # run workers attach to it; this process keeps it up meanwhile
+        from aps_etl.embedded import start_embedded_postgres
+
+        start_embedded_postgres()
+    from aps_etl.definitions import build_defs
+
+    defs = build_defs(automation=False)
+    days = backfills.daily_partitions(args.start, args.end)
+    per_run = policy.max_partitions_per_run or len(days)
+    how = f"runs of at most {per_run} day(s)" if policy.max_partitions_per_run else "one run"
+    running = backfills.daemon_running(instance)
+    title = f"aps_daily {args.start}...{args.end}"
+    # Submitted before a daemon of ours starts: its backfill loop's first pass (every 30 s)
+    # finds it, instead of the one after.
+    backfill_id = backfills.submit(instance, defs, args.start, args.end, title)
+    print(
+        f"backfill {backfill_id}: {len(days)} day(s) {args.start}...{args.end}, {how}, "
+        f"submitted (Dagster instance {os.environ['DAGSTER_HOME']})",
+        flush=True,
+    )
+    if running:
+        print(
+            "a dagster-daemon is running on this instance: it runs the backfill, split by its "
+            "code location's APS_BACKFILL_POLICY",
+            flush=True,
+        )
+        daemon: contextlib.AbstractContextManager = contextlib.nullcontext()
+    else:
+        log = Path(os.environ["DAGSTER_HOME"]) / "backfill-daemon.log"
+        print(f"no dagster-daemon on this instance: starting one (log: {log})", flush=True)
+        daemon = backfills.own_daemon(instance, dict(os.environ), log)
+    try:
+        with daemon:
+            outcome = backfills.wait(instance, backfill_id, functools.partial(print, flush=True))
+    except BaseException:
+        backfills.cancel_if_untouched(instance, backfill_id)
+        raise
+    ok = sum(run.status == "SUCCESS" for run in outcome.runs)
+    print(
+        f"backfill {backfill_id} {outcome.status} in {outcome.seconds:.1f} s: "
+        f"{len(outcome.runs)} run(s), {ok} succeeded, {len(outcome.runs) - ok} not"
+    )
+    if outcome.error:
+        print(f"  {outcome.error}")
+    expected = math.ceil(len(days) / per_run)
+    if running and len(outcome.runs) != expected:
+        print(f"  (--policy asked for {expected} run(s): the running daemon's setting differs)")
+    return 0 if outcome.success else 1
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -391,12 +481,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     backfill = sub.add_parser(
         "backfill",
-        help="run the daily job over a date range, in one run (single-run backfill)",
-        epilog="example: aps-etl backfill --from 2026-11-20 --to 2026-11-22",
+        help="run the daily job over a date range: in one run here, or as a Dagster "
+        "backfill split into parallel runs (--policy)",
+        epilog="examples:\n  aps-etl backfill --from 2026-11-20 --to 2026-11-22\n"
+        "  aps-etl backfill --env dev --from 2026-11-01 --to 2026-11-30 --policy multi-run:5",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _env_option(backfill)
     backfill.add_argument("--from", dest="start", required=True, help="first day YYYY-MM-DD")
     backfill.add_argument("--to", dest="end", required=True, help="last day YYYY-MM-DD")
+    backfill.add_argument(
+        "--policy",
+        type=_policy,
+        metavar="single-run|multi-run[:N]",
+        help="submit a Dagster backfill instead (the queued run coordinator and a "
+        "dagster-daemon: the one running on the instance, else one started for the "
+        "duration) with this backfill policy: multi-run:N is runs of at most N days (default "
+        "1) run side by side; waits, printing each run; exit 1 if any run fails",
+    )
     backfill.set_defaults(func=_backfill)
 
     lake = sub.add_parser("lake", help="operator actions on the lake")
@@ -497,7 +599,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         # Loading the settings reads APS_FIRST_DAY and the like: refused by name as well.
+        from aps_etl.backfills import BackfillError
         from aps_etl.devdata.load import SeedError
+        from aps_etl.partitions import BackfillPolicyError
         from aps_etl.postgres import DatabaseError
         from aps_etl.settings import ConfigurationError
         from aps_etl.stack_env import StackSettingsMissing
@@ -511,6 +615,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         StackSettingsMissing,
         DatabaseError,
         SeedError,
+        BackfillError,
+        BackfillPolicyError,
     )
     try:
         return args.func(args)

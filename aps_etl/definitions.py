@@ -23,8 +23,13 @@ from aps_etl.scenarios import SCENARIOS
 from aps_etl.settings import resources_for
 
 
-def build_defs(resources: dict[str, Any] | None = None) -> dg.Definitions:
-    """All definitions, with the resources of $APS_ENV unless others are given."""
+def build_defs(
+    resources: dict[str, Any] | None = None, *, automation: bool = True
+) -> dg.Definitions:
+    """All definitions, with the resources of $APS_ENV unless others are given.
+    `automation=False` leaves out the schedules and sensors: the code location that
+    `aps-etl backfill --policy` serves to a daemon of its own (aps_etl/backfill_location.py),
+    which must run the backfill and nothing else."""
     retry_delay_s()  # a bad APS_RETRY_DELAY_S stops the code location, named, not a retry
     freshness = build_freshness_checks(daily_loads)
     return dg.Definitions(
@@ -44,7 +49,9 @@ def build_defs(resources: dict[str, Any] | None = None) -> dg.Definitions:
         # run in one process like the jobs: a process per step costs each step Python's
         # start and the project's imports.
         executor=dg.in_process_executor,
-        schedules=[aps_daily_schedule, build_report_schedule(), build_deadline_schedule(freshness)],
+        schedules=[aps_daily_schedule, build_report_schedule(), build_deadline_schedule(freshness)]
+        if automation
+        else [],
         sensors=[
             build_plan_run_sensor(aps_plan_snapshot),
             build_source_change_sensor([aps_daily, aps_plan_snapshot]),
@@ -52,7 +59,9 @@ def build_defs(resources: dict[str, Any] | None = None) -> dg.Definitions:
             # is D-1 loaded by the deadline? evaluated by Dagster's sensor, overdue alerted
             build_freshness_sensor(freshness),
             build_overdue_alert_sensor(),
-        ],
+        ]
+        if automation
+        else [],
         asset_checks=freshness,
         resources={
             # failure alerts: Slack and/or email, each on when its variables are set

@@ -39,12 +39,54 @@ PLAN_RUNS = dg.DynamicPartitionsDefinition(name=PLAN_RUNS_NAME)
 # BackfillPolicy is "beta" in Dagster 1.13 but is the documented way to single-run backfills.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`")
 
+BACKFILL_POLICY_VARIABLE = "APS_BACKFILL_POLICY"
+MAX_PARTITIONS_VARIABLE = "APS_BACKFILL_MAX_PARTITIONS_PER_RUN"
+BACKFILL_POLICIES = ("single_run", "multi_run")
+
+
+class BackfillPolicyError(ValueError):
+    """A backfill setting the code location refuses to load with (names the variable)."""
+
+
+def configured_backfill_policy() -> dg.BackfillPolicy:
+    """How a backfill of daily partitions is split into runs, from the deployment's
+    settings (read when the definitions load):
+
+    - APS_BACKFILL_POLICY=single_run (default): the whole range in one run;
+    - APS_BACKFILL_POLICY=multi_run: runs of at most APS_BACKFILL_MAX_PARTITIONS_PER_RUN
+      days (default 1), which the queue runs side by side (dagster.yaml's run_coordinator).
+    """
+    raw = os.environ.get(BACKFILL_POLICY_VARIABLE, "").strip() or "single_run"
+    policy = raw.lower().replace("-", "_")
+    if policy not in BACKFILL_POLICIES:
+        raise BackfillPolicyError(
+            f"{BACKFILL_POLICY_VARIABLE}={raw!r} is not one of {', '.join(BACKFILL_POLICIES)}"
+        )
+    count = os.environ.get(MAX_PARTITIONS_VARIABLE, "").strip()
+    if policy == "single_run":
+        if count:
+            raise BackfillPolicyError(
+                f"{MAX_PARTITIONS_VARIABLE}={count!r} applies to "
+                f"{BACKFILL_POLICY_VARIABLE}=multi_run only (it is {raw!r})"
+            )
+        return dg.BackfillPolicy.single_run()
+    try:
+        per_run = int(count or "1")
+    except ValueError:
+        per_run = 0
+    if per_run < 1:
+        raise BackfillPolicyError(
+            f"{MAX_PARTITIONS_VARIABLE}={count!r}: a whole number of days of at least 1"
+        )
+    return dg.BackfillPolicy.multi_run(per_run)
+
 
 def backfill_policy(partitions_def: dg.PartitionsDefinition) -> dg.BackfillPolicy | None:
     """Daily assets take a date range in one run (UI backfills and the CLI's
-    --partition-range); plan runs are snapshotted one run per run_id."""
+    --partition-range), or in runs of N days with APS_BACKFILL_POLICY=multi_run; plan runs
+    are snapshotted one run per run_id."""
     return (
-        dg.BackfillPolicy.single_run()
+        configured_backfill_policy()
         if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
         else None
     )

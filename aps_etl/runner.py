@@ -75,8 +75,9 @@ def run_job(
     progress: Callable[[str], None] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """One run of the daily job: one partition, or [partition_key, last_partition] as a
-    single-run backfill (every daily asset has BackfillPolicy.single_run()). `progress`
-    gets a line per step as it finishes."""
+    single-run backfill in this process (whatever APS_BACKFILL_POLICY says: that splits
+    backfills the daemon runs, `aps-etl backfill --policy`). `progress` gets a line per
+    step as it finishes."""
     from aps_etl.definitions import build_defs
 
     # the resources of $APS_ENV as it is now (the module's `defs` was built at import)

@@ -44,7 +44,9 @@ def results(tmp_path_factory: pytest.TempPathFactory, stack_settings) -> dict:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     assert (out / "latest-smoke.md").exists()
-    return json.loads((out / "latest-smoke.json").read_text())
+    results = json.loads((out / "latest-smoke.json").read_text())
+    results["scaleout"] = json.loads((out / "scaleout" / "latest-smoke.json").read_text())
+    return results
 
 
 def test_every_case_ran_with_its_stages_rows_and_memory(results) -> None:
@@ -107,3 +109,20 @@ def test_the_launched_path_and_the_swap_cases_ran(results) -> None:
     assert set(swaps) == {"ours", "naive", "detach_concurrently", "row_replace"}
     seen = {k: m["rounds"][0]["result"]["day_seen_other_than_whole"] for k, m in swaps.items()}
     assert seen["ours"] == [], seen  # never a day half there or missing
+
+
+def test_a_range_is_backfilled_single_run_and_multi_run_through_trino(results) -> None:
+    """benchmarks/test_scale_out.py: the range in one run and in a run per day, every run
+    succeeded, every day loaded; the worker counts the stack could give were measured."""
+    scaleout = results["scaleout"]
+    by_policy = {r["policy"]: r for r in scaleout["backfill"]}
+    assert set(by_policy) == {"single-run", "multi-run:1"}
+    days = scaleout["days"]
+    assert by_policy["single-run"]["runs"] == 1 and by_policy["multi-run:1"]["runs"] == days
+    for policy, r in by_policy.items():
+        assert r["failed_runs"] == 0 and r["target_rows_loaded"] > 0, policy
+        assert r["peak_tree_rss_mb"] > 100 and r["wall_s"] > 0, policy
+    loaded = {r["target_rows_loaded"] for r in by_policy.values()}
+    assert len(loaded) == 1, f"the same days loaded different rows: {by_policy}"
+    assert scaleout["workers"], "no Trino worker count measured"
+    assert scaleout["machine"]["cores"]

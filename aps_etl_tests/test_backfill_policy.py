@@ -1,0 +1,296 @@
+"""The backfill policy setting (APS_BACKFILL_POLICY) and `aps-etl backfill --policy`: a
+range as a real Dagster backfill, split into runs by the daemon, run by the queue."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from aps_etl_tests.pipeline_harness import (
+    DAILY_TABLES,
+    assert_rows_equal,
+    reference_partition,
+    target_partition,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+POLICIES = """
+import json
+from aps_etl.definitions import defs
+found = {}
+for node in defs.resolve_asset_graph().asset_nodes:
+    if node.partitions_def is None:
+        continue
+    policy = node.backfill_policy
+    found[node.key.to_user_string()] = [
+        type(node.partitions_def).__name__,
+        policy.policy_type.value if policy else None,
+        policy.max_partitions_per_run if policy else None,
+    ]
+print(json.dumps(found))
+"""
+
+
+def _policies(**settings: str) -> dict[str, list]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APS_BACKFILL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", POLICIES],
+        env={**env, "APS_ENV": "local", **settings},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_every_daily_asset_takes_the_configured_backfill_policy() -> None:
+    default = _policies()
+    multi = _policies(APS_BACKFILL_POLICY="multi_run", APS_BACKFILL_MAX_PARTITIONS_PER_RUN="3")
+    daily = [key for key, (kind, _, _) in multi.items() if kind == "DailyPartitionsDefinition"]
+    assert len(daily) >= 20, multi  # extracts, transforms, gate and loads of every scenario
+    assert default.keys() == multi.keys()
+    for key in daily:
+        assert default[key][1:] == ["SINGLE_RUN", None], key
+        assert multi[key][1:] == ["MULTI_RUN", 3], key
+    # plan runs (dynamic partitions) are one run per run_id whatever the setting
+    for key, (kind, policy, _) in multi.items():
+        if kind != "DailyPartitionsDefinition":
+            assert policy is None, key
+    one = _policies(APS_BACKFILL_POLICY="multi-run")  # N defaults to 1
+    assert {tuple(one[key][1:]) for key in daily} == {("MULTI_RUN", 1)}
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"APS_BACKFILL_POLICY": "parallel"}, "APS_BACKFILL_POLICY='parallel'"),
+        (
+            {"APS_BACKFILL_POLICY": "multi_run", "APS_BACKFILL_MAX_PARTITIONS_PER_RUN": "0"},
+            "APS_BACKFILL_MAX_PARTITIONS_PER_RUN='0'",
+        ),
+        (
+            {"APS_BACKFILL_POLICY": "multi_run", "APS_BACKFILL_MAX_PARTITIONS_PER_RUN": "two"},
+            "APS_BACKFILL_MAX_PARTITIONS_PER_RUN='two'",
+        ),
+        ({"APS_BACKFILL_MAX_PARTITIONS_PER_RUN": "5"}, "applies to APS_BACKFILL_POLICY=multi_run"),
+    ],
+)
+def test_a_bad_backfill_setting_stops_the_definitions_by_name(
+    settings: dict[str, str], named: str
+) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("APS_BACKFILL_")},
+        "APS_ENV": "local",
+        **settings,
+    }
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import aps_etl.definitions"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert loaded.returncode != 0
+    assert f"BackfillPolicyError: {named}" in loaded.stderr or named in loaded.stderr
+    # the CLI refuses it in one line, exit status 2, before any work
+    cli = subprocess.run(
+        [str(BIN / "aps-etl"), "backfill", "--from", "2026-11-20", "--to", "2026-11-22"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode == 2, cli.stdout + cli.stderr
+    assert named in cli.stderr and "Traceback" not in cli.stderr
+    assert "job aps_daily" not in cli.stdout
+
+
+def test_the_cli_policy_option_is_checked() -> None:
+    from aps_etl.backfills import parse_policy
+
+    assert parse_policy("single-run") == {"APS_BACKFILL_POLICY": "single_run"}
+    assert parse_policy("multi-run") == {
+        "APS_BACKFILL_POLICY": "multi_run",
+        "APS_BACKFILL_MAX_PARTITIONS_PER_RUN": "1",
+    }
+    assert parse_policy("multi_run:7")["APS_BACKFILL_MAX_PARTITIONS_PER_RUN"] == "7"
+    for bad in ("multi-run:0", "multi-run:x", "single-run:2", "parallel"):
+        with pytest.raises(ValueError, match="multi-run:N"):
+            parse_policy(bad)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [REPO / "dagster.yaml", REPO / "infra/dagster-dev.yaml", REPO / "infra/docker/dagster.yaml"],
+    ids=lambda p: p.parent.name + "/" + p.name,
+)
+def test_the_queue_runs_disjoint_backfill_runs_side_by_side(config: Path) -> None:
+    """One run per partition and per first day of a range; nothing holds all the runs of
+    one backfill to one at a time."""
+    queue = yaml.safe_load(config.read_text())["run_coordinator"]["config"]
+    limits = {limit["key"]: limit for limit in queue["tag_concurrency_limits"]}
+    per_value = {"applyLimitPerUniqueValue": True}
+    assert limits["dagster/partition"] == {
+        "key": "dagster/partition",
+        "value": per_value,
+        "limit": 1,
+    }
+    assert limits["dagster/asset_partition_range_start"]["value"] == per_value
+    assert limits["dagster/asset_partition_range_start"]["limit"] == 1
+    assert "dagster/backfill" not in limits
+    assert queue["max_concurrent_runs"] >= 2
+
+
+START = dt.date(2026, 11, 20)
+DAYS = ("2026-11-20", "2026-11-21", "2026-11-22")
+
+
+def test_a_multi_run_backfill_runs_each_day_in_a_run_of_its_own_under_the_daemon(
+    tmp_path: Path,
+) -> None:
+    """`aps-etl backfill --policy multi-run:1` on the embedded default: the project's
+    dagster.yaml (queued run coordinator, SQLite), a dagster-daemon started for the duration:
+    three runs, one per day, all succeed, and every day's target equals the contract."""
+    from aps_etl.devdata import seed_source
+    from aps_etl.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
+
+    home = tmp_path / "local"
+    pg = start_embedded_postgres(home / "postgres")
+    seed_source(pg.uri(SOURCE_DB), start_date=START, days=3, lots=300, progress=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APS_", "DAGSTER_HOME"))}
+    env.update(APS_LOCAL_HOME=str(home), APS_RETRY_DELAY_S="0.5")
+    done = subprocess.run(
+        [str(BIN / "aps-etl"), "backfill", "--env", "local", "--from", DAYS[0], "--to", DAYS[-1],
+         "--policy", "multi-run:1"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    log = home / "dagster" / "backfill-daemon.log"
+    assert done.returncode == 0, output + (log.read_text()[-3000:] if log.exists() else "")
+    assert "no dagster-daemon on this instance: starting one" in output
+    assert "COMPLETED_SUCCESS" in output and "3 run(s), 3 succeeded" in output
+
+    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+    try:
+        runs = [
+            run
+            for run in instance.get_runs()
+            if run.tags.get("aps_etl/launched_by") == "aps-etl backfill"
+        ]
+        assert len(runs) == 3, [r.tags for r in runs]
+        assert {run.tags.get("dagster/backfill") for run in runs} != {None}
+        assert len({run.tags["dagster/backfill"] for run in runs}) == 1
+        days = {
+            run.tags["dagster/asset_partition_range_start"]
+            for run in runs
+            if run.tags["dagster/asset_partition_range_end"]
+            == run.tags["dagster/asset_partition_range_start"]
+        }
+        assert days == set(DAYS)
+        assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
+        # each printed as it went
+        for run in runs:
+            assert f"run {run.run_id[:8]}" in output
+        # side by side: the queue (max_concurrent_runs 2) had two of them running at once
+        records = instance.get_run_records(
+            filters=dg.RunsFilter(run_ids=[run.run_id for run in runs])
+        )
+        spans = [(r.start_time, r.end_time) for r in records]
+        assert all(start and end for start, end in spans), spans
+        overlapping = max(sum(start <= moment < end for start, end in spans) for moment, _ in spans)
+        assert overlapping >= 2, spans
+
+        # A deployment's daemon already running on the instance: the command leaves the
+        # backfill to it. A day the source has no rows for: its run fails (the
+        # completeness guard), the command says which step and why, and exits 1.
+        from aps_etl.backfills import daemon_running
+
+        daemon_env = {**env, "APS_ENV": "local", "DAGSTER_HOME": str(home / "dagster"),
+                      "APS_BACKFILL_POLICY": "multi_run"}  # fmt: skip
+        with (home / "deployment-daemon.log").open("w") as daemon_log:
+            daemon = subprocess.Popen(
+                [str(BIN / "dagster-daemon"), "run", "-m", "aps_etl.backfill_location"],
+                env=daemon_env, cwd=REPO, stdout=daemon_log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 180
+            while not daemon_running(instance):
+                assert time.monotonic() < deadline, "the deployment's daemon did not start"
+                time.sleep(0.5)
+            failed = subprocess.run(
+                [str(BIN / "aps-etl"), "backfill", "--env", "local", "--from", "2026-11-24",
+                 "--to", "2026-11-24", "--policy", "multi-run"],
+                env=env, cwd=REPO, capture_output=True, text=True, timeout=900,
+            )  # fmt: skip
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            daemon.wait(60)
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert "a dagster-daemon is running on this instance" in failed.stdout
+        assert "starting one" not in failed.stdout
+        assert "FAILURE" in failed.stdout and "extract__aps_input" in failed.stdout
+        assert "1 run(s), 0 succeeded" in failed.stdout
+    finally:
+        instance.dispose()
+    for day in DAYS:
+        date = dt.date.fromisoformat(day)
+        for table in DAILY_TABLES:
+            want = reference_partition(pg.uri(SOURCE_DB), table, date)
+            assert_rows_equal(table, target_partition(pg.uri(TARGET_DB), table, date), want)
+
+
+def test_a_range_overlapping_a_backfill_in_flight_is_refused(tmp_path: Path) -> None:
+    """Only the queue's per-value limits stand between two backfills' runs: the command
+    submits no range that overlaps one still in flight."""
+    from aps_etl import backfills
+    from aps_etl.definitions import build_defs
+    from aps_etl.settings import resources_for
+
+    defs = build_defs(resources_for("local"), automation=False)
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = backfills.submit(instance, defs, "2026-11-20", "2026-11-24", "first")
+        with pytest.raises(backfills.BackfillError, match=f"backfill {first} .*2026-11-23"):
+            backfills.submit(instance, defs, "2026-11-23", "2026-11-26", "second")
+        backfills.submit(instance, defs, "2026-11-25", "2026-11-26", "disjoint")
+        # a backfill whose daemon never came is canceled, not left for a later daemon
+        backfills.cancel_if_untouched(instance, first)
+        backfill = instance.get_backfill(first)
+        assert backfill is not None and backfill.status.value == "CANCELED"
+        backfills.submit(instance, defs, "2026-11-23", "2026-11-24", "after it")
+
+
+def test_waiting_on_a_backfill_no_daemon_picks_up_says_so(monkeypatch) -> None:
+    from aps_etl import backfills
+    from aps_etl.definitions import build_defs
+    from aps_etl.settings import resources_for
+
+    monkeypatch.setattr(backfills, "NO_RUN_HINT_S", 0)
+    defs = build_defs(resources_for("local"), automation=False)
+    with dg.DagsterInstance.ephemeral() as instance:
+        backfill_id = backfills.submit(instance, defs, "2026-11-20", "2026-11-21", "waits")
+        lines: list[str] = []
+
+        def out(line: str) -> None:  # the hint, then an operator cancels it
+            lines.append(line)
+            backfills.cancel_if_untouched(instance, backfill_id)
+
+        outcome = backfills.wait(instance, backfill_id, out, poll_s=0.05)
+    assert "no run yet" in lines[0], lines
+    assert outcome.status == "CANCELED" and not outcome.runs and not outcome.success
