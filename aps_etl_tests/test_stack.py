@@ -254,6 +254,26 @@ def test_port_taken_by_another_process_fails_before_anything_starts(tmp_path: Pa
     assert not ours, "a process was started for the temporary stack"
 
 
+def test_trino_node_ports_and_worker_count_are_checked_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "stack"
+    env = {**os.environ, "APS_STACK_HOME": str(home)}
+    bad = run_stack("up", "trino", env={**env, "APS_STACK_TRINO_WORKERS": "many"})
+    assert bad.returncode == 2 and "APS_STACK_TRINO_WORKERS='many'" in bad.stderr
+    # the coordinator's internal port (client port + 1) is held by another process
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        internal = listener.getsockname()[1]
+        client = str(internal - 1)
+        result = run_stack("up", "trino", env={**env, "APS_STACK_TRINO_PORT": client})
+    message = result.stdout + result.stderr
+    assert result.returncode != 0, message
+    assert f"internal port {internal}" in message and f"pid {os.getpid()}" in message
+    assert not (home / "trino").exists() and not (home / "stack.env").exists()
+
+
 def test_down_never_stops_a_process_it_did_not_start(tmp_path: Path) -> None:
     home = tmp_path / "stack"
     (home / "minio").mkdir(parents=True)

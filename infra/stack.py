@@ -1067,8 +1067,9 @@ security.refresh-period=10s
         wanted = self.workers(count)
         for node in self.running_workers():
             if node.index > count:
+                pid = node.pid()
                 self.stop_node(node)
-                say(f"trino: {node.name} stopped (pid file {node.pid_file})")
+                say(f"trino: {node.name} stopped (pid {pid}): {TRINO_WORKERS_VAR}={count}")
         started = []
         if restart_coordinator or not self.pid():
             self.secure_files()
@@ -1175,6 +1176,8 @@ def services(stack: Stack, names: list[str]) -> list[Service]:
 
 def up(stack: Stack, selected: list[Service]) -> int:
     started = time.monotonic()
+    if any(isinstance(svc, Trino) for svc in selected):
+        Trino.wanted_workers()  # a bad APS_STACK_TRINO_WORKERS is refused first
     # Before anything is installed, written or started: every port we need must be ours.
     for svc in selected:
         for key in SERVICE_PORTS[svc.name]:
@@ -1207,6 +1210,9 @@ def up(stack: Stack, selected: list[Service]) -> int:
                     svc.setup()  # idempotent: heals a half-finished earlier `up`
                 else:
                     svc.scale()  # to APS_STACK_TRINO_WORKERS workers
+                    if svc.pid() != pid:  # the coordinator's scheduling changed
+                        say(f"{svc.name}: restarted (pid {svc.pid()}) on {svc.address()}")
+                        continue
                 say(f"{svc.name}: already running (pid {pid}) on {svc.address()}")
                 continue
             svc.start()
