@@ -89,6 +89,41 @@ def _postgres_endpoint(role: str) -> dict[str, Any]:
     return {"host": host, "port": number, "sslmode": sslmode, "sslrootcert": rootcert}
 
 
+HTTP_SCHEMES = ("http", "https")
+
+
+def _trino(env: str) -> TrinoResource:
+    """Trino's endpoint, user and security: APS_TRINO_HTTP_SCHEME (https when a password is
+    set), APS_TRINO_PASSWORD (a dg.EnvVar; required in prod), APS_TRINO_SSLROOTCERT (the CA
+    file its certificate must chain to; unset: the system's CAs). Checked here, so a bad
+    setting stops the process at start with the variable's name."""
+    password = os.environ.get("APS_TRINO_PASSWORD")
+    if env == "prod" and not password:
+        _required("APS_TRINO_PASSWORD")
+    scheme = os.environ.get("APS_TRINO_HTTP_SCHEME") or ("https" if password else "http")
+    if scheme not in HTTP_SCHEMES:
+        raise ConfigurationError(f"APS_TRINO_HTTP_SCHEME={scheme!r}: one of {HTTP_SCHEMES}")
+    if password and scheme != "https":
+        raise ConfigurationError(
+            "APS_TRINO_PASSWORD is set but APS_TRINO_HTTP_SCHEME is http: Trino takes a "
+            "password over https only"
+        )
+    rootcert = os.environ.get("APS_TRINO_SSLROOTCERT")
+    if rootcert and not os.path.isfile(rootcert):
+        raise ConfigurationError(f"APS_TRINO_SSLROOTCERT: no CA file at {rootcert}")
+    if rootcert and scheme != "https":
+        raise ConfigurationError("APS_TRINO_SSLROOTCERT is set but APS_TRINO_HTTP_SCHEME is http")
+    return TrinoResource(
+        host=_required("APS_TRINO_HOST"),
+        port=_env_int("APS_TRINO_PORT"),
+        user=dg.EnvVar("APS_TRINO_USER"),
+        http_scheme=scheme,
+        password=dg.EnvVar("APS_TRINO_PASSWORD") if password else None,
+        sslrootcert=rootcert,
+        lake_schema_prefix=os.environ.get("APS_TRINO_LAKE_SCHEMA_PREFIX", ""),
+    )
+
+
 def resources_for(env: str | None = None) -> dict[str, Any]:
     env = env or current_environment()
     if env == "local":
@@ -123,12 +158,7 @@ def resources_for(env: str | None = None) -> dict[str, Any]:
             password=dg.EnvVar("APS_APS_LOADER_PASSWORD"),
             **_postgres_endpoint("TARGET"),
         )
-        trino = TrinoResource(
-            host=_required("APS_TRINO_HOST"),
-            port=_env_int("APS_TRINO_PORT"),
-            user=dg.EnvVar("APS_TRINO_USER"),
-            lake_schema_prefix=os.environ.get("APS_TRINO_LAKE_SCHEMA_PREFIX", ""),
-        )
+        trino = _trino(env)
     batch = int(os.environ.get("APS_LOAD_BATCH_SIZE", "10000"))
     return {
         # The plan-vs-actual joins run in an in-process DuckDB reading the lake in place.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,6 +40,15 @@ STACK_VARIABLES = (
     "APS_TRINO_HOST",
     "APS_TRINO_PORT",
     "APS_TRINO_USER",
+    # Trino serves HTTPS with a certificate of the stack's CA and asks for a password.
+    "APS_TRINO_HTTP_SCHEME",
+    "APS_TRINO_SSLROOTCERT",
+    "APS_TRINO_PASSWORD",
+    # Only Trino's own processes use these: the key its nodes sign internal requests with
+    # (internal-communication.shared-secret) and the read-only MinIO user it reads the lake as.
+    "APS_TRINO_SHARED_SECRET_KEY",
+    "APS_TRINO_S3_ACCESS_KEY",
+    "APS_TRINO_S3_SECRET_KEY",
     # Dagster's own storage (runs, events, schedules): database `dagster`, its own role.
     "APS_DAGSTER_PG_USER",
     "APS_DAGSTER_PG_PASSWORD",
@@ -92,6 +102,36 @@ def export_stack_env() -> dict[str, str]:
     values = load_stack_env()
     os.environ.update(values)
     return values
+
+
+def trino_settings(values: Mapping[str, str]) -> dict[str, Any]:
+    """TrinoResource's connection fields from the stack settings (tests, benchmarks)."""
+    return {
+        "host": values["APS_TRINO_HOST"],
+        "port": int(values["APS_TRINO_PORT"]),
+        "user": values["APS_TRINO_USER"],
+        "http_scheme": values["APS_TRINO_HTTP_SCHEME"],
+        "password": values["APS_TRINO_PASSWORD"],
+        "sslrootcert": values["APS_TRINO_SSLROOTCERT"],
+    }
+
+
+def trino_connect(values: Mapping[str, str], **kwargs: Any) -> Any:
+    """A trino.dbapi connection as the pipeline's user: HTTPS, the stack's CA, the password."""
+    import trino
+
+    from aps_etl.trino_session import http_session
+
+    settings = trino_settings(values)
+    return trino.dbapi.connect(
+        host=settings["host"],
+        port=settings["port"],
+        user=settings["user"],
+        http_scheme=settings["http_scheme"],
+        auth=trino.auth.BasicAuthentication(settings["user"], settings["password"]),
+        http_session=http_session(settings["sslrootcert"]),
+        **kwargs,
+    )
 
 
 def postgres_uri(values: Mapping[str, str], database: str, role: str) -> str:

@@ -9,13 +9,12 @@ import uuid
 
 import dagster as dg
 import pytest
-import trino
 
 from aps_etl.definitions import build_defs
 from aps_etl.devdata import seed_source
 from aps_etl.orchestration.alerts import AlertSettings
 from aps_etl.settings import resources_for
-from aps_etl.stack_env import postgres_uri
+from aps_etl.stack_env import postgres_uri, trino_connect
 from aps_etl_tests.pipeline_harness import (
     DAILY_TABLES,
     assert_rows_equal,
@@ -83,11 +82,7 @@ def test_target_matches_the_contract_computed_on_the_source(dev, loaded, day, ta
 
 def test_lake_tables_are_queryable_in_trino_across_partitions(dev, loaded) -> None:
     settings = dev["settings"]
-    connection = trino.dbapi.connect(
-        host=settings["APS_TRINO_HOST"],
-        port=int(settings["APS_TRINO_PORT"]),
-        user=settings["APS_TRINO_USER"],
-    )
+    connection = trino_connect(settings)
     cursor = connection.cursor()
     cursor.execute(
         f'SELECT "date", count(*) FROM lake."t{dev["run"]}_transform_aps_input".aps_input_wip '

@@ -13,6 +13,7 @@ import pytest
 
 from aps_etl.domains.aps_plan.schema import APS_PLAN_DIFF, APS_PLAN_EQUIPMENT, APS_PLAN_PRODUCTION
 from aps_etl.lake.atomic import write_parquet
+from aps_etl.stack_env import trino_settings
 from aps_etl.transforms import transform_table
 from aps_etl.warehouse.lake_catalog import TrinoLake, drop_lake_schemas
 from aps_etl.warehouse.trino import TrinoResource
@@ -23,12 +24,7 @@ pytestmark = pytest.mark.stack
 @pytest.fixture
 def trino(stack_settings: dict[str, str]):
     prefix = f"t{uuid.uuid4().hex[:10]}_"
-    resource = TrinoResource(
-        host=stack_settings["APS_TRINO_HOST"],
-        port=int(stack_settings["APS_TRINO_PORT"]),
-        user=stack_settings["APS_TRINO_USER"],
-        lake_schema_prefix=prefix,
-    )
+    resource = TrinoResource(**trino_settings(stack_settings), lake_schema_prefix=prefix)
     yield resource
     drop_lake_schemas(resource, prefix)
 

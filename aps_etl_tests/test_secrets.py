@@ -46,7 +46,7 @@ from dagster._serdes import serialize_value
 from aps_etl.devdata import seed_source
 from aps_etl.settings import resources_for
 from aps_etl.sources.database import SourceDatabase
-from aps_etl.stack_env import export_stack_env, postgres_uri, stack_home
+from aps_etl.stack_env import export_stack_env, postgres_uri, stack_home, trino_settings
 from aps_etl.warehouse.lake_catalog import drop_lake_schemas
 from aps_etl.warehouse.trino import TrinoResource
 from aps_etl_tests.pipeline_harness import run_daily, step_failures
@@ -318,11 +318,7 @@ def _lake_fs(settings: Mapping[str, str]) -> Any:
 
 
 def _drop_trino_schemas(settings: Mapping[str, str], prefix: str) -> None:
-    trino = TrinoResource(
-        host=settings["APS_TRINO_HOST"],
-        port=int(settings["APS_TRINO_PORT"]),
-        user=settings["APS_TRINO_USER"],
-    )
+    trino = TrinoResource(**trino_settings(settings))
     drop_lake_schemas(trino, prefix)
 
 

@@ -25,7 +25,13 @@ import pytest
 import s3fs
 import trino
 
-from aps_etl.stack_env import STACK_VARIABLES, load_stack_env, postgres_uri, stack_home
+from aps_etl.stack_env import (
+    STACK_VARIABLES,
+    load_stack_env,
+    postgres_uri,
+    stack_home,
+    trino_connect,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -50,11 +56,7 @@ def settings() -> dict[str, str]:
 
 @pytest.fixture
 def trino_cursor(settings: dict[str, str]) -> Iterator[trino.dbapi.Cursor]:
-    conn = trino.dbapi.connect(
-        host=settings["APS_TRINO_HOST"],
-        port=int(settings["APS_TRINO_PORT"]),
-        user=settings["APS_TRINO_USER"],
-    )
+    conn = trino_connect(settings)  # https, the stack's CA, the pipeline user's password
     yield conn.cursor()
     conn.close()
 
@@ -147,6 +149,10 @@ def test_parquet_in_lake_through_trino_into_postgres(
     tag = uuid.uuid4().hex[:10]
     bucket, prefix = settings["APS_S3_BUCKET"], f"stack-test-{tag}"
     schema, target = f"stack_test_{tag}", f"stack_test_{tag}"
+    pg_columns = (
+        "id bigint, qty integer, price numeric(12, 3), weight double precision, label text,"
+        " event_ts timestamptz, made_on date"
+    )
     data = pa.table(
         {
             "id": pa.array([1, 2, 3], pa.int64()),
@@ -182,39 +188,44 @@ def test_parquet_in_lake_through_trino_into_postgres(
             f"CREATE TABLE lake.{schema}.items ({columns}, event_ts timestamp(6), made_on date)"
             f" WITH (external_location = 's3://{bucket}/{prefix}/items/', format = 'PARQUET')",
         )
-        trino_run(
-            cur,
-            f"CREATE TABLE aps.public.{target}"
-            f" ({columns}, event_ts timestamp(6) with time zone, made_on date)",
-        )
+        # Trino's user may only write the stage schema, whose tables the loader creates
+        # directly in PostgreSQL (as the pipeline does)
+        _aps(settings, f"CREATE TABLE aps_stage.{target} ({pg_columns})")
         inserted = trino_run(
             cur,
-            f"INSERT INTO aps.public.{target} SELECT id, qty, price, weight, label,"
+            f"INSERT INTO aps.aps_stage.{target} SELECT id, qty, price, weight, label,"
             f" with_timezone(event_ts, 'UTC'), made_on FROM lake.{schema}.items",
         )
         assert inserted == [[3]]
-
-        pg = psycopg2.connect(postgres_uri(settings, "aps", "aps_loader"))  # directly, no Trino
-        try:
-            pg_cur = pg.cursor()
-            pg_cur.execute(
-                "SELECT id, qty, price, weight, label, event_ts, made_on"
-                f" FROM public.{target} ORDER BY id"
-            )
-            rows = pg_cur.fetchall()
-        finally:
-            pg.close()
+        rows = _aps(
+            settings,
+            f"SELECT id, qty, price, weight, label, event_ts, made_on FROM aps_stage.{target}"
+            " ORDER BY id",
+        )
         expected = [tuple(row.values()) for row in data.to_pylist()]
         assert rows == expected
     finally:
+        _aps(settings, f"DROP TABLE IF EXISTS aps_stage.{target}")
         for cleanup in (
-            f"DROP TABLE IF EXISTS aps.public.{target}",
             f"DROP TABLE IF EXISTS lake.{schema}.items",  # external: drops metadata only
             f"DROP SCHEMA IF EXISTS lake.{schema}",
         ):
             with contextlib.suppress(trino.exceptions.TrinoQueryError):
                 trino_run(cur, cleanup)
         fs.rm(f"{bucket}/{prefix}", recursive=True)
+
+
+def _aps(settings: dict[str, str], sql: str) -> list[tuple[object, ...]]:
+    """A statement in `aps` as aps_loader, directly (no Trino)."""
+    pg = psycopg2.connect(postgres_uri(settings, "aps", "aps_loader"))
+    pg.autocommit = True
+    try:
+        with pg.cursor() as cur:
+            cur.execute("CREATE SCHEMA IF NOT EXISTS aps_stage")
+            cur.execute(sql)
+            return cur.fetchall() if cur.description else []
+    finally:
+        pg.close()
 
 
 def test_unknown_service_is_rejected_with_the_valid_names() -> None:
@@ -241,6 +252,26 @@ def test_port_taken_by_another_process_fails_before_anything_starts(tmp_path: Pa
     assert not (home / "stack.env").exists()
     ours = [p for p in Path("/proc").glob("[0-9]*/cmdline") if str(home) in _read(p)]
     assert not ours, "a process was started for the temporary stack"
+
+
+def test_trino_node_ports_and_worker_count_are_checked_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "stack"
+    env = {**os.environ, "APS_STACK_HOME": str(home)}
+    bad = run_stack("up", "trino", env={**env, "APS_STACK_TRINO_WORKERS": "many"})
+    assert bad.returncode == 2 and "APS_STACK_TRINO_WORKERS='many'" in bad.stderr
+    # the coordinator's internal port (client port + 1) is held by another process
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        internal = listener.getsockname()[1]
+        client = str(internal - 1)
+        result = run_stack("up", "trino", env={**env, "APS_STACK_TRINO_PORT": client})
+    message = result.stdout + result.stderr
+    assert result.returncode != 0, message
+    assert f"internal port {internal}" in message and f"pid {os.getpid()}" in message
+    assert not (home / "trino").exists() and not (home / "stack.env").exists()
 
 
 def test_down_never_stops_a_process_it_did_not_start(tmp_path: Path) -> None:

@@ -448,6 +448,7 @@ def cleanup_our_round(
     assert stack is not None
     import s3fs
 
+    from aps_etl.stack_env import trino_settings
     from aps_etl.warehouse.lake_catalog import drop_lake_schemas
     from aps_etl.warehouse.trino import TrinoResource
 
@@ -466,11 +467,7 @@ def cleanup_our_round(
     if not last:
         return
     drop_lake_schemas(
-        TrinoResource(
-            host=settings["APS_TRINO_HOST"],
-            port=int(settings["APS_TRINO_PORT"]),
-            user=settings["APS_TRINO_USER"],
-        ),
+        TrinoResource(**trino_settings(settings)),
         spec["environ"]["APS_TRINO_LAKE_SCHEMA_PREFIX"],
     )
 

@@ -79,13 +79,9 @@ def server_versions(stack_settings: dict[str, str] | None) -> dict[str, str]:
     except Exception as exc:  # the report says so rather than failing
         versions["postgresql (dev stack)"] = f"unknown ({type(exc).__name__})"
     try:
-        import trino
+        from aps_etl.stack_env import trino_connect
 
-        conn = trino.dbapi.connect(
-            host=stack_settings["APS_TRINO_HOST"],
-            port=int(stack_settings["APS_TRINO_PORT"]),
-            user=stack_settings["APS_TRINO_USER"],
-        )
+        conn = trino_connect(stack_settings)
         cur = conn.cursor()
         cur.execute("SELECT node_version FROM system.runtime.nodes LIMIT 1")
         versions["trino"] = cur.fetchone()[0]

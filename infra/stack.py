@@ -21,6 +21,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,7 +38,12 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from aps_etl.stack_env import STACK_VARIABLES, parse_env_file, postgres_uri  # noqa: E402
+from aps_etl.stack_env import (  # noqa: E402
+    STACK_VARIABLES,
+    parse_env_file,
+    postgres_uri,
+    trino_connect,
+)
 
 SERVICES = ("postgres", "minio", "trino")
 HOST = "127.0.0.1"
@@ -61,11 +68,24 @@ MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
 # is not an option. Only lib/, bin/ and the plugins we use are kept in the cache;
 # geospatial because the PostgreSQL connector needs the Geometry type it registers.
 TRINO_VERSION = "476"
-TRINO_PLUGINS = ("hive", "postgresql", "geospatial")
+# password-authenticators: the file authenticator (password.db) of the HTTPS client port.
+TRINO_PLUGINS = ("hive", "postgresql", "geospatial", "password-authenticators")
 TRINO_MIN_JAVA = 24
 BUCKET = "data-lake"
 TRINO_USER = "aps_etl"
-TRINO_CATALOG_SECRETS = ("APS_MES_READER_PASSWORD", "APS_APS_LOADER_PASSWORD")
+# What Trino's processes get: its catalogs' database passwords and the key its nodes sign
+# their internal requests with (the S3 keys go in as AWS_* variables, see Trino.launch).
+TRINO_SECRETS = (
+    "APS_MES_READER_PASSWORD",
+    "APS_APS_LOADER_PASSWORD",
+    "APS_TRINO_SHARED_SECRET_KEY",
+)
+TRINO_WORKERS_VAR = "APS_STACK_TRINO_WORKERS"
+TRINO_MAX_WORKERS = 8
+# Static configuration shared with the compose deployment: Trino's access rules and the
+# MinIO policy of the user Trino reads the lake as.
+INFRA_TRINO = REPO / "infra" / "trino"
+LAKE_READER_POLICY = "aps-trino-lake-reader"
 # Dagster's own storage (runs, event log, schedules; infra/dagster-dev.yaml): a database of
 # its own, owned by a role that has no rights on mes or aps.
 DAGSTER_DB = DAGSTER_ROLE = "dagster"
@@ -118,9 +138,11 @@ def wait_until(check: Callable[[], bool], timeout: float, alive: Callable[[], bo
     return check()
 
 
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+def http_get(
+    url: str, context: ssl.SSLContext | None = None, timeout: float = 2.0
+) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
             return response.status, response.read()
     except Exception:
         return 0, b""
@@ -285,6 +307,10 @@ def write_env(stack: Stack) -> None:
         "APS_TRINO_HOST": HOST,
         "APS_TRINO_PORT": str(p["trino"]),
         "APS_TRINO_USER": TRINO_USER,
+        "APS_TRINO_HTTP_SCHEME": "https",
+        "APS_TRINO_SSLROOTCERT": str(stack.home / "tls" / "ca.crt"),
+        "APS_TRINO_S3_ACCESS_KEY": old.get("APS_TRINO_S3_ACCESS_KEY")
+        or f"trino-lake-{secrets.token_hex(6)}",
         "APS_DAGSTER_PG_USER": DAGSTER_ROLE,
     }
     for key in STACK_VARIABLES:
@@ -311,6 +337,54 @@ def locked(stack: Stack) -> Iterator[None]:
     with open(stack.home / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+# ---------------------------------------------------------------- TLS
+
+
+def write_private(path: Path, text: str) -> None:
+    """Writes a file only its owner may read (mode 600 from the start)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def server_certificate(stack: Stack, directory: Path) -> tuple[Path, Path]:
+    """server.crt and server.key in `directory`, for 127.0.0.1 and localhost, signed by the
+    stack's CA (tls/ca.crt, made once; clients verify against it). Remade when the CA is
+    newer than the certificate."""
+    tls = stack.home / "tls"
+    ca_cert, ca_key = tls / "ca.crt", tls / "ca.key"
+    cert, key = directory / "server.crt", directory / "server.key"
+    tls.mkdir(mode=0o755, parents=True, exist_ok=True)
+    if not ca_cert.exists():
+        say("tls: making the stack's certificate authority (tls/ca.crt)")
+        run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+             "-keyout", str(ca_key), "-out", str(ca_cert), "-subj", "/CN=aps-etl dev stack CA"],
+            "openssl (CA)",
+        )  # fmt: skip
+        ca_key.chmod(0o600)
+    if not cert.exists() or cert.stat().st_mtime < ca_cert.stat().st_mtime:
+        request = directory / "server.csr"
+        run(
+            ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+             "-out", str(request), "-subj", f"/CN={HOST}"],
+            "openssl (server key)",
+        )  # fmt: skip
+        key.chmod(0o600)  # PostgreSQL refuses a key others can read
+        extensions = directory / "server.ext"
+        extensions.write_text(f"subjectAltName = IP:{HOST}, DNS:localhost\n")
+        run(
+            ["openssl", "x509", "-req", "-in", str(request), "-CA", str(ca_cert),
+             "-CAkey", str(ca_key), "-CAcreateserial", "-days", "3650",
+             "-out", str(cert), "-extfile", str(extensions)],
+            "openssl (server certificate)",
+        )  # fmt: skip
+        request.unlink(missing_ok=True)
+    return cert, key
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -424,37 +498,9 @@ ssl_key_file = '{key}'
 
     def tls_files(self) -> tuple[Path, Path]:
         """The server's certificate and key, signed by the stack's CA (made once)."""
-        tls = self.stack.home / "tls"
-        ca_cert, ca_key = tls / "ca.crt", tls / "ca.key"
-        cert, key = self.dir / "server.crt", self.dir / "server.key"
-        tls.mkdir(mode=0o755, exist_ok=True)
-        if not ca_cert.exists():
-            say("tls: making the stack's certificate authority (tls/ca.crt)")
-            run(
-                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-                 "-keyout", str(ca_key), "-out", str(ca_cert), "-subj", "/CN=aps-etl dev stack CA"],
-                "openssl (CA)",
-            )  # fmt: skip
-            ca_key.chmod(0o600)
-        if not cert.exists() or cert.stat().st_mtime < ca_cert.stat().st_mtime:
-            request = self.dir / "server.csr"
-            run(
-                ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                 "-out", str(request), "-subj", f"/CN={HOST}"],
-                "openssl (server key)",
-            )  # fmt: skip
-            extensions = self.dir / "server.ext"
-            extensions.write_text(f"subjectAltName = IP:{HOST}, DNS:localhost\n")
-            run(
-                ["openssl", "x509", "-req", "-in", str(request), "-CA", str(ca_cert),
-                 "-CAkey", str(ca_key), "-CAcreateserial", "-days", "3650",
-                 "-out", str(cert), "-extfile", str(extensions)],
-                "openssl (server certificate)",
-            )  # fmt: skip
-            request.unlink(missing_ok=True)
-            for path in (cert, key):
-                shutil.chown(path, "postgres", "postgres")
-            key.chmod(0o600)  # PostgreSQL refuses a key others can read
+        cert, key = server_certificate(self.stack, self.dir)
+        for path in (cert, key):
+            shutil.chown(path, "postgres", "postgres")
         return cert, key
 
     def setup(self) -> None:
@@ -629,6 +675,29 @@ class Minio:
         fs = self.fs()
         if not fs.exists(BUCKET):
             fs.mkdir(BUCKET)
+        self.lake_reader()
+
+    def lake_reader(self) -> None:
+        """The MinIO user Trino reads the lake as (APS_TRINO_S3_ACCESS_KEY), never the root
+        keys. Its policy (infra/trino/lake-reader-policy.json) allows Get and List on the
+        bucket; writes only under _trino_metastore/, because Trino's file metastore keeps
+        the lake tables' schemas, tables and registered partitions there (CREATE SCHEMA,
+        CREATE TABLE and register_partition write those files). Idempotent."""
+        from minio import MinioAdmin
+        from minio.credentials import StaticProvider
+
+        env = self.stack.env
+        policy = INFRA_TRINO / "lake-reader-policy.json"
+        if f"arn:aws:s3:::{BUCKET}" not in policy.read_text():
+            raise StackError(f"minio: {policy} is not about bucket {BUCKET}")
+        admin = MinioAdmin(
+            endpoint=f"{HOST}:{self.stack.ports['minio']}",
+            credentials=StaticProvider(env["APS_S3_ACCESS_KEY"], env["APS_S3_SECRET_KEY"]),
+            secure=False,
+        )
+        admin.policy_add(LAKE_READER_POLICY, policy_file=policy)
+        admin.user_add(env["APS_TRINO_S3_ACCESS_KEY"], env["APS_TRINO_S3_SECRET_KEY"])
+        admin.policy_set(LAKE_READER_POLICY, user=env["APS_TRINO_S3_ACCESS_KEY"])
 
     def fs(self) -> s3fs.S3FileSystem:
         import s3fs  # here, not at the top: it is slow to import and only `up`/`status` need it
@@ -657,20 +726,85 @@ class Minio:
 # ---------------------------------------------------------------- Trino
 
 
+class TrinoNode:
+    """One Trino server: the coordinator (in trino/) or worker N (in trino/worker-N/), each
+    with its own etc/, data/, node.id, pid file, log and internal HTTP port."""
+
+    def __init__(self, trino: Trino, index: int) -> None:
+        self.index = index
+        self.coordinator = index == 0
+        self.name = "coordinator" if self.coordinator else f"worker-{index}"
+        self.node_id = f"aps-dev-{self.name}"
+        self.dir = trino.dir if self.coordinator else trino.dir / self.name
+        self.etc = self.dir / "etc"
+        self.data = self.dir / "data"
+        self.pid_file = self.dir / "trino.pid"
+        self.log = self.dir / "server.log"
+        self.port_file = self.dir / "http.port"  # where it listens, recorded at start
+        # Derived from the client port: coordinator's internal port +1, worker N's +1+N.
+        self.wanted_port = trino.stack.ports["trino"] + 1 + index
+
+    def pid(self) -> int | None:
+        return our_pid(self.pid_file, self.etc)
+
+    def http_port(self) -> int:
+        """The node's plain-HTTP port: node-to-node traffic only (see Trino.configure)."""
+        if self.pid() and self.port_file.exists():
+            return int(self.port_file.read_text())
+        return self.wanted_port
+
+    def ready(self) -> bool:
+        status, body = http_get(f"http://{HOST}:{self.http_port()}/v1/info")
+        return status == 200 and json.loads(body).get("starting") is False
+
+
 class Trino:
+    """A Trino cluster: a coordinator serving clients over HTTPS with password authentication
+    and file-based access control (infra/trino/rules.json), plus APS_STACK_TRINO_WORKERS
+    workers (default 1). Nodes talk to each other over plain HTTP on loopback, each request
+    signed with the shared secret (internal-communication.shared-secret)."""
+
     name = "trino"
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.dir = stack.home / "trino"
-        self.etc = self.dir / "etc"
-        self.data = self.dir / "data"
-        self.pid_file = self.dir / "trino.pid"
-        self.log = self.dir / "server.log"
+        self.tls = self.dir / "tls"
+        self.keystore = self.tls / "keystore.pem"
         self.install_dir = stack.cache / f"trino-server-{TRINO_VERSION}"
+        self.coordinator = TrinoNode(self, 0)
+        # kept for callers that knew the single-node layout (tests kill it by pid)
+        self.pid_file, self.log, self.etc = (
+            self.coordinator.pid_file,
+            self.coordinator.log,
+            self.coordinator.etc,
+        )
+
+    @staticmethod
+    def wanted_workers() -> int:
+        raw = os.environ.get(TRINO_WORKERS_VAR, "").strip() or "1"
+        if not raw.isdigit() or int(raw) > TRINO_MAX_WORKERS:
+            raise StackError(
+                f"{TRINO_WORKERS_VAR}={raw!r}: give a number of workers from 0 to "
+                f"{TRINO_MAX_WORKERS}",
+                code=2,
+            )
+        return int(raw)
 
     def pid(self) -> int | None:
-        return our_pid(self.pid_file, self.etc)
+        return self.coordinator.pid()
+
+    def workers(self, count: int) -> list[TrinoNode]:
+        return [TrinoNode(self, i) for i in range(1, count + 1)]
+
+    def running_workers(self) -> list[TrinoNode]:
+        """Workers started here earlier, whatever APS_STACK_TRINO_WORKERS says now."""
+        found = []
+        for path in sorted(self.dir.glob("worker-*")):
+            index = path.name.removeprefix("worker-")
+            if index.isdigit() and (node := TrinoNode(self, int(index))).pid():
+                found.append(node)
+        return found
 
     @staticmethod
     def java_home() -> Path:
@@ -723,30 +857,93 @@ class Trino:
             for plugin in (root / "plugin").iterdir():
                 if plugin.name not in TRINO_PLUGINS:
                     shutil.rmtree(plugin)
-            shutil.rmtree(self.install_dir, ignore_errors=True)
-            root.rename(self.install_dir)
+            if (self.install_dir / "lib").is_dir():
+                # An older cache without a plugin we now use: add it, change nothing else
+                # (another checkout's Trino may be running from this folder).
+                for plugin in (root / "plugin").iterdir():
+                    if not (self.install_dir / "plugin" / plugin.name).exists():
+                        plugin.rename(self.install_dir / "plugin" / plugin.name)
+            else:
+                shutil.rmtree(self.install_dir, ignore_errors=True)
+                root.rename(self.install_dir)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def configure(self) -> None:
+    def check_ports(self) -> None:
+        """The internal ports of the nodes `up` will start must be free (before anything)."""
+        for node in [self.coordinator, *self.workers(self.wanted_workers())]:
+            if not node.pid() and not port_free(node.wanted_port):
+                raise StackError(
+                    f"trino: the {node.name}'s internal port {node.wanted_port} (derived from "
+                    f"{PORT_VARS['trino']}={self.stack.ports['trino']}) is in use by "
+                    f"{port_owner(node.wanted_port)}; stop it or set {PORT_VARS['trino']}"
+                )
+
+    def secure_files(self) -> None:
+        """The HTTPS keystore (a certificate of the stack's CA, its key) and password.db."""
+        import bcrypt
+
+        self.tls.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cert, key = server_certificate(self.stack, self.tls)
+        if not self.keystore.exists() or self.keystore.stat().st_mtime < cert.stat().st_mtime:
+            # Trino 476 reads a PEM keystore: the private key and the certificate chain.
+            write_private(self.keystore, key.read_text() + cert.read_text())
+        password = self.stack.env["APS_TRINO_PASSWORD"].encode()
+        db = self.coordinator.etc / "password.db"
+        current = db.read_text().strip().partition(":")[2].encode() if db.exists() else b""
+        if not (current and bcrypt.checkpw(password, current.replace(b"$2y$", b"$2b$", 1))):
+            # Trino's file authenticator wants bcrypt as htpasswd writes it ($2y$, cost >= 8);
+            # $2b$ (Python's bcrypt) is the same algorithm under another name.
+            hashed = bcrypt.hashpw(password, bcrypt.gensalt(10)).replace(b"$2b$", b"$2y$", 1)
+            write_private(db, f"{TRINO_USER}:{hashed.decode()}\n")
+
+    def configure(self, node: TrinoNode, workers: int) -> None:
         p, env = self.stack.ports, self.stack.env
         pg = f"jdbc:postgresql://{HOST}:{p['pg']}"
-        # Passwords are not written here: Trino resolves ${ENV:...} from the environment
-        # the launcher is started with.
+        discovery = f"http://{HOST}:{self.coordinator.http_port()}"
+        # Memory: coordinator + 2 workers (2 + 4 + 4 GB heap) fit beside PostgreSQL
+        # (shared_buffers 1 GB) and MinIO on a 24 GB machine. Alone, the coordinator also
+        # runs the queries and gets the single node's 6 GB. query.max-memory-per-node plus
+        # Trino's heap headroom (30% of -Xmx) must stay below -Xmx.
+        if node.coordinator:
+            heap, per_node = ("2G", "1GB") if workers else ("6G", "3GB")
+        else:
+            heap, per_node = "4G", "2GB"
+        total = f"{max(3, 2 * workers)}GB"
+        if node.coordinator:
+            # The client port serves HTTPS only, with password authentication; the plain
+            # HTTP port is for the workers (announcements, tasks), whose requests carry a
+            # token signed with the shared secret. Trino refuses passwords over plain HTTP.
+            # With workers, the coordinator only plans and schedules (include-coordinator
+            # false): queries run on the workers as in a production cluster, and table
+            # scans do not compete with scheduling for the coordinator's small heap.
+            role = f"""
+coordinator=true
+node-scheduler.include-coordinator={"false" if workers else "true"}
+http-server.http.port={node.wanted_port}
+http-server.https.enabled=true
+http-server.https.port={p["trino"]}
+http-server.https.keystore.path={self.keystore}
+http-server.authentication.type=PASSWORD
+"""
+        else:
+            role = f"""
+coordinator=false
+http-server.http.port={node.wanted_port}
+"""
         files = {
             "node.properties": f"""
 node.environment=aps_dev
-node.id=aps-dev-coordinator
-node.data-dir={self.data}
+node.id={node.node_id}
+node.data-dir={node.data}
 # HTTP server and announced address on loopback only
 node.bind-ip={HOST}
 node.internal-address={HOST}
 """,
-            # Sized for 2 cores / 24 GB shared with PostgreSQL and MinIO; flags as in
-            # Trino's deployment docs.
-            "jvm.config": """
+            # Flags as in Trino's deployment docs.
+            "jvm.config": f"""
 -server
--Xmx6G
+-Xmx{heap}
 -XX:+UseG1GC
 -XX:G1HeapRegionSize=32M
 -XX:+ExplicitGCInvokesConcurrent
@@ -761,13 +958,11 @@ node.internal-address={HOST}
 -Dfile.encoding=UTF-8
 -Duser.timezone=UTC
 """,
-            "config.properties": f"""
-coordinator=true
-node-scheduler.include-coordinator=true
-http-server.http.port={p["trino"]}
-discovery.uri=http://{HOST}:{p["trino"]}
-query.max-memory=3GB
-query.max-memory-per-node=3GB
+            "config.properties": role.lstrip()
+            + f"""discovery.uri={discovery}
+internal-communication.shared-secret=${{ENV:APS_TRINO_SHARED_SECRET_KEY}}
+query.max-memory={total}
+query.max-memory-per-node={per_node}
 """,
             "log.properties": "io.trino=INFO\n",
             # Defaults kept on purpose: insert.non-transactional-insert.enabled=false (writes
@@ -789,7 +984,7 @@ connection-password=${{ENV:APS_APS_LOADER_PASSWORD}}
             # to the data, so the lake is self-contained. No S3 keys here: Trino's Bootstrap
             # logs every catalog property and redacts s3.aws-secret-key but not
             # s3.aws-access-key, so both come from the AWS SDK's environment variables
-            # (see `start`), as an IAM role's would in production.
+            # (see `launch`), as an IAM role's would in production.
             "catalog/lake.properties": f"""
 connector.name=hive
 hive.metastore=file
@@ -803,69 +998,162 @@ hive.non-managed-table-writes-enabled=true
 hive.allow-register-partition-procedure=true
 """,
         }
-        (self.etc / "catalog").mkdir(parents=True, exist_ok=True)
+        if node.coordinator:
+            files["password-authenticator.properties"] = f"""
+password-authenticator.name=file
+file.password-file={node.etc / "password.db"}
+"""
+            # What the pipeline's user may do: infra/trino/rules.json (shared with compose).
+            files["access-control.properties"] = f"""
+access-control.name=file
+security.config-file={INFRA_TRINO / "rules.json"}
+security.refresh-period=10s
+"""
+        (node.etc / "catalog").mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
-            (self.etc / name).write_text(text.lstrip())
+            (node.etc / name).write_text(text.lstrip())
 
-    def start(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.dir.chmod(0o700)
-        self.data.mkdir(exist_ok=True)
-        self.configure()
+    def launch(self, node: TrinoNode, workers: int) -> None:
+        node.dir.mkdir(parents=True, exist_ok=True)
+        node.dir.chmod(0o700)
+        node.data.mkdir(exist_ok=True)
+        self.configure(node, workers)
         # A stale pid file (pid() said it is not Trino) would make the launcher refuse.
-        self.pid_file.unlink(missing_ok=True)
+        node.pid_file.unlink(missing_ok=True)
+        node.port_file.write_text(f"{node.wanted_port}\n")
         java = self.java_home()
         env = base_env()
         env["JAVA_HOME"] = str(java)
         env["PATH"] = f"{java / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
-        # Only the secrets the catalogs use (${ENV:...} and the AWS SDK's credential chain).
+        # Only the secrets Trino uses (${ENV:...} and the AWS SDK's credential chain): the
+        # catalogs' database passwords, the nodes' shared secret, and the keys of the
+        # read-only MinIO user (never MinIO's root keys).
         secrets_env = self.stack.env
-        env.update({k: secrets_env[k] for k in TRINO_CATALOG_SECRETS})
-        env["AWS_ACCESS_KEY_ID"] = secrets_env["APS_S3_ACCESS_KEY"]
-        env["AWS_SECRET_ACCESS_KEY"] = secrets_env["APS_S3_SECRET_KEY"]
+        env.update({k: secrets_env[k] for k in TRINO_SECRETS})
+        env["AWS_ACCESS_KEY_ID"] = secrets_env["APS_TRINO_S3_ACCESS_KEY"]
+        env["AWS_SECRET_ACCESS_KEY"] = secrets_env["APS_TRINO_S3_SECRET_KEY"]
         run(
             [
                 str(self.install_dir / "bin/launcher"), "start",
-                f"--etc-dir={self.etc}",
-                f"--data-dir={self.data}",
-                f"--pid-file={self.pid_file}",
-                f"--launcher-log-file={self.dir / 'launcher.log'}",
-                f"--server-log-file={self.log}",
+                f"--etc-dir={node.etc}",
+                f"--data-dir={node.data}",
+                f"--pid-file={node.pid_file}",
+                f"--launcher-log-file={node.dir / 'launcher.log'}",
+                f"--server-log-file={node.log}",
             ],
-            "trino launcher start",
+            f"trino launcher start ({node.name})",
             env=env,
-            cwd=self.dir,
+            cwd=node.dir,
         )  # fmt: skip
-        info = f"http://{HOST}:{self.stack.ports['trino']}/v1/info"
-        if not wait_until(self.ready, 180, lambda: alive(self.pid_file)):
-            why = "not ready after 180s" if alive(self.pid_file) else "exited while starting"
-            raise StackError(f"trino: {why} ({info}); tail of {self.log}:\n{log_tail(self.log)}")
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.chmod(0o700)
+        self.coordinator.etc.mkdir(parents=True, exist_ok=True)
+        self.secure_files()
+        self.scale(restart_coordinator=True)
+
+    def scale(self, restart_coordinator: bool = False) -> None:
+        """Brings the cluster to APS_STACK_TRINO_WORKERS workers: starts the missing ones,
+        stops the extra ones, restarts the coordinator when its scheduling changes (with or
+        without workers), then waits until the coordinator sees every worker active."""
+        count = self.wanted_workers()
+        config = self.coordinator.etc / "config.properties"
+        include = "node-scheduler.include-coordinator=" + ("false" if count else "true")
+        if self.pid() and not (config.exists() and include in config.read_text()):
+            say(f"trino: restarting the coordinator for {count} workers")
+            self.stop_node(self.coordinator)
+            restart_coordinator = True
+        wanted = self.workers(count)
+        for node in self.running_workers():
+            if node.index > count:
+                pid = node.pid()
+                self.stop_node(node)
+                say(f"trino: {node.name} stopped (pid {pid}): {TRINO_WORKERS_VAR}={count}")
+        started = []
+        if restart_coordinator or not self.pid():
+            self.secure_files()
+            self.launch(self.coordinator, count)
+            started.append(self.coordinator)
+        for node in wanted:
+            if not node.pid():
+                self.launch(node, count)
+                started.append(node)
+        for node in started:
+            check = self.ready if node.coordinator else node.ready
+            if not wait_until(check, 300, partial(alive, node.pid_file)):
+                why = "not ready after 300s" if alive(node.pid_file) else "exited while starting"
+                raise StackError(
+                    f"trino: {node.name} {why}; tail of {node.log}:\n{log_tail(node.log)}"
+                )
+            if not node.coordinator:
+                say(f"trino: {node.name} started (pid {node.pid()}) on {HOST}:{node.http_port()}")
+        expected = {n.node_id for n in wanted}
+        if not wait_until(lambda: self.active_workers() == expected, 180, lambda: True):
+            raise StackError(
+                f"trino: the coordinator sees workers {sorted(self.active_workers())}, "
+                f"not {sorted(expected)}, after 180s; tail of {self.coordinator.log}:\n"
+                f"{log_tail(self.coordinator.log)}"
+            )
+
+    def active_workers(self) -> set[str]:
+        """The node ids of the workers the coordinator sees active."""
+        try:
+            rows = self.query(
+                "SELECT node_id FROM system.runtime.nodes "
+                "WHERE NOT coordinator AND state = 'active'"
+            )
+        except Exception:
+            return {"?"}  # not answering yet
+        return {row[0] for row in rows}
+
+    def query(self, sql: str) -> list[list[object]]:
+        conn = trino_connect(self.stack.env, request_timeout=30)
+        try:
+            cur = conn.cursor()
+            cur.execute(sql)
+            return cur.fetchall()
+        finally:
+            conn.close()
 
     def ready(self) -> bool:
-        status, body = http_get(f"http://{HOST}:{self.stack.ports['trino']}/v1/info")
+        ca = ssl.create_default_context(cafile=str(self.stack.home / "tls" / "ca.crt"))
+        status, body = http_get(f"https://{HOST}:{self.stack.ports['trino']}/v1/info", ca)
         return status == 200 and json.loads(body).get("starting") is False
 
+    def stop_node(self, node: TrinoNode) -> None:
+        pid = node.pid()
+        if pid:
+            stop_pid(pid, f"{self.name} {node.name}", 60)  # SIGTERM: Trino shuts down
+        node.pid_file.unlink(missing_ok=True)
+
+    def stop_workers(self) -> None:
+        for node in self.running_workers():
+            pid = node.pid()
+            self.stop_node(node)
+            say(f"trino: {node.name} stopped (pid {pid})")
+
     def stop(self, pid: int) -> None:
-        stop_pid(pid, self.name, 60)  # SIGTERM: Trino shuts down gracefully
-        self.pid_file.unlink(missing_ok=True)
+        self.stop_workers()
+        self.stop_node(self.coordinator)
 
     def probe(self) -> str:
         if not self.ready():
             raise StackError("/v1/info does not say starting=false")
-        import trino
-
-        conn = trino.dbapi.connect(
-            host=HOST, port=self.stack.ports["trino"], user=TRINO_USER, request_timeout=30
+        for catalog in ("aps", "lake"):  # the catalogs the pipeline's user may use
+            self.query(f"SELECT 1 FROM {catalog}.information_schema.schemata LIMIT 1")
+        workers = self.running_workers()
+        active = self.active_workers()
+        missing = [w.name for w in workers if w.node_id not in active]
+        if missing:
+            raise StackError(f"workers running but not active: {', '.join(missing)}")
+        listed = ", ".join(f"{w.name} pid {w.pid()} on {HOST}:{w.http_port()}" for w in workers)
+        return f"https + password; SELECT via aps, lake ok; {len(active)} worker(s) active" + (
+            f" ({listed})" if listed else ""
         )
-        cur = conn.cursor()
-        for catalog in ("mes", "aps", "lake"):
-            cur.execute(f"SELECT 1 FROM {catalog}.information_schema.schemata LIMIT 1")
-            cur.fetchall()
-        conn.close()
-        return "SELECT via mes, aps, lake ok"
 
     def address(self) -> str:
-        return f"{HOST}:{self.stack.ports['trino']}"
+        return f"{HOST}:{self.stack.ports['trino']} (https)"
 
 
 Service = Postgres | Minio | Trino
@@ -888,6 +1176,8 @@ def services(stack: Stack, names: list[str]) -> list[Service]:
 
 def up(stack: Stack, selected: list[Service]) -> int:
     started = time.monotonic()
+    if any(isinstance(svc, Trino) for svc in selected):
+        Trino.wanted_workers()  # a bad APS_STACK_TRINO_WORKERS is refused first
     # Before anything is installed, written or started: every port we need must be ours.
     for svc in selected:
         for key in SERVICE_PORTS[svc.name]:
@@ -905,6 +1195,8 @@ def up(stack: Stack, selected: list[Service]) -> int:
                     f"{svc.name}: port {port} on {HOST} is in use by {port_owner(port)}, "
                     f"not by this stack ({stack.home}); stop it or set {PORT_VARS[key]}"
                 )
+        if isinstance(svc, Trino):
+            svc.check_ports()
     for svc in selected:
         if not svc.pid():
             svc.install()
@@ -916,6 +1208,11 @@ def up(stack: Stack, selected: list[Service]) -> int:
             if pid:
                 if isinstance(svc, Postgres | Minio):
                     svc.setup()  # idempotent: heals a half-finished earlier `up`
+                else:
+                    svc.scale()  # to APS_STACK_TRINO_WORKERS workers
+                    if svc.pid() != pid:  # the coordinator's scheduling changed
+                        say(f"{svc.name}: restarted (pid {svc.pid()}) on {svc.address()}")
+                        continue
                 say(f"{svc.name}: already running (pid {pid}) on {svc.address()}")
                 continue
             svc.start()
@@ -930,6 +1227,8 @@ def up(stack: Stack, selected: list[Service]) -> int:
 def down(stack: Stack, selected: list[Service]) -> int:
     with locked(stack):
         for svc in reversed(selected):
+            if isinstance(svc, Trino):
+                svc.stop_workers()  # also when the coordinator is gone already
             pid = svc.pid()
             if not pid:
                 say(f"{svc.name}: not running")

@@ -103,8 +103,12 @@ def build_load_assets(
                 + result.describe_failures()
                 + (f"\nloaded whole: {', '.join(swapped)}" if swapped else "")
             )
-            if any(isinstance(exc, PermanentLoadError) for exc in result.errors()):
-                # A drifted target or an inconsistent stage will not heal by retrying.
+            if any(
+                isinstance(exc, PermanentLoadError) or getattr(exc, "permanent", False)
+                for exc in result.errors()
+            ):
+                # A drifted target, an inconsistent stage, Trino refusing our password,
+                # certificate or statement: none heals by retrying.
                 raise dg.Failure(description=message, allow_retries=False)
             raise dg.Failure(description=message)  # transient: RetryPolicy retries the step
         for key in keys:  # in declaration order: a stable event log

@@ -1,4 +1,11 @@
-"""Trino as a Dagster resource (the dev/prod loader's engine)."""
+"""Trino as a Dagster resource (the dev/prod loader's engine).
+
+In dev and prod Trino is reached over HTTPS with a password: `http_scheme` https, the
+password from dg.EnvVar, the server's certificate checked against `sslrootcert` (a CA file)
+or the system's CAs. A refused password, an untrusted certificate or a scheme that does not
+match the server, and an access-control refusal fail at once with the cause named, and are
+marked `permanent`: the load's retry policy does not retry what retrying cannot heal.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +14,50 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from aps_etl.redaction import redact
+from aps_etl.trino_session import http_session
+
+# Causes that retrying will not heal, as the client and the server word them; each with
+# what the message says about it.
+_PERMANENT_CAUSES = (
+    (("error 401",), "Trino refused the credentials (HTTP 401): wrong user or password"),
+    (
+        ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed"),
+        "Trino's TLS certificate is not trusted: it does not chain to the CA file "
+        "(sslrootcert) or the system's CAs",
+    ),
+    (
+        ("Hostname mismatch", "doesn't match", "does not match"),
+        "Trino's TLS certificate is not for this host name",
+    ),
+    (
+        ("WRONG_VERSION_NUMBER", "record layer failure", "wrong version number"),
+        "https to a port that speaks plain HTTP: check the port and the scheme",
+    ),
+    (
+        ("cannot use authentication with HTTP", "Authentication over HTTP is not enabled"),
+        "Trino takes clients over https only (with a password): set the scheme to https",
+    ),
+    (
+        # a TLS alert record (type 21, version 3.x) where an HTTP status line was expected
+        ("BadStatusLine('\\x15\\x03",),
+        "plain http to a port that speaks https: set the scheme to https",
+    ),
+)
+
 
 class TrinoError(RuntimeError):
     """A Trino statement failed; the message names the statement's purpose and cause.
-    `error_name` is Trino's own (NOT_FOUND, ALREADY_EXISTS, ...) when it answered one."""
+    `error_name` is Trino's own (NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, ...) when it
+    answered one; `permanent` when retrying cannot help (credentials, certificate, scheme,
+    access denied)."""
 
-    def __init__(self, message: str, error_name: str | None = None) -> None:
+    def __init__(
+        self, message: str, error_name: str | None = None, *, permanent: bool = False
+    ) -> None:
         super().__init__(message)
         self.error_name = error_name
+        self.permanent = permanent
 
 
 class TrinoResource(dg.ConfigurableResource):
@@ -23,11 +66,20 @@ class TrinoResource(dg.ConfigurableResource):
     user: str = "aps_etl"
     http_scheme: str = "http"
     password: str | None = Field(default=None, description="set with dg.EnvVar (https only)")
+    sslrootcert: str | None = Field(
+        default=None,
+        description="CA certificate file Trino's HTTPS certificate must chain to (unset: the "
+        "system's CAs)",
+    )
     lake_catalog: str = "lake"
     target_catalog: str = "aps"
     # Lake tables live in schema `<prefix><stage>_<job>`; a prefix keeps test runs apart.
     lake_schema_prefix: str = ""
     request_timeout_s: float = 600.0
+
+    def describe(self) -> str:
+        """Where, without credentials: for messages."""
+        return f"Trino at {self.host}:{self.port} ({self.http_scheme}, user {self.user!r})"
 
     def connect(
         self, session_properties: dict[str, str] | None = None, source: str | None = None
@@ -43,6 +95,7 @@ class TrinoResource(dg.ConfigurableResource):
             user=self.user,
             http_scheme=self.http_scheme,
             auth=auth,
+            http_session=http_session(self.sslrootcert),
             session_properties=session_properties or {},
             request_timeout=self.request_timeout_s,
             # who sent a query: `aps-etl doctor` finds the queries of dead runs by it
@@ -57,18 +110,35 @@ class TrinoResource(dg.ConfigurableResource):
     ) -> list[tuple[Any, ...]]:
         from aps_etl.failpoints import failpoint
 
-        connection = self.connect(session_properties, source)
+        connection = None
         try:
+            connection = self.connect(session_properties, source)
             cursor = connection.cursor()
             cursor.execute(statement)
             # a kill here: the query runs in Trino, its client is gone (trino.insert, ...)
             failpoint(f"trino.{statement.split(None, 1)[0].lower()}")
             return cursor.fetchall()
         except Exception as exc:
-            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise TrinoError(
-                f"Trino at {self.host}:{self.port} failed: {first_line}\nstatement: {statement}",
-                getattr(exc, "error_name", None),
-            ) from None
+            raise self.error(exc, statement) from None
         finally:
-            connection.close()
+            if connection is not None:
+                connection.close()
+
+    def error(self, exc: BaseException, statement: str) -> TrinoError:
+        """`exc` as a TrinoError naming its cause, the password never in it."""
+        text = redact(str(exc), [self.password])
+        first_line = text.splitlines()[0] if text else type(exc).__name__
+        error_name = getattr(exc, "error_name", None)
+        cause = next(
+            (why for markers, why in _PERMANENT_CAUSES if any(m in text for m in markers)),
+            None,
+        )
+        if error_name == "PERMISSION_DENIED":
+            cause = f"user {self.user!r} is not allowed to do this (Trino's access control)"
+        if cause:
+            first_line = f"{cause} [{first_line}]"
+        return TrinoError(
+            f"{self.describe()} failed: {first_line}\nstatement: {statement}",
+            error_name,
+            permanent=cause is not None,
+        )
