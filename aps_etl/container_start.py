@@ -52,6 +52,7 @@ CREDENTIALS = (
     "APS_S3_ACCESS_KEY",
     "APS_S3_SECRET_KEY",
     "APS_TRINO_USER",
+    "APS_TRINO_PASSWORD",
 )
 # What each role reads. The daemon launches every run's container and hands it the
 # pipeline's settings (DockerRunLauncher's env_vars); the code server builds each run's

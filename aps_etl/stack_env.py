@@ -49,7 +49,10 @@ STACK_VARIABLES = (
     "APS_TRINO_SHARED_SECRET_KEY",
     "APS_TRINO_S3_ACCESS_KEY",
     "APS_TRINO_S3_SECRET_KEY",
-    # Dagster's own storage (runs, events, schedules): database `dagster`, its own role.
+    # Dagster's own storage (runs, events, schedules): database `dagster`, its own role, and
+    # an endpoint of its own (the same server in dev; its own in production).
+    "APS_DAGSTER_PG_HOST",
+    "APS_DAGSTER_PG_PORT",
     "APS_DAGSTER_PG_USER",
     "APS_DAGSTER_PG_PASSWORD",
 )

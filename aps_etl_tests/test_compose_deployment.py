@@ -83,20 +83,28 @@ def deployment(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "APS_MES_READER_PASSWORD": secrets.token_urlsafe(18),
         "APS_APS_LOADER_PASSWORD": secrets.token_urlsafe(18),
         "APS_DAGSTER_PG_PASSWORD": secrets.token_urlsafe(18),
+        "APS_MINIO_ROOT_USER": "root" + secrets.token_hex(4),
+        "APS_MINIO_ROOT_PASSWORD": secrets.token_urlsafe(24),
         "APS_S3_ACCESS_KEY": "aps" + secrets.token_hex(6),
         "APS_S3_SECRET_KEY": secrets.token_urlsafe(24),
+        "APS_TRINO_S3_ACCESS_KEY": "trino" + secrets.token_hex(6),
+        "APS_TRINO_S3_SECRET_KEY": secrets.token_urlsafe(24),
+        "APS_TRINO_PASSWORD": secrets.token_urlsafe(18),
+        "APS_TRINO_SHARED_SECRET_KEY": secrets.token_urlsafe(32),
         "APS_COMPOSE_PG_PORT": str(_free_port()),
         "APS_COMPOSE_MINIO_PORT": str(_free_port()),
         "APS_COMPOSE_TRINO_PORT": str(_free_port()),
         "APS_COMPOSE_WEB_PORT": str(_free_port()),
     }
-    env_file = tmp_path_factory.mktemp("compose") / "compose.env"
+    folder = tmp_path_factory.mktemp("compose")
+    env_file = folder / "compose.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     env_file.chmod(0o600)
     deploy_env = {
         **os.environ,
         "APS_COMPOSE_ENV_FILE": str(env_file),
         "APS_COMPOSE_PROJECT": PROJECT,
+        "APS_COMPOSE_TLS_DIR": str(folder / "tls"),
     }
 
     def deploy(*args: str) -> subprocess.CompletedProcess:
@@ -108,7 +116,7 @@ def deployment(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     up = deploy("up")  # the README's command, as an operator runs it
     try:
         assert up.returncode == 0, f"infra/docker/deploy up failed:\n{up.stderr[-4000:]}"
-        yield {"env": env, "env_file": env_file}
+        yield {"env": env, "env_file": env_file, "tls": folder / "tls"}
     finally:
         down = deploy("down", "--volumes")
         assert down.returncode == 0, down.stderr[-2000:]
@@ -185,11 +193,16 @@ def test_dagster_containers_hold_only_their_secrets(deployment: dict[str, Any]) 
     env_file = deployment["env_file"]
     owner_only = {"APS_PG_SUPERUSER_PASSWORD", "APS_MES_OWNER_PASSWORD", "POSTGRES_PASSWORD"}
     pipeline = {"APS_MES_READER_PASSWORD", "APS_APS_LOADER_PASSWORD"}
+    root = deployment["env"]["APS_MINIO_ROOT_PASSWORD"]
     for service in ("code-location", "webserver", "daemon", "trino"):
         container = _compose(env_file, "ps", "-q", service).stdout.split()[0]
-        names = {e.split("=", 1)[0] for e in json.loads(_docker("inspect", container))[0][
-            "Config"]["Env"]}  # fmt: skip
+        values = json.loads(_docker("inspect", container))[0]["Config"]["Env"]
+        names = {e.split("=", 1)[0] for e in values}
         assert not names & owner_only, f"{service}: {names & owner_only}"
+        assert not [v for v in values if root in v], f"{service} holds MinIO's root password"
+        if service == "trino":  # the lake's read-only user
+            keys = deployment["env"]["APS_TRINO_S3_ACCESS_KEY"]
+            assert f"AWS_ACCESS_KEY_ID={keys}" in values
         if service == "webserver":
             assert not names & pipeline, f"{service}: {names & pipeline}"
         if service != "trino":
@@ -210,6 +223,30 @@ def test_every_database_connection_is_encrypted(deployment: dict[str, Any]) -> N
     assert rows, "no client connection to look at"
     assert any(r["usename"] == "dagster" for r in rows), rows
     assert all(r["ssl"] for r in rows), [r for r in rows if not r["ssl"]]
+
+
+def test_trino_asks_for_the_password_over_https(deployment: dict[str, Any]) -> None:
+    import requests
+
+    env = deployment["env"]
+    url = f"https://127.0.0.1:{env['APS_COMPOSE_TRINO_PORT']}/v1/statement"
+    ca = str(deployment["tls"] / "ca.crt")
+    headers = {"X-Trino-User": "aps_etl"}
+    anonymous = requests.post(url, data="SELECT 1", headers=headers, verify=ca, timeout=30)
+    assert anonymous.status_code == 401
+    wrong = requests.post(
+        url, data="SELECT 1", headers=headers, verify=ca, timeout=30, auth=("aps_etl", "nope")
+    )
+    assert wrong.status_code == 401
+    right = requests.post(
+        url,
+        data="SELECT 1",
+        headers=headers,
+        verify=ca,
+        timeout=30,
+        auth=("aps_etl", env["APS_TRINO_PASSWORD"]),
+    )
+    assert right.status_code == 200, right.text
 
 
 def _start(image_env: dict[str, str], *command: str) -> subprocess.CompletedProcess:

@@ -105,8 +105,8 @@ def test_storage_url_quotes_credentials_and_carries_tls(tmp_path) -> None:
 @pytest.mark.stack
 def test_wrong_password_is_named_at_once(stack_settings: dict[str, str]) -> None:
     env = {
-        "APS_DAGSTER_PG_HOST": stack_settings["APS_PG_HOST"],
-        "APS_DAGSTER_PG_PORT": stack_settings["APS_PG_PORT"],
+        "APS_DAGSTER_PG_HOST": stack_settings["APS_DAGSTER_PG_HOST"],
+        "APS_DAGSTER_PG_PORT": stack_settings["APS_DAGSTER_PG_PORT"],
         "APS_DAGSTER_PG_USER": stack_settings["APS_DAGSTER_PG_USER"],
         "APS_DAGSTER_PG_PASSWORD": "not-the-password",
     }

@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import dagster as dg
 import psycopg2
@@ -146,19 +147,29 @@ def test_homes_made_here_keep_event_log_connections_and_the_history(tmp_path) ->
 
 
 def test_dev_yaml_holds_only_env_references_consistent_with_compose() -> None:
+    from aps_etl.container_start import dagster_storage_url
+
     dev = yaml.safe_load(DEV_YAML.read_text())
     docker = yaml.safe_load(DOCKER_YAML.read_text())
     db = dev["event_log_storage"]["config"]["postgres_db"]
-    assert db["hostname"] == {"env": "APS_PG_HOST"}
-    assert db["port"] == {"env": "APS_PG_PORT"}
-    assert db["username"] == {"env": "APS_DAGSTER_PG_USER"}
-    assert db["password"] == {"env": "APS_DAGSTER_PG_PASSWORD"}
+    # Dagster's storage has an endpoint of its own, in dev as in the compose deployment
+    names = {
+        "hostname": "APS_DAGSTER_PG_HOST",
+        "port": "APS_DAGSTER_PG_PORT",
+        "username": "APS_DAGSTER_PG_USER",
+        "password": "APS_DAGSTER_PG_PASSWORD",
+    }
+    assert {field: db[field] for field in names} == {f: {"env": n} for f, n in names.items()}
+    assert db["db_name"] == "dagster"
+    # compose: the image's entry point composes the URL from the same variables
+    values = {n: f"<{n}>" for n in names.values()}
+    url = dagster_storage_url(values)
+    assert all(v in url or quote(v, safe="") in url for v in values.values())
+    assert url.endswith("/dagster")
     for storage in ("run_storage", "event_log_storage", "schedule_storage"):
         assert dev[storage]["module"] == docker[storage]["module"] == "aps_etl.instance_storage"
         assert dev[storage]["config"]["postgres_db"] == db
-        compose_db = docker[storage]["config"]["postgres_db"]
-        for field in ("username", "password", "db_name", "hostname", "port"):
-            assert db[field] == compose_db[field], (storage, field)
+        assert docker[storage]["config"]["postgres_url"] == {"env": "APS_DAGSTER_PG_URL"}
     assert dev["telemetry"] == {"enabled": False}
     assert dev["run_coordinator"]["class"] == "QueuedRunCoordinator"
 
@@ -173,7 +184,10 @@ def test_every_instance_config_queues_guards_and_monitors_runs(config: Path) -> 
     assert guarded["dagster/partition"]["limit"] == 1
     assert guarded["dagster/asset_partition_range_start"]["limit"] == 1  # range runs
     assert guarded["aps_etl/lane"] == {"key": "aps_etl/lane", "value": "plan_snapshot", "limit": 1}
-    assert settings["run_launcher"]["class"] == "MonitoredRunLauncher"
+    # each run in a container of its own in the compose deployment; elsewhere a process
+    # whose health run monitoring can see
+    launcher = "DockerRunLauncher" if config == DOCKER_YAML else "MonitoredRunLauncher"
+    assert settings["run_launcher"]["class"] == launcher
     monitoring = settings["run_monitoring"]
     assert monitoring["enabled"] is True
     assert 0 < monitoring["poll_interval_seconds"] <= 60

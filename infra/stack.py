@@ -311,6 +311,8 @@ def write_env(stack: Stack) -> None:
         "APS_TRINO_SSLROOTCERT": str(stack.home / "tls" / "ca.crt"),
         "APS_TRINO_S3_ACCESS_KEY": old.get("APS_TRINO_S3_ACCESS_KEY")
         or f"trino-lake-{secrets.token_hex(6)}",
+        "APS_DAGSTER_PG_HOST": HOST,
+        "APS_DAGSTER_PG_PORT": str(p["pg"]),
         "APS_DAGSTER_PG_USER": DAGSTER_ROLE,
     }
     for key in STACK_VARIABLES:
