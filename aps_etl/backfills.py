@@ -61,7 +61,8 @@ def parse_policy(text: str) -> dict[str, str]:
 
     name, _, count = text.strip().lower().replace("_", "-").partition(":")
     if name == "single-run" and not count:
-        return {BACKFILL_POLICY_VARIABLE: "single_run"}
+        # an inherited APS_BACKFILL_MAX_PARTITIONS_PER_RUN would be refused with single_run
+        return {BACKFILL_POLICY_VARIABLE: "single_run", MAX_PARTITIONS_VARIABLE: ""}
     if name == "multi-run" and (not count or (count.isdigit() and int(count) >= 1)):
         return {BACKFILL_POLICY_VARIABLE: "multi_run", MAX_PARTITIONS_VARIABLE: count or "1"}
     raise ValueError(f"expected single-run, multi-run or multi-run:N (N >= 1 days): {text!r}")
@@ -207,8 +208,12 @@ class Outcome:
 
     @property
     def success(self) -> bool:
+        # A run that died of infrastructure and was run again (run_retries) counts by its
+        # last attempt: Dagster's backfill status already does, so trust a clean verdict.
+        if self.status == "COMPLETED_SUCCESS":
+            return bool(self.runs)
         return (
-            self.status in ("COMPLETED_SUCCESS", "COMPLETED")
+            self.status == "COMPLETED"
             and bool(self.runs)
             and all(run.status == "SUCCESS" for run in self.runs)
         )

@@ -30,7 +30,15 @@ from urllib.parse import quote, urlencode
 
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: a restart policy will not make it go away
 
-DAGSTER_STORAGE = ("APS_DAGSTER_PG_HOST", "APS_DAGSTER_PG_USER", "APS_DAGSTER_PG_PASSWORD")
+# Every Dagster process loads the instance: its storage, and the compute logs' bucket.
+DAGSTER_STORAGE = (
+    "APS_DAGSTER_PG_HOST",
+    "APS_DAGSTER_PG_USER",
+    "APS_DAGSTER_PG_PASSWORD",
+    "APS_S3_ENDPOINT",
+    "APS_S3_REGION",
+    "APS_S3_BUCKET",
+)
 # Where the pipeline's systems are: the definitions need these to load ("A|B": either).
 ENDPOINTS = (
     "APS_SOURCE_PG_HOST|APS_PG_HOST",
@@ -64,7 +72,15 @@ ROLE_NEEDS: dict[str, tuple[str, ...]] = {
     "run": DAGSTER_STORAGE + ENDPOINTS + CREDENTIALS,
     "other": (),
 }
-FORBIDDEN = ("APS_PG_SUPERUSER_PASSWORD", "APS_MES_OWNER_PASSWORD", "POSTGRES_PASSWORD")
+FORBIDDEN = (
+    "APS_PG_SUPERUSER_PASSWORD",
+    "APS_MES_OWNER_PASSWORD",
+    "POSTGRES_PASSWORD",
+    "APS_MINIO_ROOT_PASSWORD",
+    "MINIO_ROOT_PASSWORD",
+    # Trino's own: with the nodes' shared secret a process could sign internal requests
+    "APS_TRINO_SHARED_SECRET_KEY",
+)
 
 
 class StartRefused(Exception):
@@ -161,10 +177,13 @@ def reach_dagster_storage(env: Mapping[str, str], wait_s: float = 60.0) -> None:
             return
         except psycopg2.OperationalError as e:
             text = str(e)
+            # refusals a retry cannot heal (not "SSL SYSCALL error", a restarting server)
             permanent = (
                 "password authentication failed",
-                "certificate",
-                "SSL",
+                "certificate verify failed",
+                "root certificate file",
+                "server does not support SSL",
+                "does not match host name",
                 "does not exist",
                 "no pg_hba.conf entry",
             )
@@ -192,7 +211,11 @@ def main(argv: Sequence[str]) -> int:
 
         print(f"container start refused: {redact(str(e))}", file=sys.stderr)
         return EXIT_CONFIG
-    os.execvp(command[0], command)
+    try:
+        os.execvp(command[0], command)
+    except OSError as e:
+        print(f"container start: cannot run {command[0]!r}: {e.strerror}", file=sys.stderr)
+        return 127
     return 0  # not reached
 
 

@@ -100,9 +100,14 @@ def load_stack_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return values
 
 
+# Trino's own secrets: only its processes get them (infra/stack), never a Dagster process.
+TRINO_ONLY = ("APS_TRINO_SHARED_SECRET_KEY", "APS_TRINO_S3_ACCESS_KEY", "APS_TRINO_S3_SECRET_KEY")
+
+
 def export_stack_env() -> dict[str, str]:
-    """Loads the stack settings into os.environ (for dg.EnvVar) and returns them."""
-    values = load_stack_env()
+    """Loads the stack settings into os.environ (for dg.EnvVar) and returns them, but for
+    Trino's own secrets."""
+    values = {k: v for k, v in load_stack_env().items() if k not in TRINO_ONLY}
     os.environ.update(values)
     return values
 

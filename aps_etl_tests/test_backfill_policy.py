@@ -124,7 +124,12 @@ def test_a_bad_backfill_setting_stops_the_definitions_by_name(
 def test_the_cli_policy_option_is_checked() -> None:
     from aps_etl.backfills import parse_policy
 
-    assert parse_policy("single-run") == {"APS_BACKFILL_POLICY": "single_run"}
+    # single-run also clears a per-run count inherited from the environment, which
+    # single_run would refuse
+    assert parse_policy("single-run") == {
+        "APS_BACKFILL_POLICY": "single_run",
+        "APS_BACKFILL_MAX_PARTITIONS_PER_RUN": "",
+    }
     assert parse_policy("multi-run") == {
         "APS_BACKFILL_POLICY": "multi_run",
         "APS_BACKFILL_MAX_PARTITIONS_PER_RUN": "1",

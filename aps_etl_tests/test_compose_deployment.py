@@ -200,9 +200,16 @@ def test_dagster_containers_hold_only_their_secrets(deployment: dict[str, Any]) 
         names = {e.split("=", 1)[0] for e in values}
         assert not names & owner_only, f"{service}: {names & owner_only}"
         assert not [v for v in values if root in v], f"{service} holds MinIO's root password"
-        if service == "trino":  # the lake's read-only user
+        if service == "trino":  # the lake's read-only user, none of the pipeline's secrets
             keys = deployment["env"]["APS_TRINO_S3_ACCESS_KEY"]
             assert f"AWS_ACCESS_KEY_ID={keys}" in values
+            for name in ("APS_S3_SECRET_KEY", "APS_TRINO_PASSWORD", "APS_DAGSTER_PG_PASSWORD"):
+                secret = deployment["env"][name]
+                assert not [v for v in values if secret in v], f"trino holds {name}"
+        else:  # Trino's own secrets stay in Trino
+            for name in ("APS_TRINO_SHARED_SECRET_KEY", "APS_TRINO_S3_SECRET_KEY"):
+                secret = deployment["env"][name]
+                assert not [v for v in values if secret in v], f"{service} holds {name}"
         if service == "webserver":
             assert not names & pipeline, f"{service}: {names & pipeline}"
         if service != "trino":
@@ -221,6 +228,9 @@ def test_every_database_connection_is_encrypted(deployment: dict[str, Any]) -> N
         "where a.backend_type = 'client backend' and a.usename is not null",
     )
     assert rows, "no client connection to look at"
+    # and the server takes nothing else over the network (hostssl only)
+    with pytest.raises(Exception, match="no pg_hba.conf entry|SSL off"):
+        fetch(superuser + "?sslmode=disable", "select 1")
     assert any(r["usename"] == "dagster" for r in rows), rows
     assert all(r["ssl"] for r in rows), [r for r in rows if not r["ssl"]]
 

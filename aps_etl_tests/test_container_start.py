@@ -25,6 +25,9 @@ STORAGE = {
     "APS_DAGSTER_PG_PORT": "6432",
     "APS_DAGSTER_PG_USER": "dagster",
     "APS_DAGSTER_PG_PASSWORD": "p@ss/w:rd?",
+    "APS_S3_ENDPOINT": "http://minio:9000",
+    "APS_S3_REGION": "us-east-1",
+    "APS_S3_BUCKET": "data-lake",
 }
 
 
@@ -79,7 +82,14 @@ def test_the_shared_host_stands_in_for_the_source_and_target_hosts() -> None:
 
 
 def test_an_owner_or_superuser_password_is_refused_in_a_dagster_container() -> None:
-    for name in ("APS_PG_SUPERUSER_PASSWORD", "APS_MES_OWNER_PASSWORD", "POSTGRES_PASSWORD"):
+    for name in (
+        "APS_PG_SUPERUSER_PASSWORD",
+        "APS_MES_OWNER_PASSWORD",
+        "POSTGRES_PASSWORD",
+        "APS_MINIO_ROOT_PASSWORD",
+        "MINIO_ROOT_PASSWORD",
+        "APS_TRINO_SHARED_SECRET_KEY",
+    ):
         with pytest.raises(StartRefused, match=name):
             check_settings(["dagster-webserver"], STORAGE | {name: "secret"})
 
@@ -112,6 +122,18 @@ def test_wrong_password_is_named_at_once(stack_settings: dict[str, str]) -> None
     }
     with pytest.raises(StartRefused, match="refused us: .*password authentication failed"):
         reach_dagster_storage(env, wait_s=0)
+
+
+def test_a_command_that_does_not_exist_is_named() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "aps_etl.container_start", "dagster-webservr"],
+        env={"APS_ENV": "local", "APS_ALLOW_LOCAL": "1", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 127
+    assert "dagster-webservr" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_refusal_exits_with_the_config_status_and_no_traceback() -> None:

@@ -27,7 +27,7 @@ _PERMANENT_CAUSES = (
         "(sslrootcert) or the system's CAs",
     ),
     (
-        ("Hostname mismatch", "doesn't match", "does not match"),
+        ("Hostname mismatch", "hostname mismatch", "doesn't match either of"),
         "Trino's TLS certificate is not for this host name",
     ),
     (

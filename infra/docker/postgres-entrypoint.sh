@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # First start: initdb with the superuser's password, then the databases and least-privilege
-# roles of infra/docker/postgres-init.sh; every start: serve on all interfaces with
-# scram-sha-256, and TLS when a certificate is mounted at /tls (server.crt, server.key).
-# Passwords come from the environment and go to psql as variables, never as argv.
+# roles of infra/docker/postgres-init.sh; every start: serve on all interfaces, TLS only
+# (hostssl) with scram-sha-256, with the certificate mounted at /tls (server.crt, server.key).
+# Passwords come from the environment; psql reads them with \getenv, never from argv.
 set -euo pipefail
 : "${POSTGRES_USER:?POSTGRES_USER is not set}"
 : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is not set}"
@@ -17,16 +17,16 @@ if [[ ! -s $PGDATA/PG_VERSION ]]; then
   initdb -D "$PGDATA" -U "$POSTGRES_USER" --pwfile="$pwfile" --auth-local=scram-sha-256 \
     --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 >/dev/null
   rm -f "$pwfile"
-  echo "host all all 0.0.0.0/0 scram-sha-256" >>"$PGDATA/pg_hba.conf"
+  # over the network: TLS or nothing (the certificate is mounted at /tls)
+  echo "hostssl all all 0.0.0.0/0 scram-sha-256" >>"$PGDATA/pg_hba.conf"
   pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -k /tmp" -w start >/dev/null
   PGHOST=/tmp PGPASSWORD=$POSTGRES_PASSWORD bash /usr/local/share/aps-postgres-init.sh
   pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
 fi
 
-tls=()
-if [[ -f /tls/server.crt ]]; then
-  # the key must be private to the server's user: copy it out of the (read-only) mount
-  install -m 600 /tls/server.key /tmp/server.key
-  tls=(-c ssl=on -c ssl_cert_file=/tls/server.crt -c ssl_key_file=/tmp/server.key)
-fi
-exec postgres -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories=/tmp "${tls[@]}"
+[[ -f /tls/server.crt && -f /tls/server.key ]] \
+  || { echo "postgres: no certificate at /tls (server.crt, server.key)" >&2; exit 64; }
+# the key must be private to the server's user: copy it out of the (read-only) mount
+install -m 600 /tls/server.key /tmp/server.key
+exec postgres -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories=/tmp \
+  -c ssl=on -c ssl_cert_file=/tls/server.crt -c ssl_key_file=/tmp/server.key

@@ -2,11 +2,15 @@
 # First-start initialisation of the compose PostgreSQL: source `mes`, target `aps`,
 # Dagster's own `dagster` database, each with its least-privilege role.
 set -euo pipefail
+# Role names as psql variables; passwords read by psql itself from the environment
+# (\getenv), so they never appear in a process's argv.
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
-  -v mes_owner="$APS_MES_OWNER_USER" -v mes_owner_pw="$APS_MES_OWNER_PASSWORD" \
-  -v mes_reader="$APS_MES_READER_USER" -v mes_reader_pw="$APS_MES_READER_PASSWORD" \
-  -v aps_loader="$APS_APS_LOADER_USER" -v aps_loader_pw="$APS_APS_LOADER_PASSWORD" \
-  -v dagster_user="$APS_DAGSTER_PG_USER" -v dagster_pw="$APS_DAGSTER_PG_PASSWORD" <<'SQL'
+  -v mes_owner="$APS_MES_OWNER_USER" -v mes_reader="$APS_MES_READER_USER" \
+  -v aps_loader="$APS_APS_LOADER_USER" -v dagster_user="$APS_DAGSTER_PG_USER" <<'SQL'
+\getenv mes_owner_pw APS_MES_OWNER_PASSWORD
+\getenv mes_reader_pw APS_MES_READER_PASSWORD
+\getenv aps_loader_pw APS_APS_LOADER_PASSWORD
+\getenv dagster_pw APS_DAGSTER_PG_PASSWORD
 create role :"mes_owner" login password :'mes_owner_pw';
 create role :"mes_reader" login password :'mes_reader_pw';
 create role :"aps_loader" login password :'aps_loader_pw';
