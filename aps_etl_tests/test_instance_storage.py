@@ -186,7 +186,7 @@ def test_every_instance_config_queues_guards_and_monitors_runs(config: Path) -> 
     assert guarded["aps_etl/lane"] == {"key": "aps_etl/lane", "value": "plan_snapshot", "limit": 1}
     # each run in a container of its own in the compose deployment; elsewhere a process
     # whose health run monitoring can see
-    launcher = "DockerRunLauncher" if config == DOCKER_YAML else "MonitoredRunLauncher"
+    launcher = "ComposeRunLauncher" if config == DOCKER_YAML else "MonitoredRunLauncher"
     assert settings["run_launcher"]["class"] == launcher
     monitoring = settings["run_monitoring"]
     assert monitoring["enabled"] is True
