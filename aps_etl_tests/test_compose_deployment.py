@@ -36,7 +36,9 @@ REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "infra" / "docker-compose.yml"
 DEPLOY = REPO / "infra" / "docker" / "deploy"
 IMAGES = ("aps-etl:latest", "aps-etl/postgres:15", "aps-etl/minio:latest", "aps-etl/trino:476")
-PROJECT = "aps-etl-test"
+# its own project (so its own network and CA volume): a deployment on the same engine, or
+# another checkout's test, is left alone
+PROJECT = f"aps-etl-test-{os.getpid()}"
 DAY = "2026-11-20"
 
 
@@ -291,7 +293,7 @@ def test_image_refuses_local_unless_asked(images: None) -> None:
 
 
 def test_image_refuses_an_owner_password(images: None) -> None:
-    result = _start({"APS_ENV": "prod", "APS_MES_OWNER_PASSWORD": "x"}, "aps-etl", "--help")
+    result = _start({"APS_ENV": "prod", "APS_MES_OWNER_PASSWORD": "x"}, "dagster-webserver")
     assert result.returncode == 78, result.stderr
     assert "APS_MES_OWNER_PASSWORD" in result.stderr and "must not reach" in result.stderr
 

@@ -146,3 +146,9 @@ def test_refusal_exits_with_the_config_status_and_no_traceback() -> None:
     )
     assert result.returncode == EXIT_CONFIG
     assert "APS_DAGSTER_PG_HOST" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_setup_command_may_hold_minio_root() -> None:
+    """minio-init (a one-shot setup, not a Dagster role) makes the lake's users as root."""
+    env = {"APS_ENV": "prod", "MINIO_ROOT_PASSWORD": "root-secret"}
+    assert check_settings(["python", "/opt/minio-init.py"], env) == "other"
