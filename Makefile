@@ -23,7 +23,7 @@ unit:
 	@scripts/bootstrap
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
-	@.venv/bin/pytest -m "not stack and not faults and not tools and not docker" -p no:cacheprovider -n 2 --dist loadfile
+	@.venv/bin/pytest -m "not stack and not faults and not tools and not docker and not slow" -p no:cacheprovider -n 2 --dist loadfile
 
 # The benchmark suite (benchmarks/): our job at 1M and 10M source rows, stage by stage,
 # side by side with pandas, dlt and the ADBC floor on the same data. Writes

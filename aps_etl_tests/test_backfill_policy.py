@@ -166,6 +166,8 @@ START = dt.date(2026, 11, 20)
 DAYS = ("2026-11-20", "2026-11-21", "2026-11-22")
 
 
+# a real dagster-daemon for about three minutes: make test runs it, make unit does not
+@pytest.mark.slow
 def test_a_multi_run_backfill_runs_each_day_in_a_run_of_its_own_under_the_daemon(
     tmp_path: Path,
 ) -> None:
