@@ -391,16 +391,25 @@ def clear_target(dataset: data.DataSet, server: StackServer | EmbeddedServer) ->
     """Before each round: the partition's rows gone from every target table of the job and
     the tables vacuumed, so that every round loads into the same state, as each peer
     round starts from an empty schema (a rerun over dead rows costs more)."""
-    import adbc_driver_postgresql.dbapi as adbc
-
     from aps_etl.calendar import parse_partition_key
-    from aps_etl.warehouse.target import TARGET_SCHEMA, ident
 
     value: Any = dataset.partition
     if dataset.kind != "plan":
         value = parse_partition_key(dataset.partition)
+    delete_target_rows(server, dataset.kind, "= $1", (value,))
+
+
+def delete_target_rows(
+    server: StackServer | EmbeddedServer, kind: str, predicate: str, parameters: tuple
+) -> None:
+    """Rows whose partition column matches `predicate` ($1, $2 ...) gone from every target
+    table of the job that exists, and the tables vacuumed."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    from aps_etl.warehouse.target import TARGET_SCHEMA, ident
+
     with adbc.connect(server.target_uri(), autocommit=True) as conn, conn.cursor() as cur:
-        for table in job_outputs(dataset.kind):
+        for table in job_outputs(kind):
             cur.execute(
                 "select 1 from information_schema.tables where table_schema = $1 "
                 "and table_name = $2",
@@ -409,10 +418,8 @@ def clear_target(dataset: data.DataSet, server: StackServer | EmbeddedServer) ->
             if not cur.fetchall():
                 continue
             name = ident(TARGET_SCHEMA, table.name)
-            cur.execute(
-                f"delete from {name} where {ident(table.partition_column)} = $1",
-                parameters=(value,),
-            )
+            column = ident(table.partition_column)
+            cur.execute(f"delete from {name} where {column} {predicate}", parameters=parameters)
             cur.execute(f"vacuum (analyze) {name}")
 
 

@@ -148,26 +148,8 @@ def prepare_days(stack: harness.StackServer, first: dt.date, days: int, rows: in
 
 
 def _clear_days(stack: harness.StackServer, first: str, last: str) -> None:
-    import adbc_driver_postgresql.dbapi as adbc
-
-    from aps_etl.warehouse.target import TARGET_SCHEMA, ident
-
-    with adbc.connect(stack.target_uri(), autocommit=True) as conn, conn.cursor() as cur:
-        for table in harness.job_outputs("day"):
-            cur.execute(
-                "select 1 from information_schema.tables where table_schema = $1 "
-                "and table_name = $2",
-                parameters=(TARGET_SCHEMA, table.name),
-            )
-            if not cur.fetchall():
-                continue
-            name = ident(TARGET_SCHEMA, table.name)
-            column = ident(table.partition_column)
-            cur.execute(
-                f"delete from {name} where {column} between $1 and $2",
-                parameters=(dt.date.fromisoformat(first), dt.date.fromisoformat(last)),
-            )
-            cur.execute(f"vacuum (analyze) {name}")
+    days = (dt.date.fromisoformat(first), dt.date.fromisoformat(last))
+    harness.delete_target_rows(stack, "day", "between $1 and $2", days)
 
 
 def _loaded_rows(stack: harness.StackServer, first: str, last: str) -> int:
