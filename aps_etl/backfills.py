@@ -10,12 +10,23 @@ When no dagster-daemon is running on the instance, one is started for the durati
 aps_etl/backfill_location.py (the assets without the schedules and sensors), with the
 policy asked for. When one is running (a deployment), the backfill is its to run, split by
 its own code location's setting.
+
+A backfill run by a daemon of the command's own ends with the command, whatever ends it:
+the daemon exiting, `--timeout`, Ctrl-C or SIGTERM cancel its runs (through the daemon's
+code server, while it is up), stop the daemon and its run workers, and mark what is left
+canceled, so that nothing stays "in progress" in the UI or blocks the next range. If the
+command itself is killed (SIGKILL), its daemon gets SIGTERM from the kernel, and the next
+`aps-etl backfill` on the instance closes the backfill it left (`close_abandoned`). A
+deployment's daemon is only watched: the command says when its heartbeats stop.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus, PartitionBackfill
+from dagster._core.execution.backfill import (
+    BulkActionsFilter,
+    BulkActionStatus,
+    PartitionBackfill,
+    cancel_backfill_runs_and_cancellation_complete,
+)
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -41,6 +57,14 @@ DAEMONS = ("BACKFILL", "QUEUED_RUN_COORDINATOR")
 LOCATION_MODULE = "aps_etl.backfill_location"
 # the backfill loop looks every 30 s: no run after this long means something is wrong
 NO_RUN_HINT_S = 120
+# the process (host:pid:start time) whose own daemon runs a backfill: a tag on it and its runs
+OWNER_TAG = "aps_etl/backfill_owner"
+# how long canceled runs get to stop on their own before their workers are killed
+CANCEL_GRACE_S = 60
+# how often a deployment's daemon's heartbeats are looked at while waiting
+HEARTBEAT_CHECK_S = 30
+FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
+ABANDONED = "the aps-etl backfill whose daemon ran it was killed"
 IN_FLIGHT = [BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING]
 DONE = {
     BulkActionStatus.COMPLETED,
@@ -53,6 +77,40 @@ DONE = {
 
 class BackfillError(RuntimeError):
     """A backfill that cannot be submitted or run (printed as one line by the CLI)."""
+
+
+class BackfillStopped(BackfillError):
+    """The wait ended before the backfill did: its daemon exited, or `--timeout` passed."""
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks (/proc/<pid>/stat field 22): with the pid,
+    it tells a live owner from a later process that reuses its pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner_id() -> str:
+    """This process as the owner of a backfill its own daemon runs."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
+
+
+def owner_gone(owner: str) -> bool:
+    """True only when the owner is surely gone: on this host, and its pid is free or now
+    another process's. An owner on another host is taken as alive."""
+    host, pid, started = (owner.split(":") + ["", ""])[:3]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return bool(started) and _start_time(int(pid)) != started
 
 
 def parse_policy(text: str) -> dict[str, str]:
@@ -79,13 +137,32 @@ def daemon_running(instance: dg.DagsterInstance) -> bool:
     return all(status.healthy for status in statuses.values())
 
 
+def _terminate_with_parent() -> None:
+    """In the daemon, before exec: SIGTERM when the command that started it dies, even by
+    SIGKILL (Linux's PR_SET_PDEATHSIG), so that no daemon outlives its command."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
+def _daemons_file(instance: dg.DagsterInstance, backfill_id: str) -> Path:
+    return Path(instance.root_directory) / "aps-etl-backfill" / f"{backfill_id}.daemon-ids"
+
+
 @contextmanager
-def own_daemon(instance: dg.DagsterInstance, env: dict[str, str], log: Path) -> Iterator[int]:
-    """A dagster-daemon on this instance for the duration: its process id. It serves the
-    backfill location in a code server of its own; stopped (its process group, which it
-    leads) on the way out."""
+def own_daemon(
+    instance: dg.DagsterInstance, env: dict[str, str], log: Path, backfill_id: str
+) -> Iterator[subprocess.Popen]:
+    """A dagster-daemon on this instance for the duration, for backfill_id. It serves the
+    backfill location in a code server of its own, whose run workers share its process
+    group; the group is stopped on the way out, also when the daemon itself has already
+    exited. Its heartbeats' ids are kept in a file while it runs: if the command is killed,
+    close_abandoned tells the heartbeats it leaves from a deployment daemon's."""
     daemon = Path(sys.executable).parent / "dagster-daemon"
     command = [str(daemon), "run", "-m", LOCATION_MODULE, "-d", str(REPO_ROOT)]
+    ids = _daemons_file(instance, backfill_id)
+    started = time.time()
     with log.open("ab") as out:
         process = subprocess.Popen(
             command,
@@ -94,6 +171,7 @@ def own_daemon(instance: dg.DagsterInstance, env: dict[str, str], log: Path) -> 
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_terminate_with_parent,
         )
     try:
         deadline = time.monotonic() + 180
@@ -104,18 +182,38 @@ def own_daemon(instance: dg.DagsterInstance, env: dict[str, str], log: Path) -> 
             if time.monotonic() > deadline:
                 raise BackfillError(f"dagster-daemon did not start within 180 s (log: {log})")
             time.sleep(0.5)
-        yield process.pid
+        ids.parent.mkdir(parents=True, exist_ok=True)
+        beats = instance.get_daemon_heartbeats().values()
+        ids.write_text("\n".join({b.daemon_id or "" for b in beats if b.timestamp >= started}))
+        yield process
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
+        _stop_group(process)
         # Its heartbeats outlive it (a minute of "healthy"): the next backfill must not
         # take it for a running daemon. It ran only because none other did.
         instance.wipe_daemon_heartbeats()
+        ids.unlink(missing_ok=True)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the daemon's process group (the daemon, its code server, their run
+    workers), SIGKILL to what is left after a minute."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _group_alive(process.pid):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(0.5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def daily_partitions(first: str, last: str) -> list[str]:
@@ -148,9 +246,15 @@ def in_flight_overlap(instance: dg.DagsterInstance, days: set[str]) -> str | Non
 
 
 def submit(
-    instance: dg.DagsterInstance, defs: dg.Definitions, first: str, last: str, title: str
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    first: str,
+    last: str,
+    title: str,
+    owner: str | None = None,
 ) -> str:
-    """The daily job's assets for [first, last] as one asset backfill: its id."""
+    """The daily job's assets for [first, last] as one asset backfill: its id. `owner`
+    (owner_id()) marks a backfill that the submitting process's own daemon runs."""
     from aps_etl.orchestration.jobs import aps_daily
 
     graph = defs.resolve_asset_graph()
@@ -160,6 +264,7 @@ def submit(
     if clash:
         raise BackfillError(clash)
     backfill_id = make_new_backfill_id()
+    tags = {"aps_etl/launched_by": "aps-etl backfill"} | ({OWNER_TAG: owner} if owner else {})
     instance.add_backfill(
         PartitionBackfill.from_asset_partitions(
             backfill_id=backfill_id,
@@ -167,7 +272,7 @@ def submit(
             partition_names=days,
             asset_selection=keys,
             backfill_timestamp=time.time(),
-            tags={"aps_etl/launched_by": "aps-etl backfill"},
+            tags=tags,
             dynamic_partitions_store=instance,
             all_partitions=False,
             title=title,
@@ -176,6 +281,88 @@ def submit(
         )
     )
     return backfill_id
+
+
+def _unfinished_runs(instance: dg.DagsterInstance, backfill_id: str) -> list[dg.DagsterRun]:
+    from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
+
+    return list(
+        instance.get_runs(
+            filters=dg.RunsFilter(
+                tags={BACKFILL_ID_TAG: backfill_id}, statuses=NOT_FINISHED_STATUSES
+            )
+        )
+    )
+
+
+def cancel_runs(instance: dg.DagsterInstance, backfill_id: str, grace_s: float) -> None:
+    """Marks the backfill CANCELING (its daemon launches nothing more) and cancels its runs
+    as the UI's "Cancel backfill" does: queued ones at once, running ones through their code
+    server (the run worker stops between steps and records CANCELED). Waits up to grace_s
+    for them to end."""
+    backfill = instance.get_backfill(backfill_id)
+    if backfill is not None and backfill.status == BulkActionStatus.REQUESTED:
+        instance.update_backfill(backfill.with_status(BulkActionStatus.CANCELING))
+    quiet = logging.getLogger("aps_etl.backfills")
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            if cancel_backfill_runs_and_cancellation_complete(instance, backfill_id, quiet):
+                return
+        except Exception:  # a code server already gone: its runs are stopped with it
+            return
+        time.sleep(1)
+
+
+def close(instance: dg.DagsterInstance, backfill_id: str, why: str) -> list[str]:
+    """After every process that ran the backfill is gone: its runs that did not end are
+    recorded CANCELED (their workers are dead) and the backfill CANCELED, so it holds no
+    day. The days of the runs so closed."""
+    closed = []
+    for run in _unfinished_runs(instance, backfill_id):
+        instance.report_run_canceled(run, message=f"Canceled: {why}")
+        closed.append(run_days(run.tags))
+    backfill = instance.get_backfill(backfill_id)
+    if backfill is not None and backfill.status not in DONE:
+        instance.update_backfill(
+            backfill.with_status(BulkActionStatus.CANCELED).with_end_timestamp(time.time())
+        )
+    return sorted(closed)
+
+
+def close_abandoned(instance: dg.DagsterInstance) -> list[tuple[str, list[str]]]:
+    """Backfills left in flight by an `aps-etl backfill` that was killed (its owner process
+    is gone, and its daemon with it): each closed as by close(). Runs still going on their
+    own (a run worker outlives its daemon) are left to end; the rest are closed. Returns
+    (backfill id, days of the runs closed) for each."""
+    found = []
+    for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=IN_FLIGHT)):
+        owner = backfill.tags.get(OWNER_TAG)
+        if not owner or not owner_gone(owner):
+            continue
+        closed = []
+        for run in _unfinished_runs(instance, backfill.backfill_id):
+            if run.status in (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED):
+                instance.report_run_canceled(run, message=f"Canceled: {ABANDONED}")
+                closed.append(run_days(run.tags))
+        instance.update_backfill(
+            backfill.with_status(BulkActionStatus.CANCELED).with_end_timestamp(time.time())
+        )
+        _wipe_heartbeats_of(instance, _daemons_file(instance, backfill.backfill_id))
+        found.append((backfill.backfill_id, sorted(closed)))
+    return found
+
+
+def _wipe_heartbeats_of(instance: dg.DagsterInstance, ids_file: Path) -> None:
+    """The heartbeats a killed command's daemon left (for a minute they read as a running
+    daemon, and the next command would wait on it): wiped when every heartbeat is its."""
+    if not ids_file.exists():
+        return
+    theirs = set(ids_file.read_text().split())
+    beats = instance.get_daemon_heartbeats().values()
+    if theirs and beats and all(b.daemon_id in theirs for b in beats):
+        instance.wipe_daemon_heartbeats()
+    ids_file.unlink(missing_ok=True)
 
 
 def cancel_if_untouched(instance: dg.DagsterInstance, backfill_id: str) -> None:
@@ -219,7 +406,7 @@ class Outcome:
         )
 
 
-def _days(tags: Mapping[str, str]) -> str:
+def run_days(tags: Mapping[str, str]) -> str:
     if PARTITION_NAME_TAG in tags:
         return tags[PARTITION_NAME_TAG]
     start = tags.get(ASSET_PARTITION_RANGE_START_TAG, "?")
@@ -243,9 +430,11 @@ def wait(
     backfill_id: str,
     out: Callable[[str], None],
     poll_s: float = 1.0,
+    check: Callable[[float], None] | None = None,
 ) -> Outcome:
     """Until the backfill is done and its runs have ended; a line per run each time its
-    status changes, and a count of runs by status whenever it changes."""
+    status changes, and a count of runs by status whenever it changes. `check(elapsed)`
+    runs at every poll: it may say something, or raise BackfillStopped to stop waiting."""
     started = time.monotonic()
     seen: dict[str, str] = {}
     last_count = ""
@@ -266,7 +455,7 @@ def wait(
                 else None
             )
             progress = RunProgress(
-                dagster_run.run_id, _days(dagster_run.tags), dagster_run.status.value, seconds
+                dagster_run.run_id, run_days(dagster_run.tags), dagster_run.status.value, seconds
             )
             if dagster_run.status == dg.DagsterRunStatus.FAILURE:
                 progress.error = _step_error(instance, dagster_run.run_id)
@@ -293,8 +482,67 @@ def wait(
                 f"  {elapsed:7.1f} s  no run yet: is the daemon's backfill loop healthy (the "
                 "UI's Deployment > Daemons, or the daemon's log)?"
             )
-        finished = all(seen[r.run_id] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs)
+        finished = all(seen[r.run_id] in FINISHED for r in runs)
         if backfill.status in DONE and finished:
             error = backfill.error.message.strip() if backfill.error else ""
             return Outcome(backfill_id, backfill.status.value, elapsed, runs, error)
+        if check is not None:
+            check(elapsed)
         time.sleep(poll_s)
+
+
+def daemon_exit_check(process: subprocess.Popen, log: Path) -> Callable[[float], None]:
+    """Stops the wait when the command's own daemon has exited: nothing would run the rest."""
+
+    def check(elapsed: float) -> None:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            raise BackfillStopped(
+                f"the dagster-daemon this command started exited ({process.returncode}) after "
+                f"{elapsed:.0f} s (log: {log}{': ' + tail[0][:300] if tail else ''})"
+            )
+
+    return check
+
+
+def timeout_check(timeout_s: float, continues: str) -> Callable[[float], None]:
+    """Stops the wait after timeout_s; `continues` says what becomes of the backfill."""
+
+    def check(elapsed: float) -> None:
+        if elapsed > timeout_s:
+            raise BackfillStopped(f"not done after --timeout {timeout_s:g} s: {continues}")
+
+    return check
+
+
+def heartbeat_watch(
+    instance: dg.DagsterInstance, out: Callable[[str], None], every_s: float = HEARTBEAT_CHECK_S
+) -> Callable[[float], None]:
+    """A deployment's daemon runs the backfill: says when its heartbeats stop (the backfill
+    waits for it; compose restarts it) and when they are back."""
+    state = {"next": every_s, "silent": False}
+
+    def check(elapsed: float) -> None:
+        if elapsed < state["next"]:
+            return
+        state["next"] = elapsed + every_s
+        healthy = daemon_running(instance)
+        if not healthy and not state["silent"]:
+            out(
+                f"  {elapsed:7.1f} s  the deployment's dagster-daemon has not heartbeaten for "
+                "30 s: its runs wait until it is back (Deployment > Daemons in the UI)"
+            )
+        elif healthy and state["silent"]:
+            out(f"  {elapsed:7.1f} s  the deployment's dagster-daemon is back")
+        state["silent"] = not healthy
+
+    return check
+
+
+def checks(*found: Callable[[float], None] | None) -> Callable[[float], None]:
+    def check(elapsed: float) -> None:
+        for one in found:
+            if one is not None:
+                one(elapsed)
+
+    return check

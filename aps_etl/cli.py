@@ -319,6 +319,8 @@ def _backfill(args: argparse.Namespace) -> int:
         raise UsageError(f"--to {args.end} is before --from {args.start}")
     if args.policy is not None:
         return _dagster_backfill(args)
+    if args.timeout is not None:
+        raise UsageError("--timeout applies to --policy (a Dagster backfill)")
     instance = runner.dagster_instance()
     started = time.perf_counter()
     print(f"job aps_daily for {args.start}...{args.end} in one run: steps as they finish")
@@ -331,9 +333,9 @@ def _backfill(args: argparse.Namespace) -> int:
 
 def _dagster_backfill(args: argparse.Namespace) -> int:
     """`backfill --policy`: submit, run under the queued coordinator and a daemon, wait."""
-    import contextlib
     import functools
     import math
+    import signal
 
     from dagster._core.run_coordinator import QueuedRunCoordinator
 
@@ -360,33 +362,92 @@ def _dagster_backfill(args: argparse.Namespace) -> int:
     days = backfills.daily_partitions(args.start, args.end)
     per_run = policy.max_partitions_per_run or len(days)
     how = f"runs of at most {per_run} day(s)" if policy.max_partitions_per_run else "one run"
+    for left, days_closed in backfills.close_abandoned(instance):
+        print(
+            f"backfill {left} was left in flight by a killed aps-etl backfill: canceled"
+            + (f" (its queued runs for {', '.join(days_closed)} too)" if days_closed else ""),
+            flush=True,
+        )
     running = backfills.daemon_running(instance)
     title = f"aps_daily {args.start}...{args.end}"
     # Submitted before a daemon of ours starts: its backfill loop's first pass (every 30 s)
     # finds it, instead of the one after.
-    backfill_id = backfills.submit(instance, defs, args.start, args.end, title)
+    owner = None if running else backfills.owner_id()
+    backfill_id = backfills.submit(instance, defs, args.start, args.end, title, owner)
     print(
         f"backfill {backfill_id}: {len(days)} day(s) {args.start}...{args.end}, {how}, "
         f"submitted (Dagster instance {os.environ['DAGSTER_HOME']})",
         flush=True,
     )
+    out = functools.partial(print, flush=True)
+    timeout = None
+    # SIGTERM (systemd, kill) ends the command as Ctrl-C does: through the cleanup below
+    signal.signal(signal.SIGTERM, _interrupt)
     if running:
         print(
             "a dagster-daemon is running on this instance: it runs the backfill, split by its "
             "code location's APS_BACKFILL_POLICY",
             flush=True,
         )
-        daemon: contextlib.AbstractContextManager = contextlib.nullcontext()
+        if args.timeout is not None:
+            timeout = backfills.timeout_check(
+                args.timeout,
+                f"backfill {backfill_id} goes on in the deployment's daemon: follow or cancel "
+                "it in the UI (Overview > Backfills)",
+            )
+        try:
+            outcome = backfills.wait(
+                instance, backfill_id, out,
+                check=backfills.checks(backfills.heartbeat_watch(instance, out), timeout),
+            )  # fmt: skip
+        except backfills.BackfillStopped as exc:
+            print(f"aps-etl backfill: {exc}", file=sys.stderr)
+            return 1
+        except BaseException:
+            backfills.cancel_if_untouched(instance, backfill_id)
+            raise
     else:
         log = Path(os.environ["DAGSTER_HOME"]) / "backfill-daemon.log"
         print(f"no dagster-daemon on this instance: starting one (log: {log})", flush=True)
-        daemon = backfills.own_daemon(instance, dict(os.environ), log)
-    try:
-        with daemon:
-            outcome = backfills.wait(instance, backfill_id, functools.partial(print, flush=True))
-    except BaseException:
-        backfills.cancel_if_untouched(instance, backfill_id)
-        raise
+        if args.timeout is not None:
+            timeout = backfills.timeout_check(
+                args.timeout, f"backfill {backfill_id} and its runs canceled"
+            )
+        try:
+            with backfills.own_daemon(instance, dict(os.environ), log, backfill_id) as daemon:
+                try:
+                    outcome = backfills.wait(
+                        instance, backfill_id, out,
+                        check=backfills.checks(backfills.daemon_exit_check(daemon, log), timeout),
+                    )  # fmt: skip
+                except BaseException:
+                    # while its code server is up: running runs stop through it, cleanly
+                    out("stopping: canceling the backfill's runs, then the daemon")
+                    backfills.cancel_runs(instance, backfill_id, backfills.CANCEL_GRACE_S)
+                    raise
+        except BaseException as exc:
+            # the daemon's whole process group is gone now: close what did not end
+            why = str(exc) if isinstance(exc, backfills.BackfillStopped) else "interrupted"
+            closed = backfills.close(instance, backfill_id, f"aps-etl backfill stopped: {why}")
+            if closed:
+                out(f"runs stopped before they ended, canceled: {', '.join(closed)}")
+            if isinstance(exc, backfills.BackfillStopped):
+                done = _days_done(instance, backfill_id)
+                print(f"aps-etl backfill: {exc}", file=sys.stderr)
+                print(
+                    f"backfill {backfill_id} CANCELED: days done {done or 'none'}; run the "
+                    "command again for the rest (a day done again is replaced whole)",
+                    file=sys.stderr,
+                )
+                return 1
+            if isinstance(exc, KeyboardInterrupt):
+                print(
+                    f"aps-etl backfill: interrupted; backfill {backfill_id} CANCELED: days done "
+                    f"{_days_done(instance, backfill_id) or 'none'}",
+                    file=sys.stderr,
+                )
+                return 130
+            raise
     ok = sum(run.status == "SUCCESS" for run in outcome.runs)
     print(
         f"backfill {backfill_id} {outcome.status} in {outcome.seconds:.1f} s: "
@@ -398,6 +459,37 @@ def _dagster_backfill(args: argparse.Namespace) -> int:
     if running and len(outcome.runs) != expected:
         print(f"  (--policy asked for {expected} run(s): the running daemon's setting differs)")
     return 0 if outcome.success else 1
+
+
+def _duration(text: str) -> float:
+    """Seconds from `90`, `90s`, `30m` or `2h`."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        seconds = 0
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expected a duration like 5400, 90m or 2h: {text!r}")
+    return seconds
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _days_done(instance, backfill_id: str) -> str:
+    """The days of a backfill's runs that succeeded, as a short list."""
+    import dagster as dg
+
+    from aps_etl import backfills
+
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(
+            tags={"dagster/backfill": backfill_id}, statuses=[dg.DagsterRunStatus.SUCCESS]
+        )
+    )
+    return ", ".join(sorted(backfills.run_days(run.tags) for run in runs))
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -498,6 +590,14 @@ def build_parser() -> argparse.ArgumentParser:
         "dagster-daemon: the one running on the instance, else one started for the "
         "duration) with this backfill policy: multi-run:N is runs of at most N days (default "
         "1) run side by side; waits, printing each run; exit 1 if any run fails",
+    )
+    backfill.add_argument(
+        "--timeout",
+        type=_duration,
+        metavar="DURATION",
+        help="with --policy: stop waiting after this long (e.g. 5400, 90m, 2h), exit 1. A "
+        "backfill run by a daemon this command started is canceled with its runs; one run by "
+        "a deployment's daemon goes on there",
     )
     backfill.set_defaults(func=_backfill)
 
