@@ -403,6 +403,14 @@ def _dagster_backfill(args: argparse.Namespace) -> int:
         except backfills.BackfillStopped as exc:
             print(f"aps-etl backfill: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            backfills.cancel_if_untouched(instance, backfill_id)
+            print(
+                f"aps-etl backfill: interrupted; backfill {backfill_id} goes on in the "
+                "deployment's daemon unless it had no run yet (then it is canceled)",
+                file=sys.stderr,
+            )
+            return 130
         except BaseException:
             backfills.cancel_if_untouched(instance, backfill_id)
             raise
