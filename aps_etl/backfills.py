@@ -23,10 +23,12 @@ deployment's daemon is only watched: the command says when its heartbeats stop.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -50,6 +52,7 @@ from dagster._core.storage.tags import (
 )
 from dagster._core.utils import make_new_backfill_id
 
+from aps_etl import liveness
 from aps_etl.stack_env import REPO_ROOT
 
 # The daemons a backfill needs: the backfill loop makes the runs, the queue starts them.
@@ -57,10 +60,12 @@ DAEMONS = ("BACKFILL", "QUEUED_RUN_COORDINATOR")
 LOCATION_MODULE = "aps_etl.backfill_location"
 # the backfill loop looks every 30 s: no run after this long means something is wrong
 NO_RUN_HINT_S = 120
-# the process (host:pid:start time) whose own daemon runs a backfill: a tag on it and its runs
+# the process (host, pid, start time) whose own daemon runs a backfill: a tag on it and its runs
 OWNER_TAG = "aps_etl/backfill_owner"
-# how long canceled runs get to stop on their own before their workers are killed
-CANCEL_GRACE_S = 60
+# How long canceled runs get to stop on their own, then the daemon's group before SIGKILL:
+# together under systemd's default 90 s stop timeout.
+CANCEL_GRACE_S = 30
+STOP_GRACE_S = 30
 # how often a deployment's daemon's heartbeats are looked at while waiting
 HEARTBEAT_CHECK_S = 30
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
@@ -83,34 +88,19 @@ class BackfillStopped(BackfillError):
     """The wait ended before the backfill did: its daemon exited, or `--timeout` passed."""
 
 
-def _start_time(pid: int) -> str:
-    """The process's start time in clock ticks (/proc/<pid>/stat field 22): with the pid,
-    it tells a live owner from a later process that reuses its pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
 def owner_id() -> str:
-    """This process as the owner of a backfill its own daemon runs."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
+    """This process as the owner of a backfill its own daemon runs (host, pid, start time)."""
+    return json.dumps(liveness.this_process().as_dict())
 
 
 def owner_gone(owner: str) -> bool:
-    """True only when the owner is surely gone: on this host, and its pid is free or now
-    another process's. An owner on another host is taken as alive."""
-    host, pid, started = (owner.split(":") + ["", ""])[:3]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
+    """True only when the owner is surely gone: on this host, and its pid is free, a zombie
+    or another (later) process's. An owner on another host is taken as alive."""
     try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
+        found = liveness.Owner.from_mapping(json.loads(owner))
+    except (ValueError, TypeError):
         return False
-    return bool(started) and _start_time(int(pid)) != started
+    return found is not None and liveness.alive(found) is False
 
 
 def parse_policy(text: str) -> dict[str, str]:
@@ -137,17 +127,28 @@ def daemon_running(instance: dg.DagsterInstance) -> bool:
     return all(status.healthy for status in statuses.values())
 
 
-def _terminate_with_parent() -> None:
-    """In the daemon, before exec: SIGTERM when the command that started it dies, even by
-    SIGKILL (Linux's PR_SET_PDEATHSIG), so that no daemon outlives its command."""
-    import ctypes
+def _terminate_with_parent(parent: int) -> Callable[[], None]:
+    """For the daemon, between fork and exec: SIGTERM when the command that started it dies,
+    even by SIGKILL (Linux's PR_SET_PDEATHSIG), so that no daemon outlives its command. libc
+    is looked up here, in the parent; the child only calls it (and exits if its parent is
+    already gone, which prctl would not notice)."""
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: the daemon stops with the command only
+        return lambda: None
 
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    def child() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return child
 
 
 def _daemons_file(instance: dg.DagsterInstance, backfill_id: str) -> Path:
-    return Path(instance.root_directory) / "aps-etl-backfill" / f"{backfill_id}.daemon-ids"
+    """While a command's own daemon runs: its process (the leader of its process group) and
+    its heartbeats' ids, for close_abandoned if the command is killed."""
+    return Path(instance.root_directory) / "aps-etl-backfill" / f"{backfill_id}.daemon.json"
 
 
 @contextmanager
@@ -161,7 +162,7 @@ def own_daemon(
     close_abandoned tells the heartbeats it leaves from a deployment daemon's."""
     daemon = Path(sys.executable).parent / "dagster-daemon"
     command = [str(daemon), "run", "-m", LOCATION_MODULE, "-d", str(REPO_ROOT)]
-    ids = _daemons_file(instance, backfill_id)
+    record = _daemons_file(instance, backfill_id)
     started = time.time()
     with log.open("ab") as out:
         process = subprocess.Popen(
@@ -171,7 +172,7 @@ def own_daemon(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_terminate_with_parent,
+            preexec_fn=_terminate_with_parent(os.getpid()),
         )
     try:
         deadline = time.monotonic() + 180
@@ -182,30 +183,48 @@ def own_daemon(
             if time.monotonic() > deadline:
                 raise BackfillError(f"dagster-daemon did not start within 180 s (log: {log})")
             time.sleep(0.5)
-        ids.parent.mkdir(parents=True, exist_ok=True)
         beats = instance.get_daemon_heartbeats().values()
-        ids.write_text("\n".join({b.daemon_id or "" for b in beats if b.timestamp >= started}))
+        started_at = liveness.process_started(process.pid) or 0.0
+        leader = liveness.Owner(liveness.hostname(), process.pid, started_at)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(
+            json.dumps(
+                {
+                    "daemon": leader.as_dict(),
+                    "heartbeat_ids": sorted(
+                        {b.daemon_id or "" for b in beats if b.timestamp >= started}
+                    ),
+                }
+            )
+        )
         yield process
     finally:
-        _stop_group(process)
-        # Its heartbeats outlive it (a minute of "healthy"): the next backfill must not
-        # take it for a running daemon. It ran only because none other did.
-        instance.wipe_daemon_heartbeats()
-        ids.unlink(missing_ok=True)
+        try:
+            _stop_group(process.pid, process)
+        finally:
+            # Its heartbeats outlive it (a minute of "healthy"): the next backfill must not
+            # take it for a running daemon. It ran only because none other did.
+            instance.wipe_daemon_heartbeats()
+            record.unlink(missing_ok=True)
 
 
-def _stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM to the daemon's process group (the daemon, its code server, their run
-    workers), SIGKILL to what is left after a minute."""
+def _stop_group(pgid: int, leader: subprocess.Popen | None = None) -> None:
+    """SIGTERM to a daemon's process group (the daemon, its code server, their run
+    workers), SIGKILL to what is left after STOP_GRACE_S. `leader`, our child, is reaped."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and _group_alive(process.pid):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline and _group_alive(pgid):
+        if leader is not None and leader.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                leader.wait(0.5)
+        else:
+            time.sleep(0.5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    if leader is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(0.5)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(10)
+            leader.wait(10)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -213,6 +232,8 @@ def _group_alive(pgid: int) -> bool:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
+    except PermissionError:  # members of another user: alive, not ours to signal
+        return True
     return True
 
 
@@ -300,12 +321,13 @@ def cancel_runs(instance: dg.DagsterInstance, backfill_id: str, grace_s: float) 
     as the UI's "Cancel backfill" does: queued ones at once, running ones through their code
     server (the run worker stops between steps and records CANCELED). Waits up to grace_s
     for them to end."""
-    backfill = instance.get_backfill(backfill_id)
-    if backfill is not None and backfill.status == BulkActionStatus.REQUESTED:
-        instance.update_backfill(backfill.with_status(BulkActionStatus.CANCELING))
     quiet = logging.getLogger("aps_etl.backfills")
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
+        # at every pass: the daemon's loop may write back the REQUESTED copy it read
+        backfill = instance.get_backfill(backfill_id)
+        if backfill is not None and backfill.status == BulkActionStatus.REQUESTED:
+            instance.update_backfill(backfill.with_status(BulkActionStatus.CANCELING))
         try:
             if cancel_backfill_runs_and_cancellation_complete(instance, backfill_id, quiet):
                 return
@@ -332,37 +354,52 @@ def close(instance: dg.DagsterInstance, backfill_id: str, why: str) -> list[str]
 
 def close_abandoned(instance: dg.DagsterInstance) -> list[tuple[str, list[str]]]:
     """Backfills left in flight by an `aps-etl backfill` that was killed (its owner process
-    is gone, and its daemon with it): each closed as by close(). Runs still going on their
-    own (a run worker outlives its daemon) are left to end; the rest are closed. Returns
-    (backfill id, days of the runs closed) for each."""
+    is gone): what is left of its daemon's process group (the code server waits for its
+    runs, which could go on for hours beside the next command's) is stopped, its runs that
+    did not end are closed and the backfill is canceled, as close() does; so are the
+    heartbeats its daemon left. Returns (backfill id, days of the runs closed) for each."""
     found = []
     for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=IN_FLIGHT)):
         owner = backfill.tags.get(OWNER_TAG)
         if not owner or not owner_gone(owner):
             continue
-        closed = []
-        for run in _unfinished_runs(instance, backfill.backfill_id):
-            if run.status in (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED):
-                instance.report_run_canceled(run, message=f"Canceled: {ABANDONED}")
-                closed.append(run_days(run.tags))
-        instance.update_backfill(
-            backfill.with_status(BulkActionStatus.CANCELED).with_end_timestamp(time.time())
-        )
-        _wipe_heartbeats_of(instance, _daemons_file(instance, backfill.backfill_id))
-        found.append((backfill.backfill_id, sorted(closed)))
+        record_file = _daemons_file(instance, backfill.backfill_id)
+        try:
+            record = json.loads(record_file.read_text())
+        except (OSError, ValueError):
+            record = {}
+        daemon = liveness.Owner.from_mapping(record.get("daemon") or {})
+        if daemon is not None and _still_its_group(daemon):
+            _stop_group(daemon.pid)
+        closed = close(instance, backfill.backfill_id, ABANDONED)
+        _wipe_heartbeats_of(instance, set(record.get("heartbeat_ids") or []))
+        record_file.unlink(missing_ok=True)
+        found.append((backfill.backfill_id, closed))
     return found
 
 
-def _wipe_heartbeats_of(instance: dg.DagsterInstance, ids_file: Path) -> None:
-    """The heartbeats a killed command's daemon left (for a minute they read as a running
-    daemon, and the next command would wait on it): wiped when every heartbeat is its."""
-    if not ids_file.exists():
-        return
-    theirs = set(ids_file.read_text().split())
-    beats = instance.get_daemon_heartbeats().values()
-    if theirs and beats and all(b.daemon_id in theirs for b in beats):
+def _still_its_group(daemon: liveness.Owner) -> bool:
+    """The daemon's process group still has members, and they are its: Linux does not reuse
+    a pid while a group of that id exists, so only a live leader needs its start time
+    checked (a later process that took the pid)."""
+    if daemon.host != liveness.hostname() or not _group_alive(daemon.pid):
+        return False
+    leader_started = liveness.process_started(daemon.pid)
+    if leader_started is None:
+        return True  # the leader is gone, its group is not: the code server, run workers
+    return os.getpgid(daemon.pid) == daemon.pid and abs(leader_started - daemon.started) < 1
+
+
+def _wipe_heartbeats_of(instance: dg.DagsterInstance, theirs: set[str]) -> None:
+    """The heartbeats a killed command's daemon left read as a running daemon for a minute,
+    and the next command would wait on it: wiped when every recent heartbeat is its own."""
+    recent = [
+        beat
+        for beat in instance.get_daemon_heartbeats().values()
+        if beat.timestamp > time.time() - 120
+    ]
+    if theirs and recent and all(beat.daemon_id in theirs for beat in recent):
         instance.wipe_daemon_heartbeats()
-    ids_file.unlink(missing_ok=True)
 
 
 def cancel_if_untouched(instance: dg.DagsterInstance, backfill_id: str) -> None:

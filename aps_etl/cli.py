@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import os
 import sys
 import warnings
@@ -334,7 +335,6 @@ def _backfill(args: argparse.Namespace) -> int:
 def _dagster_backfill(args: argparse.Namespace) -> int:
     """`backfill --policy`: submit, run under the queued coordinator and a daemon, wait."""
     import functools
-    import math
     import signal
 
     from dagster._core.run_coordinator import QueuedRunCoordinator
@@ -429,6 +429,9 @@ def _dagster_backfill(args: argparse.Namespace) -> int:
                         check=backfills.checks(backfills.daemon_exit_check(daemon, log), timeout),
                     )  # fmt: skip
                 except BaseException:
+                    # a second Ctrl-C or SIGTERM must not cut the cleanup short
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
                     # while its code server is up: running runs stop through it, cleanly
                     out("stopping: canceling the backfill's runs, then the daemon")
                     backfills.cancel_runs(instance, backfill_id, backfills.CANCEL_GRACE_S)
@@ -477,7 +480,7 @@ def _duration(text: str) -> float:
         seconds = float(number) * units[unit]
     except ValueError:
         seconds = 0
-    if seconds <= 0:
+    if not (0 < seconds < math.inf):  # nan and inf would never time out
         raise argparse.ArgumentTypeError(f"expected a duration like 5400, 90m or 2h: {text!r}")
     return seconds
 

@@ -210,16 +210,16 @@ def test_waiting_on_a_backfill_no_daemon_picks_up_says_so(monkeypatch) -> None:
 def test_an_owner_is_gone_only_when_surely_gone() -> None:
     from aps_etl import backfills
 
-    me = backfills.owner_id()
-    assert not backfills.owner_gone(me)
-    host, pid, started = me.split(":")
-    assert started, "the start time makes a reused pid tell"
-    assert backfills.owner_gone(f"{host}:{pid}:{int(started) + 1}")  # a later process
+    me = json.loads(backfills.owner_id())
+    assert not backfills.owner_gone(json.dumps(me))
+    assert me["started"] > 0, "the start time makes a reused pid tell"
+    later = {**me, "started": me["started"] + 5}  # a later process with the same pid
+    assert backfills.owner_gone(json.dumps(later))
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    assert backfills.owner_gone(f"{host}:{child.pid}:{started}")
+    assert backfills.owner_gone(json.dumps({**me, "pid": child.pid}))
     # another host's process cannot be looked at: it is taken as alive
-    assert not backfills.owner_gone(f"not-{host}:{child.pid}:{started}")
+    assert not backfills.owner_gone(json.dumps({**me, "pid": child.pid, "host": "elsewhere"}))
     assert not backfills.owner_gone("garbage")
 
 
@@ -235,8 +235,7 @@ def test_a_backfill_left_by_a_killed_command_is_closed_and_frees_its_days() -> N
     defs = build_defs(resources_for("local"), automation=False)
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    host, _, started = backfills.owner_id().split(":")
-    dead = f"{host}:{child.pid}:{started}"
+    dead = json.dumps({**json.loads(backfills.owner_id()), "pid": child.pid})
     with dg.DagsterInstance.ephemeral() as instance:
         left = backfills.submit(instance, defs, "2026-11-20", "2026-11-21", "left", dead)
         alive = backfills.submit(
@@ -264,14 +263,22 @@ def test_a_backfill_left_by_a_killed_command_is_closed_and_frees_its_days() -> N
         # command would leave its backfill to no one
         from dagster._daemon.types import DaemonHeartbeat
 
-        ids = backfills._daemons_file(instance, left)
-        ids.parent.mkdir(parents=True, exist_ok=True)
-        ids.write_text("its-daemon")
-        for daemon in backfills.DAEMONS:
-            instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), daemon, "its-daemon", []))
+        record = backfills._daemons_file(instance, left)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        # its daemon's process group is gone too (the command's child above)
+        daemon = {"host": json.loads(dead)["host"], "pid": child.pid, "started": 1.0}
+        record.write_text(json.dumps({"daemon": daemon, "heartbeat_ids": ["its-daemon"]}))
+        for daemon_type in backfills.DAEMONS:
+            instance.add_daemon_heartbeat(
+                DaemonHeartbeat(time.time(), daemon_type, "its-daemon", [])
+            )
 
         assert backfills.close_abandoned(instance) == [(left, ["2026-11-21"])]
-        assert instance.get_daemon_heartbeats() == {} and not ids.exists()
+        assert instance.get_daemon_heartbeats() == {} and not record.exists()
+        # a deployment's daemon beating beside it: its heartbeats are not touched
+        instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), "BACKFILL", "deploy", []))
+        backfills._wipe_heartbeats_of(instance, {"its-daemon"})
+        assert set(instance.get_daemon_heartbeats()) == {"BACKFILL"}
 
         statuses = {b.backfill_id: b.status.value for b in instance.get_backfills()}
         assert statuses[left] == "CANCELED"
@@ -312,7 +319,7 @@ def test_timeout_is_a_duration_and_needs_the_policy() -> None:
     from aps_etl.cli import _duration
 
     assert [_duration(t) for t in ("90", "90s", "30m", "2h", "1.5h")] == [90, 90, 1800, 7200, 5400]
-    for bad in ("0", "-5m", "soon", "2d", ""):
+    for bad in ("0", "-5m", "soon", "2d", "", "nan", "infm"):
         with pytest.raises(Exception, match="duration like"):
             _duration(bad)
     check = backfills.timeout_check(60, "what becomes of it")
@@ -412,7 +419,7 @@ def test_a_multi_run_backfill_survives_kills_then_runs_each_day_in_a_run_of_its_
     A backfill run by the command's own daemon ends with the command, whatever ends it, and
     the range can be run again at once:
     1. the command is killed (SIGKILL) with a run going: its daemon gets SIGTERM and exits;
-       the next command closes the backfill it left;
+       the next command stops what is left of its process group and closes the backfill;
     2. the command gets SIGTERM (systemd, kill) with a run going: it cancels the runs,
        stops its daemon, exits 130;
     3. its daemon is killed (SIGKILL): the command says so and exits 1, its runs canceled.
@@ -443,15 +450,16 @@ def test_a_multi_run_backfill_survives_kills_then_runs_each_day_in_a_run_of_its_
     # 1. the command killed
     killed = _Command(args, env)
     killed.wait_for(" STARTED")
-    daemon = killed.daemon()
+    first_daemon = killed.daemon()
     killed.process.kill()
     killed.finish()
-    assert _gone(daemon, 90), "the daemon outlived its command"
-    assert _group_gone(daemon, 180), "the daemon's code server or run worker stayed"
+    assert _gone(first_daemon, 90), "the daemon outlived its command"
 
     # 2. SIGTERM: the left backfill is closed first, then this one canceled cleanly
     termed = _Command(args, env)
     termed.wait_for("was left in flight by a killed aps-etl backfill: canceled")
+    # its code server waits for its run: what was left of the group is stopped
+    assert _group_gone(first_daemon, 5), "the killed command's run worker stayed"
     termed.wait_for(" STARTED")
     daemon = termed.daemon()
     termed.process.terminate()
