@@ -378,6 +378,33 @@ def close_abandoned(instance: dg.DagsterInstance) -> list[tuple[str, list[str]]]
     return found
 
 
+def another_commands_daemon(instance: dg.DagsterInstance) -> str | None:
+    """The daemon heartbeating on the instance is another `aps-etl backfill`'s own: it stops
+    when that command ends, and a backfill left to it would stall. Why, or None."""
+    fresh = {
+        beat.daemon_id
+        for beat in instance.get_daemon_heartbeats().values()
+        if beat.timestamp > time.time() - 60
+    }
+    for record_file in _daemons_file(instance, "-").parent.glob("*.daemon.json"):
+        backfill_id = record_file.name.removesuffix(".daemon.json")
+        try:
+            record = json.loads(record_file.read_text())
+        except (OSError, ValueError):
+            continue
+        backfill = instance.get_backfill(backfill_id)
+        if backfill is None or backfill.status not in IN_FLIGHT:
+            continue
+        if fresh & set(record.get("heartbeat_ids") or []):
+            owner = json.loads(backfill.tags.get(OWNER_TAG) or "{}")
+            return (
+                f"the dagster-daemon on this instance is the one another aps-etl backfill "
+                f"(pid {owner.get('pid', '?')}) started for backfill {backfill_id}; it stops "
+                "with that command. Wait for it, or run a dagster-daemon for the instance"
+            )
+    return None
+
+
 def _still_its_group(daemon: liveness.Owner) -> bool:
     """The daemon's process group still has members, and they are its: Linux does not reuse
     a pid while a group of that id exists, so only a live leader needs its start time

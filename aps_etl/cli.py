@@ -365,10 +365,13 @@ def _dagster_backfill(args: argparse.Namespace) -> int:
     for left, days_closed in backfills.close_abandoned(instance):
         print(
             f"backfill {left} was left in flight by a killed aps-etl backfill: canceled"
-            + (f" (its queued runs for {', '.join(days_closed)} too)" if days_closed else ""),
+            + (f" (its runs for {', '.join(days_closed)} too)" if days_closed else ""),
             flush=True,
         )
     running = backfills.daemon_running(instance)
+    busy = backfills.another_commands_daemon(instance) if running else None
+    if busy:
+        raise backfills.BackfillError(busy)
     title = f"aps_daily {args.start}...{args.end}"
     # Submitted before a daemon of ours starts: its backfill loop's first pass (every 30 s)
     # finds it, instead of the one after.

@@ -290,6 +290,15 @@ def test_a_backfill_left_by_a_killed_command_is_closed_and_frees_its_days() -> N
         backfills.submit(instance, defs, "2026-11-21", "2026-11-22", "after it")
         assert backfills.close_abandoned(instance) == []
 
+        # A live command's own daemon is heartbeating: a second command must not leave its
+        # backfill to it (it stops with the first command), and is told whose it is.
+        assert backfills.another_commands_daemon(instance) is None
+        record = backfills._daemons_file(instance, alive)
+        record.write_text(json.dumps({"daemon": daemon, "heartbeat_ids": ["first-command"]}))
+        instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), "BACKFILL", "first-command", []))
+        busy = backfills.another_commands_daemon(instance)
+        assert busy and f"pid {os.getpid()}" in busy and alive in busy, busy
+
 
 def test_waiting_on_a_deployment_daemon_says_when_its_heartbeats_stop_and_resume() -> None:
     from dagster._daemon.types import DaemonHeartbeat
