@@ -1,6 +1,7 @@
 """The embedded default's PostgreSQL: a server left behind by a deleted install is replaced."""
 
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -14,7 +15,10 @@ def _server_like(binary: Path, pgdata: Path) -> subprocess.Popen:
     `postgres`, told `-D <pgdata>` (Python ignores the arguments after its code)."""
     shutil.copy(Path(sys.executable).resolve(), binary)
     process = subprocess.Popen(
-        [str(binary), "-S", "-c", "import time; time.sleep(300)", "-D", str(pgdata)]
+        [str(binary), "-S", "-c", "import time; time.sleep(300)", "-D", str(pgdata)],
+        # SIGINT's default action, as a real postgres handles it: a shell's background
+        # job (CI under nohup or `&`) inherits SIGINT ignored, and so would Python
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     (pgdata / "postmaster.pid").write_text(f"{process.pid}\n{pgdata}\n")
     time.sleep(0.3)
