@@ -470,6 +470,16 @@ class Outcome:
         )
 
 
+def days_done(instance: dg.DagsterInstance, backfill_id: str) -> str:
+    """The days of a backfill's runs that succeeded, as a short list."""
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(
+            tags={BACKFILL_ID_TAG: backfill_id}, statuses=[dg.DagsterRunStatus.SUCCESS]
+        )
+    )
+    return ", ".join(sorted(run_days(run.tags) for run in runs))
+
+
 def run_days(tags: Mapping[str, str]) -> str:
     if PARTITION_NAME_TAG in tags:
         return tags[PARTITION_NAME_TAG]

@@ -446,7 +446,7 @@ def _dagster_backfill(args: argparse.Namespace) -> int:
             if closed:
                 out(f"runs stopped before they ended, canceled: {', '.join(closed)}")
             if isinstance(exc, backfills.BackfillStopped):
-                done = _days_done(instance, backfill_id)
+                done = backfills.days_done(instance, backfill_id)
                 print(f"aps-etl backfill: {exc}", file=sys.stderr)
                 print(
                     f"backfill {backfill_id} CANCELED: days done {done or 'none'}; run the "
@@ -457,7 +457,7 @@ def _dagster_backfill(args: argparse.Namespace) -> int:
             if isinstance(exc, KeyboardInterrupt):
                 print(
                     f"aps-etl backfill: interrupted; backfill {backfill_id} CANCELED: days done "
-                    f"{_days_done(instance, backfill_id) or 'none'}",
+                    f"{backfills.days_done(instance, backfill_id) or 'none'}",
                     file=sys.stderr,
                 )
                 return 130
@@ -490,20 +490,6 @@ def _duration(text: str) -> float:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _days_done(instance, backfill_id: str) -> str:
-    """The days of a backfill's runs that succeeded, as a short list."""
-    import dagster as dg
-
-    from aps_etl import backfills
-
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(
-            tags={"dagster/backfill": backfill_id}, statuses=[dg.DagsterRunStatus.SUCCESS]
-        )
-    )
-    return ", ".join(sorted(backfills.run_days(run.tags) for run in runs))
 
 
 def _report(args: argparse.Namespace) -> int:
