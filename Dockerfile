@@ -41,9 +41,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     APS_ENV=prod
 WORKDIR /opt/dagster/home
 EXPOSE 3000 4000
-# Refuses to start with a missing secret or as `local` (aps_etl/container_start.py), then
+# Refuses to start with a missing secret or as `local` (aps_etl/env/container_start.py), then
 # runs the command: the default, a command from compose, or a run worker's.
-ENTRYPOINT ["/opt/venv/bin/python", "-m", "aps_etl.container_start"]
+ENTRYPOINT ["/opt/venv/bin/python", "-m", "aps_etl.env.container_start"]
 CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "aps_etl.definitions"]
 USER 10001
 COPY --from=venv /opt/venv /opt/venv

@@ -5,22 +5,22 @@ from typing import Any
 
 import dagster as dg
 
-from aps_etl.asset_attributes import with_attributes
-from aps_etl.etl_report import build_report_asset, build_report_schedule
-from aps_etl.orchestration.alerts import alert_resources_from_env, build_alert_sensor
-from aps_etl.orchestration.freshness import (
+from aps_etl.defs.alerts import alert_resources_from_env, build_alert_sensor
+from aps_etl.defs.attributes import with_attributes
+from aps_etl.defs.freshness import (
     build_deadline_schedule,
     build_freshness_checks,
     build_freshness_sensor,
     build_overdue_alert_sensor,
 )
-from aps_etl.orchestration.gates import daily_loads, gates, loads
-from aps_etl.orchestration.jobs import aps_daily, aps_daily_schedule, aps_plan_snapshot
-from aps_etl.orchestration.sensors import build_plan_run_sensor
-from aps_etl.orchestration.source_change_sensor import build_source_change_sensor
-from aps_etl.retries import retry_delay_s
-from aps_etl.scenarios import SCENARIOS
-from aps_etl.settings import resources_for
+from aps_etl.defs.gates import daily_loads, gates, loads
+from aps_etl.defs.jobs import aps_daily, aps_daily_schedule, aps_plan_snapshot
+from aps_etl.defs.registry import SCENARIOS
+from aps_etl.defs.report import build_report_asset, build_report_schedule
+from aps_etl.defs.retries import retry_delay_s
+from aps_etl.defs.sensors import build_plan_run_sensor
+from aps_etl.defs.source_change_sensor import build_source_change_sensor
+from aps_etl.env.settings import resources_for
 
 
 def build_defs(
@@ -28,7 +28,7 @@ def build_defs(
 ) -> dg.Definitions:
     """All definitions, with the resources of $APS_ENV unless others are given.
     `automation=False` leaves out the schedules and sensors: the code location that
-    `aps-etl backfill --policy` serves to a daemon of its own (aps_etl/backfill_location.py),
+    `aps-etl backfill --policy` serves to a daemon of its own (aps_etl/cli/backfill_location.py),
     which must run the backfill and nothing else."""
     retry_delay_s()  # a bad APS_RETRY_DELAY_S stops the code location, named, not a retry
     freshness = build_freshness_checks(daily_loads)

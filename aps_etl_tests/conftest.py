@@ -9,12 +9,12 @@ import warnings
 
 import pytest
 
-from aps_etl.lake import LakeResource
-from aps_etl.stack_env import load_stack_env
+from aps_etl.env.stack import load_stack_env
+from aps_etl.lib.lake import LakeResource
 from aps_etl_tests.stand_ins import SlackStandIn
 
 # Retries provoked by the tests back off from 0.5 s instead of 5 s (read when a retry is
-# scheduled: aps_etl.retries).
+# scheduled: aps_etl.defs.retries).
 os.environ.setdefault("APS_RETRY_DELAY_S", "0.5")
 
 # platformdirs warns about a missing XDG_RUNTIME_DIR on headless machines: noise.

@@ -9,7 +9,7 @@ from typing import Any
 
 import adbc_driver_postgresql.dbapi as adbc
 
-from aps_etl.calendar import business_day_window
+from aps_etl.lib.business_days import business_day_window
 from aps_etl_tests.pipeline_harness import fetch
 
 

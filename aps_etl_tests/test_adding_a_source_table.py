@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent(
     import pyarrow.parquet as pq
 
     from aps_etl.devdata import seed_source
-    from aps_etl.embedded import SOURCE_DB, start_embedded_postgres
+    from aps_etl.env.embedded import SOURCE_DB, start_embedded_postgres
     # the new table in the source: shifts, one of them outside the day, one bad on D+1
     pg = start_embedded_postgres(pathlib.Path(sys.argv[1]) / "postgres")
     day = dt.date(2026, 11, 20)
@@ -34,9 +34,9 @@ SCRIPT = textwrap.dedent(
             "('N-19', '2026-11-19 18:00+09', 12), ('D-21', '2026-11-21 06:00+09', -1)"
         )
 
-    # 1. the spec (aps_etl/sources/mes.py), appended to the daily sources
-    from aps_etl.sources import mes
-    from aps_etl.sources.specs import TS, ExtractSpec
+    # 1. the spec (aps_etl/lib/sources/mes.py), appended to the daily sources
+    from aps_etl.lib.sources import mes
+    from aps_etl.lib.sources.specs import TS, ExtractSpec
 
     SHIFT_CALENDAR = ExtractSpec(
         name="shift_calendar",
@@ -54,8 +54,8 @@ SCRIPT = textwrap.dedent(
 
     # what follows by itself
     from aps_etl.definitions import build_defs
-    from aps_etl.settings import resources_for
-    from aps_etl.sources.drift import detect_drift
+    from aps_etl.env.settings import resources_for
+    from aps_etl.lib.sources.drift import detect_drift
     from aps_etl_tests.pipeline_harness import run_daily
 
     defs = build_defs(resources_for("local"))

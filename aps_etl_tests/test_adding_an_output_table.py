@@ -15,8 +15,8 @@ SCRIPT = textwrap.dedent(
     import polars as pl
 
     # 1. the declaration (schema.py) and 2. the logic (logic.py), as the doc writes them
-    from aps_etl.domains.aps_input import logic, schema
-    from aps_etl.output_tables import Column, OutputTable
+    from aps_etl.defs.scenarios.aps_input import logic, schema
+    from aps_etl.lib.output_tables import Column, OutputTable
 
     WORDS = "the day and the lots' current product and process"
     TABLE = OutputTable(
@@ -49,9 +49,9 @@ SCRIPT = textwrap.dedent(
     # what follows by itself
     from aps_etl.definitions import build_defs
     from aps_etl.devdata import seed_source
-    from aps_etl.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
-    from aps_etl.scenarios import SCENARIOS
-    from aps_etl.settings import resources_for
+    from aps_etl.env.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
+    from aps_etl.defs.registry import SCENARIOS
+    from aps_etl.env.settings import resources_for
     from aps_etl_tests.pipeline_harness import fetch, run_daily
 
     pg = start_embedded_postgres(pathlib.Path(sys.argv[1]) / "postgres")

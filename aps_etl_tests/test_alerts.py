@@ -16,7 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from aps_etl.orchestration.alerts import (
+from aps_etl.defs.alerts import (
     RESOURCE_KEY,
     SENSOR_NAME,
     AlertDeliveryError,
@@ -24,8 +24,8 @@ from aps_etl.orchestration.alerts import (
     alert_resources_from_env,
     build_alert_sensor,
 )
-from aps_etl.redaction import redact
-from aps_etl.settings import ConfigurationError
+from aps_etl.env.settings import ConfigurationError
+from aps_etl.lib.redaction import redact
 from aps_etl_tests.stand_ins import SlackStandIn
 
 TOKEN = "xoxb-test-token-1234"
@@ -397,15 +397,15 @@ def test_settings_without_channels_are_valid() -> None:
 def test_an_unreachable_mes_fails_the_plan_sensor_tick_and_alerts_once_an_hour(
     clean_env: pytest.MonkeyPatch, slack: SlackStandIn
 ) -> None:
-    from aps_etl.orchestration.sensors import build_plan_run_sensor
-    from aps_etl.sources.database import SourceDatabase, SourceError
+    from aps_etl.defs.sensors import build_plan_run_sensor
+    from aps_etl.lib.sources.database import SourceDatabase, SourceError
 
     _configure_slack(clean_env, slack)
     # nothing listens on this port: connection refused, as for a MES that is down
     source = SourceDatabase(
         database="mes", host="127.0.0.1", port=_free_port(), user="reader", password="pw-1"
     )
-    from aps_etl.orchestration.jobs import aps_plan_snapshot
+    from aps_etl.defs.jobs import aps_plan_snapshot
 
     sensor = build_plan_run_sensor(aps_plan_snapshot)
     instance = dg.DagsterInstance.ephemeral()
@@ -431,14 +431,14 @@ def test_an_unreachable_mes_fails_the_plan_sensor_tick_and_alerts_once_an_hour(
     ("value", "cron"), [("", "0 6 * * *"), ("06:00", "0 6 * * *"), ("7:30", "30 7 * * *")]
 )
 def test_the_freshness_deadline_is_a_setting(value: str, cron: str) -> None:
-    from aps_etl.orchestration.freshness import deadline_cron
+    from aps_etl.defs.freshness import deadline_cron
 
     assert deadline_cron(value) == cron
 
 
 @pytest.mark.parametrize("value", ["6", "25:00", "06:60", "six"])
 def test_a_bad_freshness_deadline_is_refused_by_name(value: str) -> None:
-    from aps_etl.orchestration.freshness import deadline_cron
+    from aps_etl.defs.freshness import deadline_cron
 
     with pytest.raises(ConfigurationError, match=f"APS_FRESHNESS_DEADLINE='{value}': give"):
         deadline_cron(value)
@@ -454,8 +454,8 @@ def test_an_overdue_daily_load_is_checked_and_alerted(
     from zoneinfo import ZoneInfo
 
     from aps_etl.definitions import build_defs
-    from aps_etl.orchestration.freshness import ALERT_SENSOR_NAME, FRESHNESS_TAG
-    from aps_etl.settings import resources_for
+    from aps_etl.defs.freshness import ALERT_SENSOR_NAME, FRESHNESS_TAG
+    from aps_etl.env.settings import resources_for
 
     _configure_email(clean_env, smtp.port)
     defs = build_defs(resources_for("local"))

@@ -16,15 +16,15 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from aps_etl.domains.aps_balance import (
+from aps_etl.defs.scenarios.aps_balance import (
     APS_BALANCE_MONITOR,
     APS_INPUT_BALANCE_CORRECTION,
     TABLES,
     aps_balance_monitor,
     aps_input_balance_correction,
 )
-from aps_etl.output_tables import validate
-from aps_etl.warehouse.target import create_table_sql
+from aps_etl.lib.output_tables import validate
+from aps_etl.lib.warehouse.target import create_table_sql
 
 D = date(2026, 3, 10)
 KST = timezone(timedelta(hours=9))

@@ -12,8 +12,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from aps_etl.calendar import PLANT_TZ, business_day_window, parse_partition_key
-from aps_etl.domains.aps_input import (
+from aps_etl.defs.scenarios.aps_input import (
     APS_INPUT_CYCLE_TIME,
     APS_INPUT_LEAD_TIME,
     APS_INPUT_WIP,
@@ -25,7 +24,8 @@ from aps_etl.domains.aps_input import (
     lot_state_at_end_of_day,
     validate,
 )
-from aps_etl.warehouse.target import create_table_sql
+from aps_etl.lib.business_days import PLANT_TZ, business_day_window, parse_partition_key
+from aps_etl.lib.warehouse.target import create_table_sql
 
 D = date(2026, 3, 10)
 KST = timezone(timedelta(hours=9))

@@ -14,7 +14,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from aps_etl.domains.aps_kpi import (
+from aps_etl.defs.scenarios.aps_kpi import (
     APS_KPI_BOTTLENECK,
     APS_KPI_EQUIPMENT_UTIL,
     APS_KPI_PLAN_VS_ACTUAL,
@@ -26,7 +26,7 @@ from aps_etl.domains.aps_kpi import (
     plan_in_force,
     validate,
 )
-from aps_etl.warehouse.target import create_table_sql
+from aps_etl.lib.warehouse.target import create_table_sql
 
 D = date(2026, 3, 10)
 KST = timezone(timedelta(hours=9))

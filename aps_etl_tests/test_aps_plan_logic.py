@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from aps_etl.domains.aps_plan import (
+from aps_etl.defs.scenarios.aps_plan import (
     APS_PLAN_DIFF,
     APS_PLAN_EQUIPMENT,
     APS_PLAN_PRODUCTION,
@@ -22,8 +22,8 @@ from aps_etl.domains.aps_plan import (
     diff_summary,
     previous_run,
 )
-from aps_etl.output_tables import validate
-from aps_etl.warehouse.target import create_table_sql
+from aps_etl.lib.output_tables import validate
+from aps_etl.lib.warehouse.target import create_table_sql
 
 KST = timezone(timedelta(hours=9))
 TS = pl.Datetime("us", "UTC")

@@ -123,7 +123,7 @@ def test_a_bad_backfill_setting_stops_the_definitions_by_name(
 
 
 def test_the_cli_policy_option_is_checked() -> None:
-    from aps_etl.backfills import parse_policy
+    from aps_etl.cli.backfill import parse_policy
 
     # single-run also clears a per-run count inherited from the environment, which
     # single_run would refuse
@@ -170,9 +170,9 @@ DAYS = ("2026-11-20", "2026-11-21", "2026-11-22")
 def test_a_range_overlapping_a_backfill_in_flight_is_refused(tmp_path: Path) -> None:
     """Only the queue's per-value limits stand between two backfills' runs: the command
     submits no range that overlaps one still in flight."""
-    from aps_etl import backfills
+    from aps_etl.cli import backfill as backfills
     from aps_etl.definitions import build_defs
-    from aps_etl.settings import resources_for
+    from aps_etl.env.settings import resources_for
 
     defs = build_defs(resources_for("local"), automation=False)
     with dg.DagsterInstance.ephemeral() as instance:
@@ -188,9 +188,9 @@ def test_a_range_overlapping_a_backfill_in_flight_is_refused(tmp_path: Path) -> 
 
 
 def test_waiting_on_a_backfill_no_daemon_picks_up_says_so(monkeypatch) -> None:
-    from aps_etl import backfills
+    from aps_etl.cli import backfill as backfills
     from aps_etl.definitions import build_defs
-    from aps_etl.settings import resources_for
+    from aps_etl.env.settings import resources_for
 
     monkeypatch.setattr(backfills, "NO_RUN_HINT_S", 0)
     defs = build_defs(resources_for("local"), automation=False)
@@ -208,7 +208,7 @@ def test_waiting_on_a_backfill_no_daemon_picks_up_says_so(monkeypatch) -> None:
 
 
 def test_an_owner_is_gone_only_when_surely_gone() -> None:
-    from aps_etl import backfills
+    from aps_etl.cli import backfill as backfills
 
     me = json.loads(backfills.owner_id())
     assert not backfills.owner_gone(json.dumps(me))
@@ -228,9 +228,9 @@ def test_a_backfill_left_by_a_killed_command_is_closed_and_frees_its_days() -> N
     days would refuse every overlapping range. The next command closes it."""
     from dagster._core.storage.tags import BACKFILL_ID_TAG, PARTITION_NAME_TAG
 
-    from aps_etl import backfills
+    from aps_etl.cli import backfill as backfills
     from aps_etl.definitions import build_defs
-    from aps_etl.settings import resources_for
+    from aps_etl.env.settings import resources_for
 
     defs = build_defs(resources_for("local"), automation=False)
     child = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -303,7 +303,7 @@ def test_a_backfill_left_by_a_killed_command_is_closed_and_frees_its_days() -> N
 def test_waiting_on_a_deployment_daemon_says_when_its_heartbeats_stop_and_resume() -> None:
     from dagster._daemon.types import DaemonHeartbeat
 
-    from aps_etl import backfills
+    from aps_etl.cli import backfill as backfills
 
     queued = {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}
     with dg.instance_for_test(overrides={"run_coordinator": queued}) as instance:
@@ -324,8 +324,8 @@ def test_waiting_on_a_deployment_daemon_says_when_its_heartbeats_stop_and_resume
 
 
 def test_timeout_is_a_duration_and_needs_the_policy() -> None:
-    from aps_etl import backfills
-    from aps_etl.cli import _duration
+    from aps_etl.cli import backfill as backfills
+    from aps_etl.cli.main import _duration
 
     assert [_duration(t) for t in ("90", "90s", "30m", "2h", "1.5h")] == [90, 90, 1800, 7200, 5400]
     for bad in ("0", "-5m", "soon", "2d", "", "nan", "infm"):
@@ -435,7 +435,7 @@ def test_a_multi_run_backfill_survives_kills_then_runs_each_day_in_a_run_of_its_
     Then the range runs through: three runs, one per day, all succeed, and every day's target
     equals the contract."""
     from aps_etl.devdata import seed_source
-    from aps_etl.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
+    from aps_etl.env.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
 
     home = tmp_path / "local"
     pg = start_embedded_postgres(home / "postgres")
@@ -532,13 +532,13 @@ def test_a_multi_run_backfill_survives_kills_then_runs_each_day_in_a_run_of_its_
         # A deployment's daemon already running on the instance: the command leaves the
         # backfill to it. A day the source has no rows for: its run fails (the
         # completeness guard), the command says which step and why, and exits 1.
-        from aps_etl.backfills import daemon_running
+        from aps_etl.cli.backfill import daemon_running
 
         daemon_env = {**env, "APS_ENV": "local", "DAGSTER_HOME": str(home / "dagster"),
                       "APS_BACKFILL_POLICY": "multi_run"}  # fmt: skip
         with (home / "deployment-daemon.log").open("w") as daemon_log:
             daemon = subprocess.Popen(
-                [str(BIN / "dagster-daemon"), "run", "-m", "aps_etl.backfill_location"],
+                [str(BIN / "dagster-daemon"), "run", "-m", "aps_etl.cli.backfill_location"],
                 env=daemon_env, cwd=REPO, stdout=daemon_log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip

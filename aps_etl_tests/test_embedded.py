@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from aps_etl.embedded import stop_orphaned_server
+from aps_etl.env.embedded import stop_orphaned_server
 
 
 def _server_like(binary: Path, pgdata: Path) -> subprocess.Popen:

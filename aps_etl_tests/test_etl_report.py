@@ -5,7 +5,7 @@ import time
 
 import dagster as dg
 
-from aps_etl.etl_report import build_report_asset, compute, render
+from aps_etl.defs.report import build_report_asset, compute, render
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-11-01", timezone="Asia/Seoul")
 

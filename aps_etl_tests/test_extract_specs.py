@@ -5,9 +5,9 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from aps_etl.calendar import business_day_window
-from aps_etl.sources.mes import DAILY_SOURCES, EQUIPMENT, LOT_HISTORY, PROCESS_RESULT
-from aps_etl.sources.specs import ExtractSpec
+from aps_etl.lib.business_days import business_day_window
+from aps_etl.lib.sources.mes import DAILY_SOURCES, EQUIPMENT, LOT_HISTORY, PROCESS_RESULT
+from aps_etl.lib.sources.specs import ExtractSpec
 
 DAY = dt.date(2026, 11, 25)
 START, END = business_day_window(DAY)

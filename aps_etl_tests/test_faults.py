@@ -1,7 +1,7 @@
 """Fault injection on the dev stack: each fault, then the recovery an operator would use.
 
 `aps-etl run --env dev` runs in its own process and is frozen at a failpoint
-(aps_etl/failpoints.py) and killed with SIGKILL there: during an extract's write, with
+(aps_etl/lib/failpoints.py) and killed with SIGKILL there: during an extract's write, with
 its Trino INSERT running, between the last stage fill and the swap, inside the swap's
 transaction. Trino, MinIO and PostgreSQL are killed with SIGKILL mid-run and restarted. A
 long reader holds a table during a reload; two runs of one day overlap; the local lake's
@@ -40,11 +40,11 @@ import pytest
 from dagster._core.events import DagsterEventType
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
+from aps_etl.defs.alerts import SENSOR_NAME, alert_resources_from_env, build_alert_sensor
 from aps_etl.devdata import seed_source
-from aps_etl.orchestration.alerts import SENSOR_NAME, alert_resources_from_env, build_alert_sensor
-from aps_etl.settings import resources_for
-from aps_etl.stack_env import postgres_uri
-from aps_etl.warehouse.swap import SwapBlocked
+from aps_etl.env.settings import resources_for
+from aps_etl.env.stack import postgres_uri
+from aps_etl.lib.warehouse.swap import SwapBlocked
 from aps_etl_tests.living_source import correct_results
 from aps_etl_tests.pipeline_harness import (
     DAILY_TABLES,
@@ -440,8 +440,8 @@ def test_a_long_reader_delays_the_reload_never_the_other_readers(plant: Plant) -
 
 
 def test_a_reader_that_never_leaves_fails_the_swap_by_name(plant: Plant) -> None:
-    from aps_etl.scenarios import DAILY_RUN, outputs_of_run
-    from aps_etl.transforms import transform_table
+    from aps_etl.defs.registry import DAILY_RUN, outputs_of_run
+    from aps_etl.defs.transforms import transform_table
 
     old = plant.day()
     tables = [(output, transform_table(output, ns)) for ns, output in outputs_of_run(DAILY_RUN)]
@@ -489,7 +489,7 @@ def test_two_overlapping_runs_of_one_day_leave_one_whole_day(plant: Plant) -> No
 def test_a_full_disk_under_the_local_lake_publishes_nothing_partial(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aps_etl.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
+    from aps_etl.env.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
 
     home = tmp_path / "home"
     lake = tmp_path / "lake"

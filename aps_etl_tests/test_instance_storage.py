@@ -34,13 +34,13 @@ from dagster_postgres import (
     PostgresScheduleStorage,
 )
 
-from aps_etl.run_launcher import MonitoredRunLauncher
-from aps_etl.sqlite_storage import (
+from aps_etl.env.stack import export_stack_env, postgres_uri
+from aps_etl.instance.run_launcher import MonitoredRunLauncher
+from aps_etl.instance.sqlite_storage import (
     SQLITE_ENGINES_KEPT,
     PooledSqliteEventLogStorage,
     write_local_instance_config,
 )
-from aps_etl.stack_env import export_stack_env, postgres_uri
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL_YAML = REPO / "dagster.yaml"
@@ -147,7 +147,7 @@ def test_homes_made_here_keep_event_log_connections_and_the_history(tmp_path) ->
 
 
 def test_dev_yaml_holds_only_env_references_consistent_with_compose() -> None:
-    from aps_etl.container_start import dagster_storage_url
+    from aps_etl.env.container_start import dagster_storage_url
 
     dev = yaml.safe_load(DEV_YAML.read_text())
     docker = yaml.safe_load(DOCKER_YAML.read_text())
@@ -167,7 +167,11 @@ def test_dev_yaml_holds_only_env_references_consistent_with_compose() -> None:
     assert all(v in url or quote(v, safe="") in url for v in values.values())
     assert url.endswith("/dagster")
     for storage in ("run_storage", "event_log_storage", "schedule_storage"):
-        assert dev[storage]["module"] == docker[storage]["module"] == "aps_etl.instance_storage"
+        assert (
+            dev[storage]["module"]
+            == docker[storage]["module"]
+            == "aps_etl.instance.postgres_storage"
+        )
         assert dev[storage]["config"]["postgres_db"] == db
         assert docker[storage]["config"]["postgres_url"] == {"env": "APS_DAGSTER_PG_URL"}
     assert dev["telemetry"] == {"enabled": False}
@@ -208,7 +212,7 @@ def test_dev_instance_keeps_runs_and_events_in_postgres(
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
         assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
-        # pooled (aps_etl/instance_storage.py): a connection kept, not one per event
+        # pooled (aps_etl/instance/postgres_storage.py): a connection kept, not one per event
         for storage in (instance.run_storage, instance.event_log_storage):
             assert type(storage._engine.pool).__name__ == "QueuePool"
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)

@@ -11,10 +11,10 @@ import dagster as dg
 import pytest
 
 from aps_etl.definitions import build_defs
+from aps_etl.defs.alerts import AlertSettings
 from aps_etl.devdata import seed_source
-from aps_etl.orchestration.alerts import AlertSettings
-from aps_etl.settings import resources_for
-from aps_etl.stack_env import postgres_uri, trino_connect
+from aps_etl.env.settings import resources_for
+from aps_etl.env.stack import postgres_uri, trino_connect
 from aps_etl_tests.pipeline_harness import (
     DAILY_TABLES,
     assert_rows_equal,

@@ -15,8 +15,8 @@ import pytest
 
 from aps_etl.definitions import build_defs
 from aps_etl.devdata import seed_source
-from aps_etl.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
-from aps_etl.settings import resources_for
+from aps_etl.env.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
+from aps_etl.env.settings import resources_for
 from aps_etl_tests.pipeline_harness import (
     DAILY_TABLES,
     EVENT_TABLES,

@@ -15,11 +15,11 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from aps_etl.calendar import PartitionKeyError
-from aps_etl.lake import LakeIOManager, LakeResource, LakeTable, snapshots
-from aps_etl.lake.atomic import write_parquet
-from aps_etl.lake.snapshots import SnapshotConflict
-from aps_etl.sources.fingerprint import Fingerprint
+from aps_etl.lib.business_days import PartitionKeyError
+from aps_etl.lib.lake import LakeIOManager, LakeResource, LakeTable, snapshots
+from aps_etl.lib.lake.atomic import write_parquet
+from aps_etl.lib.lake.snapshots import SnapshotConflict
+from aps_etl.lib.sources.fingerprint import Fingerprint
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01")
 EXTRACT = LakeTable("extract", "aps_input", "things", immutable=True)
@@ -248,8 +248,8 @@ def test_a_killed_process_leaves_no_partition(lake: LakeResource, tmp_path: Path
         textwrap.dedent(
             f"""
             import os, signal, polars as pl
-            from aps_etl.lake import LakeResource, LakeTable
-            from aps_etl.lake.atomic import write_parquet
+            from aps_etl.lib.lake import LakeResource, LakeTable
+            from aps_etl.lib.lake.atomic import write_parquet
             lake = LakeResource.model_validate({lake.model_dump()!r})
             calls = 0
             def crash_midway(batch):

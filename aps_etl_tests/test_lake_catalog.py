@@ -1,4 +1,4 @@
-"""The lake as Trino sees it (aps_etl/warehouse/lake_catalog.py), on the dev stack's Trino
+"""The lake as Trino sees it (aps_etl/lib/warehouse/lake_catalog.py), on the dev stack's Trino
 and MinIO: a job's first loads run side by side, so its lake schema and tables may be
 created by several loads at once."""
 
@@ -11,12 +11,16 @@ from concurrent.futures import ThreadPoolExecutor
 import polars as pl
 import pytest
 
-from aps_etl.domains.aps_plan.schema import APS_PLAN_DIFF, APS_PLAN_EQUIPMENT, APS_PLAN_PRODUCTION
-from aps_etl.lake.atomic import write_parquet
-from aps_etl.stack_env import trino_settings
-from aps_etl.transforms import transform_table
-from aps_etl.warehouse.lake_catalog import TrinoLake, drop_lake_schemas
-from aps_etl.warehouse.trino import TrinoResource
+from aps_etl.defs.scenarios.aps_plan.schema import (
+    APS_PLAN_DIFF,
+    APS_PLAN_EQUIPMENT,
+    APS_PLAN_PRODUCTION,
+)
+from aps_etl.defs.transforms import transform_table
+from aps_etl.env.stack import trino_settings
+from aps_etl.lib.lake.atomic import write_parquet
+from aps_etl.lib.warehouse.lake_catalog import TrinoLake, drop_lake_schemas
+from aps_etl.lib.warehouse.trino import TrinoResource
 
 pytestmark = pytest.mark.stack
 

@@ -20,17 +20,17 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from aps_etl.cli import main as cli
+from aps_etl.cli.main import main as cli
 from aps_etl.definitions import build_defs
+from aps_etl.defs.extract import extract_table
+from aps_etl.defs.scenarios.aps_input.assets import DAILY_SPECS
+from aps_etl.defs.source_change_sensor import build_source_change_sensor
 from aps_etl.devdata import seed_source
-from aps_etl.domains.aps_input.assets import DAILY_SPECS
-from aps_etl.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
-from aps_etl.lake import snapshots
-from aps_etl.orchestration.source_change_sensor import build_source_change_sensor
-from aps_etl.settings import resources_for
-from aps_etl.sources.assets import extract_table
-from aps_etl.sources.mes import PLAN_PRODUCTION
-from aps_etl.stack_env import postgres_uri
+from aps_etl.env.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
+from aps_etl.env.settings import resources_for
+from aps_etl.env.stack import postgres_uri
+from aps_etl.lib.lake import snapshots
+from aps_etl.lib.sources.mes import PLAN_PRODUCTION
 from aps_etl_tests import living_source as mes
 from aps_etl_tests.pipeline_harness import (
     DAILY_TABLES,

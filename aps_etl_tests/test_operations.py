@@ -14,8 +14,8 @@ import pytest
 
 from aps_etl.definitions import build_defs
 from aps_etl.devdata import seed_source
-from aps_etl.settings import resources_for
-from aps_etl.stack_env import postgres_uri
+from aps_etl.env.settings import resources_for
+from aps_etl.env.stack import postgres_uri
 from aps_etl_tests.pipeline_harness import (
     assert_rows_equal,
     reference_partition,

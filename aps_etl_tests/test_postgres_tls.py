@@ -9,9 +9,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from aps_etl.postgres import DatabaseError, PostgresConnection
-from aps_etl.settings import ConfigurationError, resources_for
-from aps_etl.stack_env import stack_home
+from aps_etl.env.settings import ConfigurationError, resources_for
+from aps_etl.env.stack import stack_home
+from aps_etl.lib.postgres import DatabaseError, PostgresConnection
 
 pytestmark = pytest.mark.stack
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from aps_etl.retries import TRANSIENT_RETRY, retry_delay_s
+from aps_etl.defs.retries import TRANSIENT_RETRY, retry_delay_s
 
 
 def test_the_delay_is_read_when_a_retry_is_scheduled(monkeypatch: pytest.MonkeyPatch) -> None:

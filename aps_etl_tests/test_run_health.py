@@ -1,4 +1,4 @@
-"""Run monitoring's view of a run worker (aps_etl.run_health, MonitoredRunLauncher): a
+"""Run monitoring's view of a run worker (aps_etl.instance.run_health, MonitoredRunLauncher): a
 worker process that is gone is FAILED, a live one RUNNING, and a worker on a host this
 machine cannot see is never judged. Real processes, a real SQLite Dagster instance."""
 
@@ -16,9 +16,9 @@ from dagster._core.events import EngineEventData
 from dagster._core.launcher.base import WorkerStatus
 from dagster._core.storage.tags import GRPC_INFO_TAG
 
-from aps_etl.liveness import Owner, process_started, this_process
-from aps_etl.run_health import dead_runs, fail_dead_run
-from aps_etl.run_launcher import MonitoredRunLauncher
+from aps_etl.instance.run_health import dead_runs, fail_dead_run
+from aps_etl.instance.run_launcher import MonitoredRunLauncher
+from aps_etl.lib.liveness import Owner, process_started, this_process
 
 REPO = Path(__file__).resolve().parent.parent
 

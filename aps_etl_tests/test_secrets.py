@@ -44,11 +44,11 @@ import pytest
 from dagster._serdes import serialize_value
 
 from aps_etl.devdata import seed_source
-from aps_etl.settings import resources_for
-from aps_etl.sources.database import SourceDatabase
-from aps_etl.stack_env import export_stack_env, postgres_uri, stack_home, trino_settings
-from aps_etl.warehouse.lake_catalog import drop_lake_schemas
-from aps_etl.warehouse.trino import TrinoResource
+from aps_etl.env.settings import resources_for
+from aps_etl.env.stack import export_stack_env, postgres_uri, stack_home, trino_settings
+from aps_etl.lib.sources.database import SourceDatabase
+from aps_etl.lib.warehouse.lake_catalog import drop_lake_schemas
+from aps_etl.lib.warehouse.trino import TrinoResource
 from aps_etl_tests.pipeline_harness import run_daily, step_failures
 
 pytestmark = pytest.mark.stack

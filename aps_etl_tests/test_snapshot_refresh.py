@@ -15,21 +15,21 @@ import adbc_driver_postgresql.dbapi as adbc
 import polars as pl
 import pytest
 
-from aps_etl.calendar import business_day_window
+from aps_etl.defs.extract import extract_table
 from aps_etl.devdata import seed_source
-from aps_etl.embedded import SOURCE_DB, start_embedded_postgres
-from aps_etl.lake import LakeResource, snapshots
-from aps_etl.sources.assets import extract_table
-from aps_etl.sources.changes import daily_states, source_fingerprints
-from aps_etl.sources.database import SourceDatabase, SourceError
-from aps_etl.sources.extraction import (
+from aps_etl.env.embedded import SOURCE_DB, start_embedded_postgres
+from aps_etl.lib.business_days import business_day_window
+from aps_etl.lib.lake import LakeResource, snapshots
+from aps_etl.lib.sources.changes import daily_states, source_fingerprints
+from aps_etl.lib.sources.database import SourceDatabase, SourceError
+from aps_etl.lib.sources.extraction import (
     IncompleteExtract,
     SourceRulesViolated,
     snapshot_partition,
 )
-from aps_etl.sources.fingerprint import fingerprint_sql, from_row, rows_hash_sql
-from aps_etl.sources.mes import LOT_HISTORY, PROCESS_RESULT, ROUTE_STEP
-from aps_etl.sources.specs import TS, ExtractSpec
+from aps_etl.lib.sources.fingerprint import fingerprint_sql, from_row, rows_hash_sql
+from aps_etl.lib.sources.mes import LOT_HISTORY, PROCESS_RESULT, ROUTE_STEP
+from aps_etl.lib.sources.specs import TS, ExtractSpec
 from aps_etl_tests.living_source import execute
 
 START = dt.date(2026, 11, 20)

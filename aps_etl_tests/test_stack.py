@@ -25,7 +25,7 @@ import pytest
 import s3fs
 import trino
 
-from aps_etl.stack_env import (
+from aps_etl.env.stack import (
     STACK_VARIABLES,
     load_stack_env,
     postgres_uri,

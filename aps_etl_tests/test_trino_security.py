@@ -23,10 +23,10 @@ import s3fs
 
 from aps_etl.definitions import build_defs
 from aps_etl.devdata import seed_source
-from aps_etl.settings import ConfigurationError, _trino, resources_for
-from aps_etl.stack_env import postgres_uri, stack_home, trino_connect, trino_settings
-from aps_etl.warehouse.target import STAGE_SCHEMA
-from aps_etl.warehouse.trino import TrinoError, TrinoResource
+from aps_etl.env.settings import ConfigurationError, _trino, resources_for
+from aps_etl.env.stack import postgres_uri, stack_home, trino_connect, trino_settings
+from aps_etl.lib.warehouse.target import STAGE_SCHEMA
+from aps_etl.lib.warehouse.trino import TrinoError, TrinoResource
 from aps_etl_tests.pipeline_harness import run_daily, step_failures
 
 DAY = "2026-11-21"

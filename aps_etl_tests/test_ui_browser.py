@@ -31,11 +31,11 @@ import dagster as dg
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from aps_etl.defs.freshness import FRESHNESS_TAG
+from aps_etl.defs.validation import CHECKS
 from aps_etl.devdata import seed_source
-from aps_etl.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
-from aps_etl.orchestration.freshness import FRESHNESS_TAG
-from aps_etl.settings import resources_for
-from aps_etl.validation import CHECKS
+from aps_etl.env.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
+from aps_etl.env.settings import resources_for
 from aps_etl_tests.pipeline_harness import step_failures, target_partition
 
 # Chromium comes from Debian's packages (scripts/test-tools): not in `make unit`.
@@ -408,7 +408,7 @@ def test_an_asset_page_shows_its_schema_and_a_plot_across_partitions(
 ) -> None:
     """The README's screenshot: the planners' words per column, and row_count plotted
     over the four materialized days (each its own count)."""
-    from aps_etl.domains.aps_input.schema import APS_INPUT_WIP
+    from aps_etl.defs.scenarios.aps_input.schema import APS_INPUT_WIP
 
     visit(page, dagster_ui, asset_route("aps_input", "aps_input_wip"))
     expect_visible(page, "Columns")
@@ -421,7 +421,7 @@ def test_an_asset_page_shows_its_schema_and_a_plot_across_partitions(
 def test_an_asset_shows_its_column_schema_with_descriptions_before_any_run(
     page: Page, dagster_ui: DagsterUI
 ) -> None:
-    from aps_etl.domains.aps_plan.schema import APS_PLAN_DIFF
+    from aps_etl.defs.scenarios.aps_plan.schema import APS_PLAN_DIFF
 
     # the plan job never ran here: the schema comes from the declaration
     visit(page, dagster_ui, asset_route("aps_plan", "aps_plan_diff"))

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import adbc_driver_postgresql.dbapi as adbc
 import pytest
 
-from aps_etl.embedded import TARGET_DB, start_embedded_postgres
-from aps_etl.warehouse import target
+from aps_etl.env.embedded import TARGET_DB, start_embedded_postgres
+from aps_etl.lib.warehouse import target
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def staged(uri: str, table: Table, day: dt.date, items: dict[str, int], log=None
 
 
 def swap_all(uri: str, *stages, policy=None) -> None:
-    from aps_etl.warehouse.swap import SwapPolicy, swap_partition_tables
+    from aps_etl.lib.warehouse.swap import SwapPolicy, swap_partition_tables
 
     with adbc.connect(uri) as conn:
         swap_partition_tables(conn, list(stages), policy or SwapPolicy())
@@ -198,7 +198,7 @@ def _log(version: int, day: dt.date = DAY1) -> target.LoadLogEntry:
 
 
 def test_an_older_run_cannot_roll_a_day_back(uri) -> None:
-    from aps_etl.warehouse.swap import StaleLoad
+    from aps_etl.lib.warehouse.swap import StaleLoad
 
     table = Table("stale_guard")
     swap_all(uri, staged(uri, table, DAY1, {"x": 3}, log=_log(3)))
@@ -211,7 +211,7 @@ def test_an_older_run_cannot_roll_a_day_back(uri) -> None:
 
 
 def test_a_long_reader_delays_the_swap_and_a_stuck_one_fails_it_by_name(uri) -> None:
-    from aps_etl.warehouse.swap import SwapBlocked, SwapPolicy
+    from aps_etl.lib.warehouse.swap import SwapBlocked, SwapPolicy
 
     table = Table("long_reader")
     swap_all(uri, staged(uri, table, DAY1, {"x": 1}))
@@ -247,7 +247,7 @@ def test_stages_of_dead_owners_are_dropped_and_live_ones_kept(uri) -> None:
     import subprocess
     import sys
 
-    from aps_etl.warehouse.leftovers import owner_alive
+    from aps_etl.lib.warehouse.leftovers import owner_alive
 
     table = Table("abandoned")
     mine = staged(uri, table, DAY1, {"x": 1})

@@ -20,13 +20,13 @@ import polars as pl
 
 
 def main(root: str, day: str, rounds: int = 5) -> None:
-    from aps_etl.calendar import parse_partition_key
-    from aps_etl.domains.aps_input import logic
-    from aps_etl.domains.aps_input.schema import OUTPUTS
-    from aps_etl.lake import LakeResource, LakeTable, snapshots
-    from aps_etl.lake.atomic import write_parquet
-    from aps_etl.output_tables import validate
-    from aps_etl.transforms import logic_inputs
+    from aps_etl.defs.scenarios.aps_input import logic
+    from aps_etl.defs.scenarios.aps_input.schema import OUTPUTS
+    from aps_etl.defs.transforms import logic_inputs
+    from aps_etl.lib.business_days import parse_partition_key
+    from aps_etl.lib.lake import LakeResource, LakeTable, snapshots
+    from aps_etl.lib.lake.atomic import write_parquet
+    from aps_etl.lib.output_tables import validate
 
     lake = LakeResource(root=root)
     scratch = LakeResource(root=tempfile.mkdtemp(prefix="collect-or-sink-"))

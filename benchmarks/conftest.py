@@ -52,7 +52,7 @@ class Bench:
     @property
     def stack(self) -> harness.StackServer:
         if self._stack is None:
-            from aps_etl.stack_env import load_stack_env
+            from aps_etl.env.stack import load_stack_env
 
             self._stack = harness.StackServer(load_stack_env())
         return self._stack

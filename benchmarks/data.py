@@ -31,10 +31,10 @@ from typing import Any
 
 import adbc_driver_postgresql.dbapi as adbc
 
-from aps_etl.calendar import business_day_window
 from aps_etl.devdata import seed_source
-from aps_etl.sources.mes import DAILY_SOURCES, PLAN_EQUIPMENT, PLAN_PRODUCTION, PLAN_RUN
-from aps_etl.stack_env import postgres_uri
+from aps_etl.env.stack import postgres_uri
+from aps_etl.lib.business_days import business_day_window
+from aps_etl.lib.sources.mes import DAILY_SOURCES, PLAN_EQUIPMENT, PLAN_PRODUCTION, PLAN_RUN
 
 # Past business days far from the days the test suite uses (2026-10/11); the smoke scale
 # has its own day and plan run, so a smoke run never swaps a partition of a full run.
@@ -145,7 +145,7 @@ def plan_reads(run_id: str) -> dict[str, str]:
 def _plan_in_force(uri: str, day: dt.date) -> str | None:
     import polars as pl
 
-    from aps_etl.domains.aps_kpi.logic import plan_in_force
+    from aps_etl.defs.scenarios.aps_kpi.logic import plan_in_force
 
     with adbc.connect(uri) as conn, conn.cursor() as cur:
         cur.execute(PLAN_RUN.select_sql())

@@ -259,17 +259,17 @@ class StackServer:
         return f"bench_{role}_{rows}"
 
     def owner_uri(self, database: str) -> str:
-        from aps_etl.stack_env import postgres_uri
+        from aps_etl.env.stack import postgres_uri
 
         return postgres_uri(self.settings, database, "mes_owner")
 
     def reader_uri(self, database: str) -> str:
-        from aps_etl.stack_env import postgres_uri
+        from aps_etl.env.stack import postgres_uri
 
         return postgres_uri(self.settings, database, "mes_reader")
 
     def target_uri(self) -> str:
-        from aps_etl.stack_env import postgres_uri
+        from aps_etl.env.stack import postgres_uri
 
         return postgres_uri(self.settings, self.settings["APS_APS_DB"], "aps_loader")
 
@@ -283,7 +283,7 @@ class StackServer:
     def ensure_dagster_database(self) -> str:
         """Dagster's storage for the dev cases: PostgreSQL as infra/dagster-dev.yaml has
         it, in a database of the benchmark's own (never the shared `dagster`)."""
-        from aps_etl.stack_env import postgres_uri
+        from aps_etl.env.stack import postgres_uri
 
         database = "bench_dagster"
         admin = postgres_uri(self.settings, "postgres", "superuser")
@@ -299,7 +299,7 @@ class EmbeddedServer:
     name = "embedded"
 
     def __init__(self, role: str, rows: int) -> None:
-        from aps_etl.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
+        from aps_etl.env.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
 
         self.home = WORK / f"embedded_{role}_{rows}"
         self.pg = start_embedded_postgres(self.home / "postgres")
@@ -335,7 +335,7 @@ def dagster_home(case: str, scale: str, stack: StackServer | None) -> Path:
         text = text.replace("db_name: dagster", f"db_name: {database}")
         (home / "dagster.yaml").write_text(text)
     else:  # as `aps-etl run` makes its home
-        from aps_etl.sqlite_storage import write_local_instance_config
+        from aps_etl.instance.sqlite_storage import write_local_instance_config
 
         write_local_instance_config(home, REPO / "dagster.yaml")
     return home
@@ -382,7 +382,7 @@ def our_spec(
 
 
 def job_outputs(kind: str) -> list[Any]:
-    from aps_etl.scenarios import DAILY_RUN, PLAN_RUN, outputs_of_run
+    from aps_etl.defs.registry import DAILY_RUN, PLAN_RUN, outputs_of_run
 
     return [table for _, table in outputs_of_run(PLAN_RUN if kind == "plan" else DAILY_RUN)]
 
@@ -391,7 +391,7 @@ def clear_target(dataset: data.DataSet, server: StackServer | EmbeddedServer) ->
     """Before each round: the partition's rows gone from every target table of the job and
     the tables vacuumed, so that every round loads into the same state, as each peer
     round starts from an empty schema (a rerun over dead rows costs more)."""
-    from aps_etl.calendar import parse_partition_key
+    from aps_etl.lib.business_days import parse_partition_key
 
     value: Any = dataset.partition
     if dataset.kind != "plan":
@@ -406,7 +406,7 @@ def delete_target_rows(
     table of the job that exists, and the tables vacuumed."""
     import adbc_driver_postgresql.dbapi as adbc
 
-    from aps_etl.warehouse.target import TARGET_SCHEMA, ident
+    from aps_etl.lib.warehouse.target import TARGET_SCHEMA, ident
 
     with adbc.connect(server.target_uri(), autocommit=True) as conn, conn.cursor() as cur:
         for table in job_outputs(kind):
@@ -455,9 +455,9 @@ def cleanup_our_round(
     assert stack is not None
     import s3fs
 
-    from aps_etl.stack_env import trino_settings
-    from aps_etl.warehouse.lake_catalog import drop_lake_schemas
-    from aps_etl.warehouse.trino import TrinoResource
+    from aps_etl.env.stack import trino_settings
+    from aps_etl.lib.warehouse.lake_catalog import drop_lake_schemas
+    from aps_etl.lib.warehouse.trino import TrinoResource
 
     settings = stack.settings
     fs = s3fs.S3FileSystem(

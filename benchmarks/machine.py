@@ -70,7 +70,7 @@ def server_versions(stack_settings: dict[str, str] | None) -> dict[str, str]:
     try:
         import adbc_driver_postgresql.dbapi as adbc
 
-        from aps_etl.stack_env import postgres_uri
+        from aps_etl.env.stack import postgres_uri
 
         uri = postgres_uri(stack_settings, stack_settings["APS_APS_DB"], "aps_loader")
         with adbc.connect(uri) as conn, conn.cursor() as cur:
@@ -79,7 +79,7 @@ def server_versions(stack_settings: dict[str, str] | None) -> dict[str, str]:
     except Exception as exc:  # the report says so rather than failing
         versions["postgresql (dev stack)"] = f"unknown ({type(exc).__name__})"
     try:
-        from aps_etl.stack_env import trino_connect
+        from aps_etl.env.stack import trino_connect
 
         conn = trino_connect(stack_settings)
         cur = conn.cursor()

@@ -115,7 +115,7 @@ def step_windows(instance: Any, run_id: str) -> dict[str, list[float]]:
 def bench_job() -> Any:
     """The job under test, from the definitions of $APS_ENV (reconstructable)."""
     from aps_etl.definitions import build_defs
-    from aps_etl.settings import resources_for
+    from aps_etl.env.settings import resources_for
 
     return build_defs(resources_for(os.environ["APS_ENV"])).resolve_job_def(
         os.environ["APS_BENCH_JOB"]
@@ -128,9 +128,9 @@ def main(spec_path: str, out_path: str) -> int:
     os.environ.update(spec.get("environ", {}))
     os.environ["APS_ENV"] = spec["env"]
     if spec["env"] == "dev":
-        from aps_etl.stack_env import export_stack_env
+        from aps_etl.env.stack import export_stack_env
 
-        export_stack_env()  # the dev instance's storage settings, as aps_etl.runner does
+        export_stack_env()  # the dev instance's storage settings, as aps_etl.cli.run does
     home = spec.get("dagster_home")
     if not home:
         home = tempfile.mkdtemp(prefix="aps-bench-dagster-")

@@ -41,7 +41,7 @@ INSTIGATORS = {"sensor": ["plan_run_sensor", "source_change_sensor", "run_failur
 def _env(spec: dict[str, Any], home: Path) -> dict[str, str]:
     env = {**os.environ, **spec["environ"], "APS_ENV": spec["env"], "DAGSTER_HOME": str(home)}
     if spec["env"] == "dev":
-        from aps_etl.stack_env import export_stack_env
+        from aps_etl.env.stack import export_stack_env
 
         # here too: this process reads the dev instance (its storage settings are env:);
         # the case's own settings (its source database, lake) win over the stack's

@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from aps_etl.calendar import business_day_window
-from aps_etl.domains.aps_input.assets import DAILY_SPECS
-from aps_etl.lake import LakeResource
-from aps_etl.sources.assets import extract_table
-from aps_etl.sources.changes import business_days, fingerprints_of
-from aps_etl.sources.database import SourceDatabase
-from aps_etl.sources.extraction import snapshot_partition
+from aps_etl.defs.extract import extract_table
+from aps_etl.defs.scenarios.aps_input.assets import DAILY_SPECS
+from aps_etl.lib.business_days import business_day_window
+from aps_etl.lib.lake import LakeResource
+from aps_etl.lib.sources.changes import business_days, fingerprints_of
+from aps_etl.lib.sources.database import SourceDatabase
+from aps_etl.lib.sources.extraction import snapshot_partition
 from benchmarks import harness
 from benchmarks.conftest import Bench
 from benchmarks.data import _execute, _fetch

@@ -153,7 +153,7 @@ def _clear_days(stack: harness.StackServer, first: str, last: str) -> None:
 
 
 def _loaded_rows(stack: harness.StackServer, first: str, last: str) -> int:
-    from aps_etl.warehouse.target import TARGET_SCHEMA, ident
+    from aps_etl.lib.warehouse.target import TARGET_SCHEMA, ident
 
     total = 0
     for table in harness.job_outputs("day"):
@@ -244,7 +244,7 @@ def test_backfill_range(bench: Bench, policy: str, benchmark: Any, pytestconfig)
         "APS_LAKE_ROOT": f"s3://{stack.settings['APS_S3_BUCKET']}/bench/{tag}",
         "APS_TRINO_LAKE_SCHEMA_PREFIX": f"{tag}_",
     }
-    from aps_etl.stack_env import export_stack_env
+    from aps_etl.env.stack import export_stack_env
 
     env = {**os.environ, **export_stack_env(), **environ, "APS_ENV": "dev",
            "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO)}  # fmt: skip
@@ -320,7 +320,7 @@ def test_backfill_range(bench: Bench, policy: str, benchmark: Any, pytestconfig)
 
 
 def _active_workers() -> int:
-    from aps_etl.settings import resources_for
+    from aps_etl.env.settings import resources_for
 
     trino = resources_for("dev")["loader"].trino.process_config_and_initialize()
     ((count,),) = trino.execute(

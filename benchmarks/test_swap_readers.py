@@ -8,7 +8,7 @@ Each round replaces day 2 while
 - a watcher counts day 2 every 20 ms (did a reader ever see it empty or half there?).
 
 Strategies:
-- `ours`: aps_etl.warehouse.swap (wait without queuing, then lock_timeout + backoff);
+- `ours`: aps_etl.lib.warehouse.swap (wait without queuing, then lock_timeout + backoff);
 - `naive`: DETACH/ATTACH in one transaction with no lock_timeout (the swap before);
 - `detach_concurrently`: DETACH PARTITION ... CONCURRENTLY, then ATTACH (cannot run in a
   transaction block: not atomic, the day is missing in between, and one table at a time);
@@ -28,7 +28,7 @@ from typing import Any
 import adbc_driver_postgresql.dbapi as adbc
 import pytest
 
-from aps_etl.warehouse import swap, target
+from aps_etl.lib.warehouse import swap, target
 from benchmarks import harness
 from benchmarks.conftest import Bench
 from benchmarks.machine import load_average

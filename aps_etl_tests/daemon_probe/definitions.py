@@ -5,7 +5,7 @@ import time
 
 import dagster as dg
 
-from aps_etl.orchestration.alerts import alert_resources_from_env, build_alert_sensor
+from aps_etl.defs.alerts import alert_resources_from_env, build_alert_sensor
 
 
 @dg.op

@@ -1,0 +1,160 @@
+"""The source-change sensor: the MES changes under the lake's snapshots (late, corrected,
+deleted rows); the days it changed are snapshotted, transformed and loaded again."""
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+
+from aps_etl.lib.business_days import parse_partition_key
+from aps_etl.lib.lake import LakeResource
+from aps_etl.lib.partitions import DAILY, PLAN_RUNS_NAME
+from aps_etl.lib.postgres import PostgresConnection
+from aps_etl.lib.sources.database import SourceDatabase
+from aps_etl.lib.warehouse.loaders import TargetLoader
+
+RECONCILE_DAYS_VAR = "APS_RECONCILE_DAYS"
+RECONCILE_INTERVAL_VAR = "APS_RECONCILE_INTERVAL_S"
+DEFAULT_RECONCILE_DAYS = 7
+DEFAULT_RECONCILE_INTERVAL_S = 600
+SOURCE_CHANGE_TAG = "aps/source_change"
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise ValueError(f"{name}={value!r} must be a whole number") from None
+
+
+def _in_progress(instance: dg.DagsterInstance, job_name: str, partition: str) -> bool:
+    return bool(
+        instance.get_run_records(
+            dg.RunsFilter(
+                job_name=job_name,
+                statuses=[
+                    dg.DagsterRunStatus.QUEUED,
+                    dg.DagsterRunStatus.NOT_STARTED,
+                    dg.DagsterRunStatus.STARTING,
+                    dg.DagsterRunStatus.STARTED,
+                    dg.DagsterRunStatus.CANCELING,
+                ],
+                tags={"dagster/partition": partition},
+            ),
+            limit=1,
+        )
+    )
+
+
+def _request(job: str, reason: str, partition: str, states: list) -> dg.RunRequest:
+    """A run of `job` for `partition`, keyed by the source state that asked for it: the
+    daemon launches it once per distinct change."""
+    from aps_etl.lib.sources.changes import change_digest
+
+    return dg.RunRequest(
+        job_name=job,
+        partition_key=partition,
+        run_key=f"{reason}:{partition}:{change_digest(states)}",
+        tags={SOURCE_CHANGE_TAG: ", ".join(sorted(s.table for s in states))},
+    )
+
+
+def source_change_requests(
+    instance: dg.DagsterInstance,
+    source: SourceDatabase,
+    lake: LakeResource,
+    target: PostgresConnection,
+    days: list[str],
+    log: Any = None,
+) -> list[dg.RunRequest]:
+    """A run of aps_daily for each day whose source changed under its newest snapshots,
+    and a run of aps_plan_snapshot for each snapshotted plan run whose rows changed (that
+    run fails on purpose, with the reason, and the failure alert goes out)."""
+    from aps_etl.defs.extract import extract_table
+    from aps_etl.defs.scenarios.aps_input.assets import DAILY_SPECS, NAMESPACE
+    from aps_etl.defs.scenarios.aps_plan.assets import NAMESPACE as PLAN_NAMESPACE
+    from aps_etl.lib.sources.changes import (
+        daily_states,
+        days_to_run,
+        plan_states,
+        recent_plan_runs,
+    )
+    from aps_etl.lib.sources.mes import PLAN_EQUIPMENT, PLAN_PRODUCTION
+
+    requests = []
+    tables = {spec.name: extract_table(spec, NAMESPACE) for spec in DAILY_SPECS}
+    changed = days_to_run(daily_states(source, lake, DAILY_SPECS, tables, days), target, NAMESPACE)
+    for day, states in sorted(changed.items()):
+        if _in_progress(instance, "aps_daily", day):
+            if log:
+                log.info(f"{day}: source changed, but a run of it is in progress; next tick")
+            continue
+        names = ", ".join(sorted(s.table for s in states))
+        if log:
+            log.info(f"{day}: newest snapshots of {names} differ from the source or the load")
+        requests.append(_request("aps_daily", "source-change", day, states))
+    # Plan runs of the window: immutable by contract, so a change is an error to alert on.
+    known = set(instance.get_dynamic_partitions(PLAN_RUNS_NAME))
+    run_ids = [r for r in recent_plan_runs(source, days[0]) if r in known] if days else []
+    plan_specs = (PLAN_PRODUCTION, PLAN_EQUIPMENT)
+    plan_tables = {s.name: extract_table(s, PLAN_NAMESPACE, "run_id") for s in plan_specs}
+    by_run: dict[str, list] = {}
+    for state in plan_states(source, lake, plan_specs, plan_tables, run_ids):
+        if state.status == "changed" and state.snapshot and state.snapshot.fingerprint:
+            by_run.setdefault(state.partition, []).append(state)
+    for run_id, states in sorted(by_run.items()):
+        if log:
+            log.warning(f"plan run {run_id} changed after its snapshot (immutable)")
+        requests.append(_request("aps_plan_snapshot", "plan-changed", run_id, states))
+    return requests
+
+
+def build_source_change_sensor(
+    jobs: list[Any],
+    *,
+    days: int | None = None,
+    last_day: Callable[[], dt.date] | None = None,
+    interval_s: int | None = None,
+) -> dg.SensorDefinition:
+    """Compares the source with the newest snapshots of the last `days` business days
+    (APS_RECONCILE_DAYS, default 7) every `interval_s` (APS_RECONCILE_INTERVAL_S, default
+    600 s) and runs what changed. A source it cannot read fails the tick, naming the table."""
+    from aps_etl.lib.sources.changes import business_days, last_complete_day
+
+    window = days if days is not None else _env_int(RECONCILE_DAYS_VAR, DEFAULT_RECONCILE_DAYS)
+    if window < 1:
+        raise ValueError(f"{RECONCILE_DAYS_VAR} must be at least 1, got {window}")
+    interval = interval_s or _env_int(RECONCILE_INTERVAL_VAR, DEFAULT_RECONCILE_INTERVAL_S)
+
+    @dg.sensor(
+        name="source_change_sensor",
+        jobs=jobs,
+        minimum_interval_seconds=interval,
+        description=f"Every {interval} s: the source's fingerprint of each table and business "
+        f"day of the last {window} days beside the newest snapshot in the lake; a day whose "
+        "source changed (corrected, late, deleted rows) gets a new snapshot and is "
+        "transformed and loaded again. A COMPLETED plan run whose rows changed is "
+        "reported by a failing run (immutable by contract).",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def source_change_sensor(
+        context: dg.SensorEvaluationContext,
+        source: SourceDatabase,
+        lake: LakeResource,
+        loader: TargetLoader,
+    ):
+        first_day = parse_partition_key(DAILY.get_first_partition_key() or "2025-01-01")
+        until = (last_day or last_complete_day)()
+        check = [d for d in business_days(until, window) if parse_partition_key(d) >= first_day]
+        # A source that cannot be read raises: the tick fails, visibly, with the reason.
+        requests = source_change_requests(
+            context.instance, source, lake, loader.target, check, context.log
+        )
+        if not requests:
+            return dg.SkipReason(f"source unchanged under the snapshots of {check[0]}..{check[-1]}")
+        return requests
+
+    return source_change_sensor
