@@ -13,6 +13,7 @@ test:
 	@infra/stack up
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
+	@.venv/bin/lint-imports --no-cache
 	@$(MAKE) --no-print-directory typecheck
 	@infra/docker/build
 	@.venv/bin/pytest
@@ -23,6 +24,7 @@ unit:
 	@scripts/bootstrap
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
+	@.venv/bin/lint-imports --no-cache
 	@.venv/bin/pytest -m "not stack and not faults and not tools and not docker and not slow" -p no:cacheprovider -n 2 --dist loadfile
 
 # The benchmark suite (benchmarks/): our job at 1M and 10M source rows, stage by stage,

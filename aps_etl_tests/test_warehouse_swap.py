@@ -13,7 +13,7 @@ import adbc_driver_postgresql.dbapi as adbc
 import pytest
 
 from aps_etl.env.embedded import TARGET_DB, start_embedded_postgres
-from aps_etl.lib.warehouse import target
+from aps_etl.lib.warehouse import stages, swap, target
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,8 @@ def load(uri: str, table: Table, day: dt.date, items: dict[str, int], *, date=No
     """What a loader does: stage, fill, swap, drop the stage."""
     with adbc.connect(uri) as conn:
         partitioned = target.ensure_target(conn, table)
-        stage = target.new_stage_name(table, day.isoformat())
-        target.create_stage(conn, table, stage, partitioned=partitioned)
+        stage = stages.new_stage_name(table, day.isoformat())
+        stages.create_stage(conn, table, stage, partitioned=partitioned)
         try:
             with conn.cursor() as cur:
                 for item, qty in items.items():
@@ -66,11 +66,12 @@ def load(uri: str, table: Table, day: dt.date, items: dict[str, int], *, date=No
                         parameters=(date or day, item, qty),
                     )
             conn.commit()
-            return target.swap_partition(
+            staged = stages.prepare_stage(
                 conn, table, day, stage, partition_key=day.isoformat(), partitioned=partitioned
             )
+            return swap.swap_partition_tables(conn, [staged]).rows[table.name]
         finally:
-            target.drop_stage(conn, stage)
+            stages.drop_stage(conn, stage)
 
 
 def content(uri: str, table: Table) -> list[tuple]:
@@ -128,10 +129,10 @@ def test_a_plain_target_from_an_earlier_version_keeps_the_row_swap(uri) -> None:
 
 def test_partition_table_names_are_unique_per_key_and_short_enough() -> None:
     table = Table("aps_input_balance_correction")
-    names = {target.partition_table_name(table, k) for k in ("APS-1", "aps_1", "APS.1")}
+    names = {stages.partition_table_name(table, k) for k in ("APS-1", "aps_1", "APS.1")}
     assert len(names) == 3
     long_key = "APS-" + "9" * 80
-    assert len(target.partition_table_name(table, long_key)) <= 63
+    assert len(stages.partition_table_name(table, long_key)) <= 63
 
 
 def test_concurrent_first_loads_into_a_fresh_database(tmp_path) -> None:
@@ -159,8 +160,8 @@ def staged(uri: str, table: Table, day: dt.date, items: dict[str, int], log=None
     """A filled, checked stage, as a loader hands it to the swap."""
     with adbc.connect(uri) as conn:
         partitioned = target.ensure_target(conn, table)
-        stage = target.new_stage_name(table, day.isoformat())
-        target.create_stage(conn, table, stage, partitioned=partitioned)
+        stage = stages.new_stage_name(table, day.isoformat())
+        stages.create_stage(conn, table, stage, partitioned=partitioned)
         with conn.cursor() as cur:
             for item, qty in items.items():
                 cur.execute(
@@ -168,7 +169,7 @@ def staged(uri: str, table: Table, day: dt.date, items: dict[str, int], log=None
                     parameters=(day, item, qty),
                 )
         conn.commit()
-        return target.prepare_stage(
+        return stages.prepare_stage(
             conn, table, day, stage, partition_key=day.isoformat(), partitioned=True, log=log
         )
 
@@ -258,9 +259,9 @@ def test_stages_of_dead_owners_are_dropped_and_live_ones_kept(uri) -> None:
     owner = f'{{"run_id": "r-dead", "host": "{host}", "pid": {worker.pid}, "started": 1.0}}'
     rows(uri, f"comment on table aps_stage.{theirs.stage} is '{owner}'")
     with adbc.connect(uri) as conn:
-        assert theirs.stage in {s.name for s in target.list_stages(conn)}
-        dropped = target.drop_abandoned_stages(conn, owner_alive)
-        left = {s.name for s in target.list_stages(conn)}
+        assert theirs.stage in {s.name for s in stages.list_stages(conn)}
+        dropped = stages.drop_abandoned_stages(conn, owner_alive)
+        left = {s.name for s in stages.list_stages(conn)}
     assert theirs.stage in dropped and theirs.stage not in left
     assert mine.stage in left
     rows(uri, f"drop table aps_stage.{mine.stage}")

@@ -28,7 +28,7 @@ from typing import Any
 import adbc_driver_postgresql.dbapi as adbc
 import pytest
 
-from aps_etl.lib.warehouse import swap, target
+from aps_etl.lib.warehouse import stages, swap, target
 from benchmarks import harness
 from benchmarks.conftest import Bench
 from benchmarks.machine import load_average
@@ -75,10 +75,10 @@ def _exec(uri: str, *statements: str) -> list[tuple]:
 
 def _stage(uri: str, day: dt.date, version: int, rows: int) -> swap.StagedTable:
     """A filled, checked stage of `day` (`rows` rows), as a loader leaves it."""
-    stage = target.new_stage_name(TABLE, day.isoformat())
+    stage = stages.new_stage_name(TABLE, day.isoformat())
     with adbc.connect(uri) as conn:
         partitioned = target.ensure_target(conn, TABLE)
-        target.create_stage(conn, TABLE, stage, partitioned=partitioned)
+        stages.create_stage(conn, TABLE, stage, partitioned=partitioned)
         with conn.cursor() as cur:
             cur.execute(
                 f"insert into {target.ident(target.STAGE_SCHEMA, stage)} "
@@ -86,17 +86,17 @@ def _stage(uri: str, day: dt.date, version: int, rows: int) -> swap.StagedTable:
                 f"from generate_series(1, {rows}) g"
             )
         conn.commit()
-        return target.prepare_stage(
+        return stages.prepare_stage(
             conn, TABLE, day, stage, partition_key=day.isoformat(), partitioned=partitioned
         )
 
 
 def _swap(uri: str, strategy: str, staged: swap.StagedTable) -> None:
     parent = target.ident(target.TARGET_SCHEMA, TABLE.name)
-    old = target.ident(target.PARTITION_SCHEMA, target.partition_table_name(TABLE, "2026-07-02"))
+    old = target.ident(target.PARTITION_SCHEMA, stages.partition_table_name(TABLE, "2026-07-02"))
     stage = target.ident(target.STAGE_SCHEMA, staged.stage)
     moved = target.ident(target.PARTITION_SCHEMA, staged.stage)
-    name = target.ident(target.partition_table_name(TABLE, "2026-07-02"))
+    name = target.ident(stages.partition_table_name(TABLE, "2026-07-02"))
     attach = [
         f"alter table {stage} set schema {target.ident(target.PARTITION_SCHEMA)}",
         f"alter table {moved} rename to {name}",

@@ -26,7 +26,7 @@ import dagster as dg
 from aps_etl.instance.run_health import dead_runs, fail_dead_run
 from aps_etl.lib.lake.atomic import SPOOL_PREFIX, TMP_PREFIX
 from aps_etl.lib.liveness import Owner, alive, hostname, process_started
-from aps_etl.lib.warehouse import target
+from aps_etl.lib.warehouse import stages, target
 from aps_etl.lib.warehouse.leftovers import (
     kill_orphan_queries,
     run_aware,
@@ -70,21 +70,21 @@ def examine(
 
     is_live = run_aware(run_status_in(instance))
     with target_db.connect() as connection:
-        for stage in target.list_stages(connection):
+        for stage in stages.list_stages(connection):
             if is_live(stage.owner) and (stage.owner or not unowned):
                 continue
             owner = stage.owner.get("run_id") or "no recorded owner"
             findings.append(Finding("stage table", f"{target.STAGE_SCHEMA}.{stage.name}", owner))
         if fix:
             dropped = set(
-                target.drop_abandoned_stages(
+                stages.drop_abandoned_stages(
                     connection, lambda o: is_live(o) and bool(o or not unowned)
                 )
             )
             for finding in findings:
                 if finding.kind == "stage table" and finding.what.split(".", 1)[1] in dropped:
                     finding.fixed = True
-        for name in target.orphan_partitions(connection):
+        for name in stages.orphan_partitions(connection):
             finding = Finding(
                 "orphan partition", f"{target.PARTITION_SCHEMA}.{name}", "attached to no table"
             )

@@ -36,8 +36,8 @@ import pyarrow.parquet as pq
 
 from aps_etl.lib.lake.atomic import ImmutablePartitionError, write_parquet
 from aps_etl.lib.lake.layout import DATA_FILE, LakeTable
+from aps_etl.lib.lake.source_fingerprint import Fingerprint
 from aps_etl.lib.lake.storage import LakeResource
-from aps_etl.lib.sources.fingerprint import Fingerprint
 
 FOOTER_KEY = "aps_etl.snapshot"
 _FILE = re.compile(r"(data|delta)(?:\.v([0-9]+))?\.parquet")

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import dagster as dg
 import polars as pl
@@ -39,14 +39,13 @@ from sqlglot import exp
 
 from aps_etl.lib.redaction import redact
 from aps_etl.lib.sources.database import SourceError
+from aps_etl.lib.sources.specs import DRIFT_POLICIES as POLICIES
+from aps_etl.lib.sources.specs import DriftPolicy, ExtractSpec
 from aps_etl.lib.type_map import sql_type
 
 if TYPE_CHECKING:
     from aps_etl.lib.sources.database import SourceDatabase
-    from aps_etl.lib.sources.specs import ExtractSpec
 
-DriftPolicy = Literal["warn", "fail"]
-POLICIES: tuple[DriftPolicy, ...] = ("warn", "fail")
 
 # --- Type compatibility ------------------------------------------------------------------
 #

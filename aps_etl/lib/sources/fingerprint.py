@@ -23,43 +23,14 @@ checked against the source's fingerprint without reading the day again.
 from __future__ import annotations
 
 import datetime as dt
-import json
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import polars as pl
 
+from aps_etl.lib.lake.source_fingerprint import Fingerprint, Kind
+
 if TYPE_CHECKING:
     from aps_etl.lib.sources.specs import ExtractSpec
-
-Kind = Literal["key+updated_at", "row"]
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    rows: int
-    max_updated_at: str | None  # ISO 8601, UTC, microseconds; None without updated_at
-    checksum: str  # a decimal integer (a sum of 64-bit hashes needs more than 64 bits)
-    kind: Kind
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Fingerprint:
-        return cls(
-            rows=int(data["rows"]),
-            max_updated_at=data.get("max_updated_at"),
-            checksum=str(data["checksum"]),
-            kind=data["kind"],
-        )
-
-    def describe(self) -> str:
-        newest = f", newest change {self.max_updated_at}" if self.max_updated_at else ""
-        return f"{self.rows:,} rows{newest}, checksum {self.checksum}"
-
-    def watermark(self) -> dt.datetime | None:
-        return dt.datetime.fromisoformat(self.max_updated_at) if self.max_updated_at else None
 
 
 def kind_of(spec: ExtractSpec) -> Kind:

@@ -16,7 +16,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Literal, cast
+from typing import Literal, cast
 
 import dagster as dg
 import polars as pl
@@ -24,9 +24,6 @@ import sqlglot
 from sqlglot import exp
 
 from aps_etl.lib.type_map import sql_type
-
-if TYPE_CHECKING:
-    from aps_etl.lib.sources.drift import DriftPolicy
 
 Mode = Literal["full", "incremental", "query", "key"]
 # What an extract that looks incomplete (0 rows, or far fewer than the table's earlier
@@ -36,6 +33,11 @@ WATERMARK_COLUMN = "updated_at"
 
 # PostgreSQL cast target for each declared Polars type.
 TS = pl.Datetime("us", "UTC")
+
+
+# What to do when the source's columns drift from the spec (lib/sources/drift.py).
+DriftPolicy = Literal["warn", "fail"]
+DRIFT_POLICIES: tuple[DriftPolicy, ...] = ("warn", "fail")
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,11 @@ from aps_etl.lib.lake.layout import LakeTable
 from aps_etl.lib.lake.lineage import read_file as read_lineage
 from aps_etl.lib.lake.storage import LakeResource
 from aps_etl.lib.postgres import PostgresConnection
-from aps_etl.lib.warehouse import target
+from aps_etl.lib.warehouse import stages, target
 from aps_etl.lib.warehouse.lake_catalog import TrinoLake
 from aps_etl.lib.warehouse.leftovers import kill_orphan_queries, owner_alive, query_source
-from aps_etl.lib.warehouse.swap import StagedTable, SwapPolicy, swap_partition_tables
+from aps_etl.lib.warehouse.stages import StagedTable
+from aps_etl.lib.warehouse.swap import SwapPolicy, swap_partition_tables
 from aps_etl.lib.warehouse.trino import TrinoResource
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ class TargetLoader(dg.ConfigurableResource):
         if self.trino:  # first: a dead run's INSERT still running would hold its stage
             result.killed_queries = kill_orphan_queries(self.trino, abandoned_or_earlier_attempt)
         with self.target.connect() as connection:
-            dropped = target.drop_abandoned_stages(connection, abandoned_or_earlier_attempt)
+            dropped = stages.drop_abandoned_stages(connection, abandoned_or_earlier_attempt)
             if dropped:
                 log.warning("dropped %d stages of dead runs: %s", len(dropped), ", ".join(dropped))
             result.dropped_stages = dropped
@@ -225,7 +226,7 @@ class TargetLoader(dg.ConfigurableResource):
                 try:
                     with self.target.connect() as connection:
                         for stage, _ in staged.values():
-                            target.drop_stage(connection, stage.stage)
+                            stages.drop_stage(connection, stage.stage)
                 except Exception as exc:  # the next load drops them (their owner is known)
                     log.warning("could not drop %d unswapped stages: %s", len(staged), exc)
         return result
@@ -253,8 +254,8 @@ class TargetLoader(dg.ConfigurableResource):
             job or lake_table.job_name, lake_rows, snapshots, run_id, self.kind
         )
         with self.target.connect() as connection:
-            stage = target.new_stage_name(table, partition_key)
-            target.create_stage(connection, table, stage, partitioned=partitioned, run_id=run_id)
+            stage = stages.new_stage_name(table, partition_key)
+            stages.create_stage(connection, table, stage, partitioned=partitioned, run_id=run_id)
             try:
                 if self.trino:
                     statement = self._fill_with_trino(
@@ -263,7 +264,7 @@ class TargetLoader(dg.ConfigurableResource):
                 else:
                     statement = None
                     self._fill_with_adbc(connection, table, lake_table, partition_key, stage)
-                staged = target.prepare_stage(
+                staged = stages.prepare_stage(
                     connection,
                     table,
                     value,
@@ -273,7 +274,7 @@ class TargetLoader(dg.ConfigurableResource):
                     log=entry,
                 )
             except BaseException:
-                target.drop_stage(connection, stage)
+                stages.drop_stage(connection, stage)
                 raise
         report = LoadReport(
             table.name,

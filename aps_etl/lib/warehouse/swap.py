@@ -1,6 +1,6 @@
 """The day-atomic swap: every staged table of one partition becomes visible together.
 
-Stages are filled and checked side by side (loaders.py, target.prepare_stage); this module
+Stages are filled and checked side by side (loaders.py, stages.prepare_stage); this module
 then makes all of them the partition's rows in ONE short PostgreSQL transaction, so a
 reader sees the previous version of the whole day or the new one, never a mix, and a run
 killed at any moment leaves the previous version (PostgreSQL rolls the transaction back
@@ -37,14 +37,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aps_etl.lib.warehouse import target
+from aps_etl.lib.warehouse.stages import StagedTable, partition_table_name
 from aps_etl.lib.warehouse.target import (
     LOAD_LOG,
     PARTITION_SCHEMA,
     STAGE_SCHEMA,
     TARGET_SCHEMA,
-    LoadLogEntry,
     PermanentLoadError,
-    TableDecl,
     ident,
 )
 
@@ -67,19 +66,6 @@ class SwapPolicy:
     probe_lock_timeout_ms: int = 200
     first_backoff_s: float = 0.2
     max_backoff_s: float = 5.0
-
-
-@dataclass(frozen=True)
-class StagedTable:
-    """A filled, checked stage (primary key built, rows counted) ready to swap in."""
-
-    table: TableDecl
-    partition_value: Any
-    partition_key: str
-    stage: str
-    rows: int
-    partitioned: bool
-    log: LoadLogEntry | None = None
 
 
 @dataclass(frozen=True)
@@ -186,7 +172,7 @@ def swap_partition_tables(
 
 
 def _old_partition(staged: StagedTable) -> str:
-    return target.partition_table_name(staged.table, staged.partition_key)
+    return partition_table_name(staged.table, staged.partition_key)
 
 
 def _holders(connection: Any, staged: Sequence[StagedTable]) -> list[Blocker]:
