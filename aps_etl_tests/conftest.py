@@ -55,9 +55,28 @@ def slack():
     thread.join()
 
 
+# The folder a test lives in is its tier, and its marker: `make unit` runs unit/ and
+# definitions/ (no service), `make test` everything.
+TIERS = ("unit", "definitions", "stack", "faults", "deploy")
+NO_SERVICE = ("unit", "definitions")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that uses the dev stack (directly or through a fixture) is marked `stack`,
-    whether or not it says so: `make unit` (-m "not stack ...") can trust the marker."""
+    """Each test gets its folder's marker. A test that uses the dev stack (directly or
+    through a fixture) is marked `stack` too; in unit/ or definitions/ that is an error (it
+    would break the fast tier's promise of no service), not a silent re-marking."""
+    misplaced = []
     for item in items:
+        tier = next((part for part in item.path.parts[-3:-1] if part in TIERS), None)
+        if tier is None:
+            raise pytest.UsageError(f"{item.nodeid}: a test belongs in one of {TIERS}")
+        item.add_marker(getattr(pytest.mark, tier))
         if "stack_settings" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.stack)
+            if tier in NO_SERVICE:
+                misplaced.append(item.nodeid)
+    if misplaced:
+        raise pytest.UsageError(
+            "these tests use the dev stack but live in a no-service folder; move them to "
+            "stack/: " + ", ".join(misplaced)
+        )

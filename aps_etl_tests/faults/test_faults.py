@@ -43,7 +43,7 @@ from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 from aps_etl.defs.alerts import SENSOR_NAME, alert_resources_from_env, build_alert_sensor
 from aps_etl.devdata import seed_source
 from aps_etl.env.settings import resources_for
-from aps_etl.env.stack import postgres_uri
+from aps_etl.env.stack import REPO_ROOT, postgres_uri
 from aps_etl.lib.warehouse.swap import SwapBlocked
 from aps_etl_tests.living_source import correct_results
 from aps_etl_tests.pipeline_harness import (
@@ -59,7 +59,7 @@ from aps_etl_tests.stand_ins import SlackStandIn
 
 pytestmark = [pytest.mark.stack, pytest.mark.faults]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 START = dt.date(2026, 11, 20)
 DAY = "2026-11-21"
 DATE = dt.date.fromisoformat(DAY)

@@ -16,11 +16,12 @@ from dagster._core.events import EngineEventData
 from dagster._core.launcher.base import WorkerStatus
 from dagster._core.storage.tags import GRPC_INFO_TAG
 
+from aps_etl.env.stack import REPO_ROOT
 from aps_etl.instance.run_health import dead_runs, fail_dead_run
 from aps_etl.instance.run_launcher import MonitoredRunLauncher
 from aps_etl.lib.liveness import Owner, process_started, this_process
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 
 
 @pytest.fixture

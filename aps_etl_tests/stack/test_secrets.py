@@ -45,7 +45,7 @@ from dagster._serdes import serialize_value
 
 from aps_etl.devdata import seed_source
 from aps_etl.env.settings import resources_for
-from aps_etl.env.stack import export_stack_env, postgres_uri, stack_home, trino_settings
+from aps_etl.env.stack import REPO_ROOT, export_stack_env, postgres_uri, stack_home, trino_settings
 from aps_etl.lib.sources.database import SourceDatabase
 from aps_etl.lib.warehouse.lake_catalog import drop_lake_schemas
 from aps_etl.lib.warehouse.trino import TrinoResource
@@ -53,7 +53,7 @@ from aps_etl_tests.pipeline_harness import run_daily, step_failures
 
 pytestmark = pytest.mark.stack
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 DEV_YAML = REPO / "infra" / "dagster-dev.yaml"
 SECRET_SUFFIXES = ("_PASSWORD", "_SECRET_KEY", "_ACCESS_KEY")
 # The same plant as test_job_dev_stack, so seeding here never changes what it checks.

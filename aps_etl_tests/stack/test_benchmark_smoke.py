@@ -8,13 +8,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from aps_etl.env.stack import REPO_ROOT
+
 pytestmark = pytest.mark.stack
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 CASES = {
     "day/trino",
     "day/embedded",

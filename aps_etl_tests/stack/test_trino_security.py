@@ -23,7 +23,7 @@ import s3fs
 
 from aps_etl.definitions import build_defs
 from aps_etl.devdata import seed_source
-from aps_etl.env.settings import ConfigurationError, _trino, resources_for
+from aps_etl.env.settings import resources_for
 from aps_etl.env.stack import postgres_uri, stack_home, trino_connect, trino_settings
 from aps_etl.lib.warehouse.target import STAGE_SCHEMA
 from aps_etl.lib.warehouse.trino import TrinoError, TrinoResource
@@ -102,30 +102,6 @@ def test_an_untrusted_certificate_and_plain_http_are_refused(
         )
     )
     assert internal.permanent and "https only" in str(internal)
-
-
-def test_trino_settings_are_checked_at_start(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("APS_TRINO_HOST", "127.0.0.1")
-    monkeypatch.setenv("APS_TRINO_PORT", "8443")
-    monkeypatch.setenv("APS_TRINO_USER", "aps_etl")
-    for name in ("APS_TRINO_PASSWORD", "APS_TRINO_HTTP_SCHEME", "APS_TRINO_SSLROOTCERT"):
-        monkeypatch.delenv(name, raising=False)
-    with pytest.raises(ConfigurationError, match="APS_TRINO_PASSWORD"):
-        _trino("prod")  # production: a password, over https
-    monkeypatch.setenv("APS_TRINO_PASSWORD", "x")
-    assert _trino("prod").http_scheme == "https"  # the default with a password
-    monkeypatch.setenv("APS_TRINO_SSLROOTCERT", str(tmp_path / "missing.crt"))
-    with pytest.raises(ConfigurationError, match="APS_TRINO_SSLROOTCERT: no CA file at"):
-        _trino("prod")
-    monkeypatch.delenv("APS_TRINO_SSLROOTCERT")
-    monkeypatch.setenv("APS_TRINO_HTTP_SCHEME", "http")
-    with pytest.raises(ConfigurationError, match="over https only"):
-        _trino("prod")
-    monkeypatch.setenv("APS_TRINO_HTTP_SCHEME", "ftp")
-    with pytest.raises(ConfigurationError, match="APS_TRINO_HTTP_SCHEME='ftp'"):
-        _trino("dev")
 
 
 # ------------------------------------------------------------------ not retried by the job

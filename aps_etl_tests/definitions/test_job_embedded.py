@@ -17,6 +17,7 @@ from aps_etl.definitions import build_defs
 from aps_etl.devdata import seed_source
 from aps_etl.env.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
 from aps_etl.env.settings import resources_for
+from aps_etl.env.stack import REPO_ROOT
 from aps_etl_tests.pipeline_harness import (
     DAILY_TABLES,
     EVENT_TABLES,
@@ -30,7 +31,7 @@ from aps_etl_tests.pipeline_harness import (
     target_partition,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 START = dt.date(2026, 11, 20)
 DAYS = ("2026-11-20", "2026-11-21", "2026-11-22")
 TABLES = DAILY_TABLES

@@ -22,6 +22,7 @@ import s3fs
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from aps_etl.devdata import seed_source
+from aps_etl.env.stack import REPO_ROOT
 from aps_etl_tests.pipeline_harness import (
     DAILY_TABLES,
     JOB,
@@ -32,7 +33,7 @@ from aps_etl_tests.pipeline_harness import (
 
 pytestmark = pytest.mark.docker
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 COMPOSE = REPO / "infra" / "docker-compose.yml"
 DEPLOY = REPO / "infra" / "docker" / "deploy"
 IMAGES = ("aps-etl:latest", "aps-etl/postgres:15", "aps-etl/minio:latest", "aps-etl/trino:476")

@@ -72,8 +72,8 @@ def _environment(kind: str, request: pytest.FixtureRequest, tmp_path_factory, mp
     }
 
 
-@pytest.fixture(scope="module", params=["local", pytest.param("dev", marks=pytest.mark.stack)])
-def plant(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+def seeded_plant(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The plant seeded and run for every day on `request.param`'s environment."""
     with pytest.MonkeyPatch.context() as mp:
         env = _environment(request.param, request, tmp_path_factory, mp)
         seed_source(env["owner"], start_date=START, days=5, lots=500, seed=11, progress=False)
@@ -94,6 +94,13 @@ def plant(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             lake = resources["lake"].process_config_and_initialize()
             if lake.fs.exists(lake.root):
                 lake.fs.rm(lake.root, recursive=True)
+
+
+# On the embedded default here; stack/test_living_source_dev.py runs the same tests on the
+# dev stack.
+@pytest.fixture(scope="module", params=["local"])
+def plant(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    yield from seeded_plant(request, tmp_path_factory)
 
 
 def tick(plant: dict) -> list[dg.RunRequest]:

@@ -26,6 +26,7 @@ import s3fs
 import trino
 
 from aps_etl.env.stack import (
+    REPO_ROOT,
     STACK_VARIABLES,
     load_stack_env,
     postgres_uri,
@@ -35,7 +36,7 @@ from aps_etl.env.stack import (
 
 pytestmark = pytest.mark.stack
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 STACK = REPO / "infra" / "stack"
 SERVICES = ("postgres", "minio", "trino")
 

@@ -6,6 +6,8 @@ import sys
 
 import dagster as dg
 
+from aps_etl.env.stack import REPO_ROOT
+
 
 def test_definitions_load() -> None:
     from aps_etl.definitions import defs
@@ -108,11 +110,10 @@ def test_scenarios_register_themselves_and_make_the_jobs_gates_and_loads() -> No
 def _metrics_doc() -> dict[str, dict[str, str]]:
     """docs/metrics.md's column tables: table -> column -> "meaning (unit)"."""
     import re
-    from pathlib import Path
 
     found: dict[str, dict[str, str]] = {}
     table, in_columns = None, False
-    for line in (Path(__file__).parent.parent / "docs" / "metrics.md").read_text().splitlines():
+    for line in (REPO_ROOT / "docs" / "metrics.md").read_text().splitlines():
         heading = re.match(r"^### `(\w+)`", line)
         if heading or line.startswith("## "):
             table, in_columns = (heading.group(1) if heading else None), False

@@ -25,11 +25,12 @@ import pytest
 import yaml
 from dagster._core.events import DagsterEventType
 
+from aps_etl.env.stack import REPO_ROOT
 from aps_etl_tests.stand_ins import SlackStandIn
 
 pytestmark = pytest.mark.faults
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 PROBE = REPO / "aps_etl_tests" / "daemon_probe" / "definitions.py"
 POLL_S = 2
 BIN = REPO / ".venv" / "bin"

@@ -36,12 +36,13 @@ from aps_etl.defs.validation import CHECKS
 from aps_etl.devdata import seed_source
 from aps_etl.env.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
 from aps_etl.env.settings import resources_for
+from aps_etl.env.stack import REPO_ROOT
 from aps_etl_tests.pipeline_harness import step_failures, target_partition
 
 # Chromium comes from Debian's packages (scripts/test-tools): not in `make unit`.
 pytestmark = pytest.mark.tools
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 SCREENSHOTS = REPO / ".screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless on a closed network: without the background-networking flags Chromium's own

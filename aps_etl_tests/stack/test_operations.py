@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import uuid
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from aps_etl.definitions import build_defs
 from aps_etl.devdata import seed_source
 from aps_etl.env.settings import resources_for
-from aps_etl.env.stack import postgres_uri
+from aps_etl.env.stack import REPO_ROOT, postgres_uri
 from aps_etl_tests.pipeline_harness import (
     assert_rows_equal,
     reference_partition,
@@ -26,7 +25,7 @@ from aps_etl_tests.pipeline_harness import (
 
 pytestmark = pytest.mark.stack
 
-STACK = Path(__file__).resolve().parent.parent / "infra" / "stack"
+STACK = REPO_ROOT / "infra" / "stack"
 
 
 def stack(*args: str) -> None:

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from aps_etl.env.stack import REPO_ROOT
+
+REPO = REPO_ROOT
 COMPOSE = REPO / "infra" / "docker-compose.yml"
 EXAMPLE_ENV = REPO / "infra" / ".env.example"
 
