@@ -270,7 +270,9 @@ def _reconcile(args: argparse.Namespace) -> int:
     instance = runner.dagster_instance()
     failed = []
     for day in sorted(todo):
-        result = runner.run_job(day, instance, tags={"aps/source_change": "aps-etl reconcile"})
+        from aps_etl.lib.tags import SOURCE_CHANGE_TAG
+
+        result = runner.run_job(day, instance, tags={SOURCE_CHANGE_TAG: "aps-etl reconcile"})
         print(f"{day}: aps_daily run {result.run_id} {'succeeded' if result.success else 'FAILED'}")
         if not result.success:
             failed.append(day)

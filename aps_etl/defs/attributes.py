@@ -11,13 +11,13 @@ from typing import Any
 
 import dagster as dg
 
+from aps_etl.lib.tags import SCENARIO_TAG, STAGE_TAG
+
 # Code references are "beta" in Dagster 1.13 and the documented way to link assets to code.
 warnings.filterwarnings("ignore", message=".*(with_source_code_references|CodeReference).*beta")
 
 OWNERS_VARIABLE = "APS_ASSET_OWNERS"
 DEFAULT_OWNERS = ("team:aps-data-engineering",)
-SCENARIO_TAG = "aps_etl/scenario"
-STAGE_TAG = "aps_etl/stage"
 
 
 def owners() -> list[str]:

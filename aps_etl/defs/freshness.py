@@ -22,6 +22,7 @@ import dagster as dg
 from aps_etl.defs.alerts import AlertDeliveryError, AlertSettings, deliver
 from aps_etl.lib.business_days import PLANT_TZ
 from aps_etl.lib.errors import ConfigurationError
+from aps_etl.lib.tags import FRESHNESS_TAG
 
 # Dagster 1.13 calls these checks superseded by FreshnessPolicy. They are kept because
 # they are partition-aware: "partition D-1 exists by the deadline". A cron FreshnessPolicy
@@ -31,7 +32,6 @@ warnings.filterwarnings("ignore", message=".*freshness_checks` is superseded")
 
 DEADLINE_VARIABLE = "APS_FRESHNESS_DEADLINE"
 DEFAULT_DEADLINE = "06:00"
-FRESHNESS_TAG = "aps_etl/freshness"
 SENSOR_NAME = "daily_freshness"
 ALERT_SENSOR_NAME = "overdue_alerts"
 

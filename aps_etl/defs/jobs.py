@@ -3,12 +3,12 @@
 import dagster as dg
 
 from aps_etl.defs.registry import DAILY_RUN, PLAN_RUN, of_run, outputs_of_run
+from aps_etl.lib.tags import PLAN_LANE_TAG
 
 # the name Dagster gives a time-partition freshness check
 FRESHNESS_CHECK = "freshness_check"
 
 # Runs carrying this tag share a lane of the run queue (dagster.yaml: limit 1).
-PLAN_LANE_TAG = "aps_etl/lane"
 
 
 def _selection(run: str) -> dg.AssetSelection:

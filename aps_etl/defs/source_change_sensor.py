@@ -13,13 +13,13 @@ from aps_etl.lib.lake import LakeResource
 from aps_etl.lib.partitions import DAILY, PLAN_RUNS_NAME
 from aps_etl.lib.postgres import PostgresConnection
 from aps_etl.lib.sources.database import SourceDatabase
+from aps_etl.lib.tags import SOURCE_CHANGE_TAG
 from aps_etl.lib.warehouse.loaders import TargetLoader
 
 RECONCILE_DAYS_VAR = "APS_RECONCILE_DAYS"
 RECONCILE_INTERVAL_VAR = "APS_RECONCILE_INTERVAL_S"
 DEFAULT_RECONCILE_DAYS = 7
 DEFAULT_RECONCILE_INTERVAL_S = 600
-SOURCE_CHANGE_TAG = "aps/source_change"
 
 
 def _env_int(name: str, default: int) -> int:

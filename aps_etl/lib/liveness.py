@@ -14,9 +14,7 @@ from typing import Any
 
 import psutil
 
-PID_TAG = "aps_etl/worker_pid"
-HOST_TAG = "aps_etl/worker_host"
-STARTED_TAG = "aps_etl/worker_started"
+from aps_etl.lib.tags import WORKER_HOST_TAG, WORKER_PID_TAG, WORKER_STARTED_TAG
 
 
 @dataclass(frozen=True)
@@ -26,7 +24,11 @@ class Owner:
     started: float
 
     def tags(self) -> dict[str, str]:
-        return {PID_TAG: str(self.pid), HOST_TAG: self.host, STARTED_TAG: f"{self.started:.2f}"}
+        return {
+            WORKER_PID_TAG: str(self.pid),
+            WORKER_HOST_TAG: self.host,
+            WORKER_STARTED_TAG: f"{self.started:.2f}",
+        }
 
     def as_dict(self) -> dict[str, Any]:
         return {"host": self.host, "pid": self.pid, "started": round(self.started, 2)}
@@ -41,7 +43,11 @@ class Owner:
     @classmethod
     def from_tags(cls, tags: dict[str, str]) -> Owner | None:
         return cls.from_mapping(
-            {"host": tags.get(HOST_TAG), "pid": tags.get(PID_TAG), "started": tags.get(STARTED_TAG)}
+            {
+                "host": tags.get(WORKER_HOST_TAG),
+                "pid": tags.get(WORKER_PID_TAG),
+                "started": tags.get(WORKER_STARTED_TAG),
+            }
         )
 
 

@@ -193,7 +193,7 @@ def test_the_sensor_requests_every_changed_day_once(living) -> None:
     requested = sorted(r.partition_key for r in living["first"])
     assert requested == DAYS, requested
     assert all(r.job_name == "aps_daily" and r.run_key for r in living["first"])
-    assert "process_result" in living["first"][0].tags["aps/source_change"]
+    assert "process_result" in living["first"][0].tags["aps_etl/source_change"]
 
 
 def test_an_emptied_day_is_refused_then_loaded_when_its_rows_arrive(plant, living) -> None:

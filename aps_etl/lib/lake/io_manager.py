@@ -24,7 +24,6 @@ reported per partition with `snapshot_metadata(...)`: this manager only reads th
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -288,8 +287,3 @@ def snapshot_metadata(snapshot: Snapshot) -> dict[str, Any]:
         **file_metadata(WrittenFile(snapshot.uri, snapshot.rows, snapshot.size_bytes)),
         "snapshot_version": dg.MetadataValue.int(snapshot.version),
     }
-
-
-def partition_date(context: dg.AssetExecutionContext) -> dt.date:
-    """The business day of a daily-partitioned run, with a clear error on a bad key."""
-    return parse_partition_key(context.partition_key)

@@ -24,7 +24,6 @@ Frame = pl.LazyFrame | pl.DataFrame
 _TS = pl.Datetime("us", "UTC")
 _US_PER_MIN = 60e6
 _US_PER_HOUR = 3600e6
-_ORDER = ["event_ts", "event_id"]  # a lot's events are ordered by these
 
 
 def _window(day: date) -> tuple[pl.Expr, pl.Expr]:
