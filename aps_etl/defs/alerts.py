@@ -14,6 +14,11 @@ APS_DAGSTER_UI_URL, if set, makes the run link absolute. Secrets reach the resou
 through dg.EnvVar, so the UI shows variable names. Messages go through `redact`: no
 credentials of a URI and no value of an APS_*PASSWORD*/*SECRET*/*TOKEN* variable leave.
 A channel that fails does not stop the other; the tick then fails with a safe summary.
+
+Not built on Dagster's factories (dagster.make_email_on_run_failure_sensor,
+dagster_slack.make_slack_on_run_failure_sensor): the email one cannot use a relay without
+TLS and login, nor send anything but ASCII, and the Slack one takes no API base URL.
+aps_etl_tests/test_alerts.py pins each ("why the sensor is not built on ...").
 """
 
 from __future__ import annotations

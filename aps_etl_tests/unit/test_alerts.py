@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -392,6 +393,106 @@ def test_redact_replaces_secret_env_values_and_uri_credentials(
 def test_settings_without_channels_are_valid() -> None:
     assert AlertSettings().problems() == []
     assert not AlertSettings().slack_enabled and not AlertSettings().email_enabled
+
+
+def test_an_error_in_korean_arrives_intact(
+    clean_env: pytest.MonkeyPatch, slack: SlackStandIn, smtp: MailHandler
+) -> None:
+    """The MES and the planners write Korean: an error in it reaches both channels."""
+    _configure_slack(clean_env, slack)
+    _configure_email(clean_env, smtp.port)
+    instance, result = _failed_run("MES 연결 시간 초과 (30 s)")
+
+    assert _invoke_sensor(instance, result, alert_resources_from_env()) is None
+
+    (request,) = slack.requests
+    (mail,) = smtp.messages
+    for arrived in (request["body"]["text"], mail["message"].get_content()):
+        assert "- extract_orders: RuntimeError: MES 연결 시간 초과 (30 s)" in arrived
+
+
+# --- why the sensor is not built on Dagster's alert factories -----------------------------
+# Issue 24 weighed dagster.make_email_on_run_failure_sensor and dagster_slack's
+# make_slack_on_run_failure_sensor (dagster 1.13, dagster-slack 0.29). These tests pin what
+# they cannot do that the tests above need; when one goes red, the factory has caught up
+# and run_failure_alerts can be rebuilt on it.
+
+
+def _invoke(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, result: Any) -> Any:
+    return sensor(
+        dg.build_run_status_sensor_context(
+            sensor_name=sensor.name,
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+            dagster_event=result.get_run_failure_event(),
+        )
+    )
+
+
+def _email_factory_sensor(port: int, smtp_type: str, **kwargs: Any) -> dg.SensorDefinition:
+    from aps_etl.defs.alerts import failure_message
+
+    return dg.make_email_on_run_failure_sensor(
+        email_from="dagster@aps.example",
+        email_to=["ops@aps.example"],
+        email_body_fn=lambda context: failure_message(context, None)[1],
+        email_subject_fn=lambda context: failure_message(context, None)[0],
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_type=smtp_type,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("smtp_type", "error"), [("STARTTLS", smtplib.SMTPNotSupportedError), ("SSL", ssl.SSLError)]
+)
+def test_dagsters_email_factory_cannot_use_a_plain_relay(
+    smtp: MailHandler, smtp_type: str, error: type[Exception]
+) -> None:
+    """A relay without TLS or login (APS_ALERT_SMTP_PORT=25, no _STARTTLS, no _USER: the
+    default, and what test_slack_and_email_receive_the_failure sends through) is beyond the
+    factory: it knows SSL and STARTTLS only, and always logs in."""
+    sensor = _email_factory_sensor(smtp.port, smtp_type, email_password="")
+    instance, result = _failed_run()
+
+    with pytest.raises(error):
+        _invoke(sensor, instance, result)
+
+    assert smtp.messages == []
+
+
+def test_dagsters_email_factory_cannot_send_korean(
+    clean_env: pytest.MonkeyPatch, smtp_tls: MailHandler
+) -> None:
+    """Through a relay it can use (STARTTLS and login), the factory sends its message as an
+    ASCII str (no MIME encoding): the Korean error test_an_error_in_korean_arrives_intact
+    delivers never leaves."""
+    clean_env.setenv("SSL_CERT_FILE", str(smtp_tls.cert))
+    sensor = _email_factory_sensor(
+        smtp_tls.port, "STARTTLS", smtp_user="alerts", email_password="mail-pw-5678"
+    )
+    _invoke(sensor, *_failed_run())  # in English it arrives
+    assert len(smtp_tls.messages) == 1
+    instance, result = _failed_run("MES 연결 시간 초과 (30 s)")
+
+    with pytest.raises(UnicodeEncodeError):
+        _invoke(sensor, instance, result)
+
+    assert len(smtp_tls.messages) == 1
+
+
+def test_dagster_slacks_factory_cannot_reach_another_slack_host() -> None:
+    """The factory makes its own WebClient(token=...): no base URL (the Slack stand-in that
+    this suite, the fault suite and the daemon test point APS_ALERT_SLACK_BASE_URL at) and no
+    timeout can be given to it."""
+    import inspect
+
+    from dagster_slack import make_slack_on_run_failure_sensor
+
+    parameters = set(inspect.signature(make_slack_on_run_failure_sensor).parameters)
+    assert {"channel", "slack_token", "text_fn", "webserver_base_url"} <= parameters
+    assert not parameters & {"base_url", "client", "slack_client", "timeout"}
 
 
 def test_an_unreachable_mes_fails_the_plan_sensor_tick_and_alerts_once_an_hour(
