@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent  # aps_etl/env/stack.py -> the checkout
 
 # Variables the stack file defines. Everything but the *_PASSWORD / *_SECRET_KEY ones
 # is safe to show.
