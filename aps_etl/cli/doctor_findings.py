@@ -1,4 +1,4 @@
-"""`aps-etl doctor`: what killed runs left behind, and (with --fix) removing it.
+"""What killed runs left behind, for `aps-etl doctor` (doctor.py), and with --fix removing it.
 
 Looks for
 - runs STARTED/STARTING in the Dagster instance whose worker process is gone (fix: marked
