@@ -130,7 +130,7 @@ def main(spec_path: str, out_path: str) -> int:
     if spec["env"] == "dev":
         from aps_etl.env.stack import export_stack_env
 
-        export_stack_env()  # the dev instance's storage settings, as aps_etl.cli.run does
+        export_stack_env()  # the dev instance's storage settings, as aps_etl.cli.runner does
     home = spec.get("dagster_home")
     if not home:
         home = tempfile.mkdtemp(prefix="aps-bench-dagster-")

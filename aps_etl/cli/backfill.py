@@ -1,4 +1,5 @@
-"""`aps-etl backfill --policy`: a date range as a real Dagster backfill.
+"""`aps-etl backfill`: a date range of the daily job, in one run in this process, or
+(--policy) as a real Dagster backfill.
 
 The range is submitted to the instance as an asset backfill of the daily job's assets, as
 the UI's "Materialize..." does; the daemon's backfill loop splits it into runs by the
@@ -18,89 +19,24 @@ canceled, so that nothing stays "in progress" in the UI or blocks the next range
 command itself is killed (SIGKILL), its daemon gets SIGTERM from the kernel, and the next
 `aps-etl backfill` on the instance closes the backfill it left (`close_abandoned`). A
 deployment's daemon is only watched: the command says when its heartbeats stop.
+
+The backfill on the instance (submit, wait, cancel, close): backfill_runs.py; the daemon of
+the command's own and what a killed command's daemon left: backfill_daemon.py; the owner
+tag that tells them apart: backfill_owner.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
-import json
-import logging
+import math
 import os
-import signal
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import dagster as dg
-from dagster._core.execution.backfill import (
-    BulkActionsFilter,
-    BulkActionStatus,
-    PartitionBackfill,
-    cancel_backfill_runs_and_cancellation_complete,
-)
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    BACKFILL_ID_TAG,
-    PARTITION_NAME_TAG,
-)
-from dagster._core.utils import make_new_backfill_id
+import click
 
-from aps_etl.env.stack import REPO_ROOT
-from aps_etl.lib import liveness
-
-# The daemons a backfill needs: the backfill loop makes the runs, the queue starts them.
-DAEMONS = ("BACKFILL", "QUEUED_RUN_COORDINATOR")
-LOCATION_MODULE = "aps_etl.cli.backfill_location"
-# the backfill loop looks every 30 s: no run after this long means something is wrong
-NO_RUN_HINT_S = 120
-# the process (host, pid, start time) whose own daemon runs a backfill: a tag on it and its runs
-OWNER_TAG = "aps_etl/backfill_owner"
-# How long canceled runs get to stop on their own, then the daemon's group before SIGKILL:
-# together under systemd's default 90 s stop timeout.
-CANCEL_GRACE_S = 30
-STOP_GRACE_S = 30
-# how often a deployment's daemon's heartbeats are looked at while waiting
-HEARTBEAT_CHECK_S = 30
-FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
-ABANDONED = "the aps-etl backfill whose daemon ran it was killed"
-IN_FLIGHT = [BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING]
-DONE = {
-    BulkActionStatus.COMPLETED,
-    BulkActionStatus.COMPLETED_SUCCESS,
-    BulkActionStatus.COMPLETED_FAILED,
-    BulkActionStatus.FAILED,
-    BulkActionStatus.CANCELED,
-}
-
-
-class BackfillError(RuntimeError):
-    """A backfill that cannot be submitted or run (printed as one line by the CLI)."""
-
-
-class BackfillStopped(BackfillError):
-    """The wait ended before the backfill did: its daemon exited, or `--timeout` passed."""
-
-
-def owner_id() -> str:
-    """This process as the owner of a backfill its own daemon runs (host, pid, start time)."""
-    return json.dumps(liveness.this_process().as_dict())
-
-
-def owner_gone(owner: str) -> bool:
-    """True only when the owner is surely gone: on this host, and its pid is free, a zombie
-    or another (later) process's. An owner on another host is taken as alive."""
-    try:
-        found = liveness.Owner.from_mapping(json.loads(owner))
-    except (ValueError, TypeError):
-        return False
-    return found is not None and liveness.alive(found) is False
+from aps_etl.cli.params import Duration, PartitionKey, Refused, env_option, use_environment
 
 
 def parse_policy(text: str) -> dict[str, str]:
@@ -116,507 +52,227 @@ def parse_policy(text: str) -> dict[str, str]:
     raise ValueError(f"expected single-run, multi-run or multi-run:N (N >= 1 days): {text!r}")
 
 
-def daemon_running(instance: dg.DagsterInstance) -> bool:
-    """A dagster-daemon heartbeating on this instance with the backfill and queue loops
-    (a heartbeat in the last minute: they beat every 30 s)."""
-    from dagster._daemon.controller import get_daemon_statuses
+class Policy(click.ParamType):
+    """`--policy`: single-run, multi-run or multi-run:N, as the APS_BACKFILL_* settings."""
 
-    statuses = get_daemon_statuses(
-        instance, DAEMONS, ignore_errors=True, heartbeat_tolerance_seconds=30
-    )
-    return all(status.healthy for status in statuses.values())
+    name = "single-run|multi-run[:N]"
 
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return self.name
 
-def _terminate_with_parent(parent: int) -> Callable[[], None]:
-    """For the daemon, between fork and exec: SIGTERM when the command that started it dies,
-    even by SIGKILL (Linux's PR_SET_PDEATHSIG), so that no daemon outlives its command. libc
-    is looked up here, in the parent; the child only calls it (and exits if its parent is
-    already gone, which prctl would not notice)."""
-    try:
-        prctl = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux: the daemon stops with the command only
-        return lambda: None
-
-    def child() -> None:
-        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return child
-
-
-def _daemons_file(instance: dg.DagsterInstance, backfill_id: str) -> Path:
-    """While a command's own daemon runs: its process (the leader of its process group) and
-    its heartbeats' ids, for close_abandoned if the command is killed."""
-    return Path(instance.root_directory) / "aps-etl-backfill" / f"{backfill_id}.daemon.json"
-
-
-@contextmanager
-def own_daemon(
-    instance: dg.DagsterInstance, env: dict[str, str], log: Path, backfill_id: str
-) -> Iterator[subprocess.Popen]:
-    """A dagster-daemon on this instance for the duration, for backfill_id. It serves the
-    backfill location in a code server of its own, whose run workers share its process
-    group; the group is stopped on the way out, also when the daemon itself has already
-    exited. Its heartbeats' ids are kept in a file while it runs: if the command is killed,
-    close_abandoned tells the heartbeats it leaves from a deployment daemon's."""
-    daemon = Path(sys.executable).parent / "dagster-daemon"
-    command = [str(daemon), "run", "-m", LOCATION_MODULE, "-d", str(REPO_ROOT)]
-    record = _daemons_file(instance, backfill_id)
-    started = time.time()
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_terminate_with_parent(os.getpid()),
-        )
-    try:
-        deadline = time.monotonic() + 180
-        while not daemon_running(instance):
-            if process.poll() is not None:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise BackfillError(f"dagster-daemon exited ({process.returncode}): {tail}")
-            if time.monotonic() > deadline:
-                raise BackfillError(f"dagster-daemon did not start within 180 s (log: {log})")
-            time.sleep(0.5)
-        beats = instance.get_daemon_heartbeats().values()
-        started_at = liveness.process_started(process.pid) or 0.0
-        leader = liveness.Owner(liveness.hostname(), process.pid, started_at)
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(
-            json.dumps(
-                {
-                    "daemon": leader.as_dict(),
-                    "heartbeat_ids": sorted(
-                        {b.daemon_id or "" for b in beats if b.timestamp >= started}
-                    ),
-                }
-            )
-        )
-        yield process
-    finally:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, dict):
+            return value
         try:
-            _stop_group(process.pid, process)
-        finally:
-            # Its heartbeats outlive it (a minute of "healthy"): the next backfill must not
-            # take it for a running daemon. It ran only because none other did.
-            instance.wipe_daemon_heartbeats()
-            record.unlink(missing_ok=True)
+            return parse_policy(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
-def _stop_group(pgid: int, leader: subprocess.Popen | None = None) -> None:
-    """SIGTERM to a daemon's process group (the daemon, its code server, their run
-    workers), SIGKILL to what is left after STOP_GRACE_S. `leader`, our child, is reaped."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    while time.monotonic() < deadline and _group_alive(pgid):
-        if leader is not None and leader.poll() is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                leader.wait(0.5)
-        else:
-            time.sleep(0.5)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-    if leader is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            leader.wait(10)
+@click.command(
+    "backfill",
+    help="Run the daily job over a date range: in one run here, or as a Dagster backfill "
+    "split into parallel runs (--policy).",
+    short_help="run the daily job over a date range (in one run, or --policy: a Dagster backfill)",
+    epilog="""examples:
+
+\b
+  aps-etl backfill --from 2026-11-20 --to 2026-11-22
+  aps-etl backfill --env dev --from 2026-11-01 --to 2026-11-30 --policy multi-run:5""",
+)
+@env_option()
+@click.option("--from", "start", type=PartitionKey(), required=True, help="first day")
+@click.option("--to", "end", type=PartitionKey(), required=True, help="last day")
+@click.option(
+    "--policy",
+    type=Policy(),
+    help="submit a Dagster backfill instead (the queued run coordinator and a "
+    "dagster-daemon: the one running on the instance, else one started for the "
+    "duration) with this backfill policy: multi-run:N is runs of at most N days (default "
+    "1) run side by side; waits, printing each run; exit 1 if any run fails",
+)
+@click.option(
+    "--timeout",
+    type=Duration(),
+    help="with --policy: stop waiting after this long (e.g. 5400, 90m, 2h), exit 1. A "
+    "backfill run by a daemon this command started is canceled with its runs; one run by "
+    "a deployment's daemon goes on there",
+)
+def command(
+    env: str | None, start: str, end: str, policy: dict[str, str] | None, timeout: float | None
+) -> int:
+    from aps_etl.cli import runner
+    from aps_etl.lib.lake import parse_partition_key
+
+    use_environment(env)
+    if policy is not None:
+        # Before anything imports the assets: they read their backfill policy when their
+        # module is imported (aps_etl/lib/partitions.py), and this process imports them to
+        # resolve the asset graph it submits (a bad inherited APS_BACKFILL_* would refuse
+        # to load); the dagster-daemon it may start, and its code location, inherit it.
+        os.environ.update(policy)
+    from aps_etl.lib.partitions import configured_backfill_policy
+
+    configured_backfill_policy()  # a bad APS_BACKFILL_* setting, named, before any work
+    if parse_partition_key(end) < parse_partition_key(start):
+        raise Refused(f"--to {end} is before --from {start}")
+    if policy is not None:
+        return _dagster_backfill(start, end, timeout)
+    if timeout is not None:
+        raise Refused("--timeout applies to --policy (a Dagster backfill)")
+    instance = runner.dagster_instance()
+    started = time.perf_counter()
+    print(f"job aps_daily for {start}...{end} in one run: steps as they finish")
+    result = runner.run_job(start, instance, last_partition=end, progress=print)
+    runner.print_report(result, instance, f"{start}...{end}", time.perf_counter() - started)
+    return 0 if result.success else 1
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # members of another user: alive, not ours to signal
-        return True
-    return True
+def _dagster_backfill(start: str, end: str, timeout_s: float | None) -> int:
+    """`backfill --policy`: submit, run under the queued coordinator and a daemon, wait."""
+    import functools
+    import signal
 
+    from dagster._core.run_coordinator import QueuedRunCoordinator
 
-def daily_partitions(first: str, last: str) -> list[str]:
-    from aps_etl.lib.partitions import DAILY
+    from aps_etl.cli import backfill_daemon as daemons
+    from aps_etl.cli import backfill_owner as owners
+    from aps_etl.cli import backfill_runs as backfills
+    from aps_etl.cli import runner
+    from aps_etl.lib.partitions import configured_backfill_policy
 
-    return list(DAILY.get_partition_keys_in_range(dg.PartitionKeyRange(first, last)))
-
-
-def in_flight_overlap(instance: dg.DagsterInstance, days: set[str]) -> str | None:
-    """A backfill still running on this instance that targets one of `days`: one run per
-    partition at a time holds across backfills only if overlapping ones are not submitted
-    (the queue sees runs, not backfills)."""
-    for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=IN_FLIGHT)):
-        data = backfill.asset_backfill_data
-        if data is None:
-            continue
-        theirs = {
-            key.partition_key
-            for key in data.target_subset.iterate_asset_partitions()
-            if key.partition_key
-        }
-        both = sorted(days & theirs)
-        if both:
-            return (
-                f"backfill {backfill.backfill_id} ({backfill.status.value}) already targets "
-                f"{both[0]}{'...' + both[-1] if len(both) > 1 else ''}: wait for it or cancel "
-                "it in the UI"
-            )
-    return None
-
-
-def submit(
-    instance: dg.DagsterInstance,
-    defs: dg.Definitions,
-    first: str,
-    last: str,
-    title: str,
-    owner: str | None = None,
-) -> str:
-    """The daily job's assets for [first, last] as one asset backfill: its id. `owner`
-    (owner_id()) marks a backfill that the submitting process's own daemon runs."""
-    from aps_etl.defs.jobs import aps_daily
-
-    graph = defs.resolve_asset_graph()
-    keys = sorted(aps_daily.selection.resolve(graph))
-    days = daily_partitions(first, last)
-    clash = in_flight_overlap(instance, set(days))
-    if clash:
-        raise BackfillError(clash)
-    backfill_id = make_new_backfill_id()
-    tags = {"aps_etl/launched_by": "aps-etl backfill"} | ({OWNER_TAG: owner} if owner else {})
-    instance.add_backfill(
-        PartitionBackfill.from_asset_partitions(
-            backfill_id=backfill_id,
-            asset_graph=graph,
-            partition_names=days,
-            asset_selection=keys,
-            backfill_timestamp=time.time(),
-            tags=tags,
-            dynamic_partitions_store=instance,
-            all_partitions=False,
-            title=title,
-            description=f"aps-etl backfill --from {first} --to {last}",
-            run_config=None,
+    env = os.environ["APS_ENV"]
+    policy = configured_backfill_policy()  # refused by name before anything starts
+    if env == "prod" and not os.environ.get("DAGSTER_HOME"):
+        raise Refused("--policy on prod submits to the deployment's instance: set DAGSTER_HOME")
+    instance = runner.dagster_instance()
+    if not isinstance(instance.run_coordinator, QueuedRunCoordinator):
+        raise Refused(
+            f"--policy needs the queued run coordinator; {os.environ['DAGSTER_HOME']}"
+            "/dagster.yaml has another"
         )
+    if env == "local":  # run workers attach to it; this process keeps it up meanwhile
+        from aps_etl.env.embedded import start_local_postgres
+
+        start_local_postgres()
+    from aps_etl.definitions import build_defs
+
+    defs = build_defs(automation=False)
+    days = backfills.daily_partitions(start, end)
+    per_run = policy.max_partitions_per_run or len(days)
+    how = f"runs of at most {per_run} day(s)" if policy.max_partitions_per_run else "one run"
+    for left, days_closed in daemons.close_abandoned(instance):
+        print(
+            f"backfill {left} was left in flight by a killed aps-etl backfill: canceled"
+            + (f" (its runs for {', '.join(days_closed)} too)" if days_closed else ""),
+            flush=True,
+        )
+    running = daemons.daemon_running(instance)
+    busy = daemons.another_commands_daemon(instance) if running else None
+    if busy:
+        raise backfills.BackfillError(busy)
+    title = f"aps_daily {start}...{end}"
+    # Submitted before a daemon of ours starts: its backfill loop's first pass (every 30 s)
+    # finds it, instead of the one after.
+    owner = None if running else owners.owner_id()
+    backfill_id = backfills.submit(instance, defs, start, end, title, owner)
+    print(
+        f"backfill {backfill_id}: {len(days)} day(s) {start}...{end}, {how}, "
+        f"submitted (Dagster instance {os.environ['DAGSTER_HOME']})",
+        flush=True,
     )
-    return backfill_id
-
-
-def _unfinished_runs(instance: dg.DagsterInstance, backfill_id: str) -> list[dg.DagsterRun]:
-    from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
-
-    return list(
-        instance.get_runs(
-            filters=dg.RunsFilter(
-                tags={BACKFILL_ID_TAG: backfill_id}, statuses=NOT_FINISHED_STATUSES
-            )
+    out = functools.partial(print, flush=True)
+    timeout = None
+    # SIGTERM (systemd, kill) ends the command as Ctrl-C does: through the cleanup below
+    signal.signal(signal.SIGTERM, _interrupt)
+    if running:
+        print(
+            "a dagster-daemon is running on this instance: it runs the backfill, split by its "
+            "code location's APS_BACKFILL_POLICY",
+            flush=True,
         )
+        if timeout_s is not None:
+            timeout = backfills.timeout_check(
+                timeout_s,
+                f"backfill {backfill_id} goes on in the deployment's daemon: follow or cancel "
+                "it in the UI (Overview > Backfills)",
+            )
+        try:
+            outcome = backfills.wait(
+                instance, backfill_id, out,
+                check=backfills.checks(daemons.heartbeat_watch(instance, out), timeout),
+            )  # fmt: skip
+        except backfills.BackfillStopped as exc:
+            print(f"aps-etl backfill: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            backfills.cancel_if_untouched(instance, backfill_id)
+            print(
+                f"aps-etl backfill: interrupted; backfill {backfill_id} goes on in the "
+                "deployment's daemon unless it had no run yet (then it is canceled)",
+                file=sys.stderr,
+            )
+            return 130
+        except BaseException:
+            backfills.cancel_if_untouched(instance, backfill_id)
+            raise
+    else:
+        log = Path(os.environ["DAGSTER_HOME"]) / "backfill-daemon.log"
+        print(f"no dagster-daemon on this instance: starting one (log: {log})", flush=True)
+        if timeout_s is not None:
+            timeout = backfills.timeout_check(
+                timeout_s, f"backfill {backfill_id} and its runs canceled"
+            )
+        try:
+            with daemons.own_daemon(instance, dict(os.environ), log, backfill_id) as daemon:
+                try:
+                    outcome = backfills.wait(
+                        instance, backfill_id, out,
+                        check=backfills.checks(daemons.daemon_exit_check(daemon, log), timeout),
+                    )  # fmt: skip
+                except BaseException:
+                    # a second Ctrl-C or SIGTERM must not cut the cleanup short
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                    # while its code server is up: running runs stop through it, cleanly
+                    out("stopping: canceling the backfill's runs, then the daemon")
+                    backfills.cancel_runs(instance, backfill_id, backfills.CANCEL_GRACE_S)
+                    raise
+        except BaseException as exc:
+            # the daemon's whole process group is gone now: close what did not end
+            why = str(exc) if isinstance(exc, backfills.BackfillStopped) else "interrupted"
+            closed = backfills.close(instance, backfill_id, f"aps-etl backfill stopped: {why}")
+            if closed:
+                out(f"runs stopped before they ended, canceled: {', '.join(closed)}")
+            if isinstance(exc, backfills.BackfillStopped):
+                done = backfills.days_done(instance, backfill_id)
+                print(f"aps-etl backfill: {exc}", file=sys.stderr)
+                print(
+                    f"backfill {backfill_id} CANCELED: days done {done or 'none'}; run the "
+                    "command again for the rest (a day done again is replaced whole)",
+                    file=sys.stderr,
+                )
+                return 1
+            if isinstance(exc, KeyboardInterrupt):
+                print(
+                    f"aps-etl backfill: interrupted; backfill {backfill_id} CANCELED: days done "
+                    f"{backfills.days_done(instance, backfill_id) or 'none'}",
+                    file=sys.stderr,
+                )
+                return 130
+            raise
+    ok = sum(run.status == "SUCCESS" for run in outcome.runs)
+    print(
+        f"backfill {backfill_id} {outcome.status} in {outcome.seconds:.1f} s: "
+        f"{len(outcome.runs)} run(s), {ok} succeeded, {len(outcome.runs) - ok} not"
     )
+    if outcome.error:
+        print(f"  {outcome.error}")
+    expected = math.ceil(len(days) / per_run)
+    if running and len(outcome.runs) != expected:
+        print(f"  (--policy asked for {expected} run(s): the running daemon's setting differs)")
+    return 0 if outcome.success else 1
 
 
-def cancel_runs(instance: dg.DagsterInstance, backfill_id: str, grace_s: float) -> None:
-    """Marks the backfill CANCELING (its daemon launches nothing more) and cancels its runs
-    as the UI's "Cancel backfill" does: queued ones at once, running ones through their code
-    server (the run worker stops between steps and records CANCELED). Waits up to grace_s
-    for them to end."""
-    quiet = logging.getLogger("aps_etl.cli.backfill")
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        # at every pass: the daemon's loop may write back the REQUESTED copy it read
-        backfill = instance.get_backfill(backfill_id)
-        if backfill is not None and backfill.status == BulkActionStatus.REQUESTED:
-            instance.update_backfill(backfill.with_status(BulkActionStatus.CANCELING))
-        try:
-            if cancel_backfill_runs_and_cancellation_complete(instance, backfill_id, quiet):
-                return
-        except Exception:  # a code server already gone: its runs are stopped with it
-            return
-        time.sleep(1)
-
-
-def close(instance: dg.DagsterInstance, backfill_id: str, why: str) -> list[str]:
-    """After every process that ran the backfill is gone: its runs that did not end are
-    recorded CANCELED (their workers are dead) and the backfill CANCELED, so it holds no
-    day. The days of the runs so closed."""
-    closed = []
-    for run in _unfinished_runs(instance, backfill_id):
-        instance.report_run_canceled(run, message=f"Canceled: {why}")
-        closed.append(run_days(run.tags))
-    backfill = instance.get_backfill(backfill_id)
-    if backfill is not None and backfill.status not in DONE:
-        instance.update_backfill(
-            backfill.with_status(BulkActionStatus.CANCELED).with_end_timestamp(time.time())
-        )
-    return sorted(closed)
-
-
-def close_abandoned(instance: dg.DagsterInstance) -> list[tuple[str, list[str]]]:
-    """Backfills left in flight by an `aps-etl backfill` that was killed (its owner process
-    is gone): what is left of its daemon's process group (the code server waits for its
-    runs, which could go on for hours beside the next command's) is stopped, its runs that
-    did not end are closed and the backfill is canceled, as close() does; so are the
-    heartbeats its daemon left. Returns (backfill id, days of the runs closed) for each."""
-    found = []
-    for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=IN_FLIGHT)):
-        owner = backfill.tags.get(OWNER_TAG)
-        if not owner or not owner_gone(owner):
-            continue
-        record_file = _daemons_file(instance, backfill.backfill_id)
-        try:
-            record = json.loads(record_file.read_text())
-        except (OSError, ValueError):
-            record = {}
-        daemon = liveness.Owner.from_mapping(record.get("daemon") or {})
-        if daemon is not None and _still_its_group(daemon):
-            _stop_group(daemon.pid)
-        closed = close(instance, backfill.backfill_id, ABANDONED)
-        _wipe_heartbeats_of(instance, set(record.get("heartbeat_ids") or []))
-        record_file.unlink(missing_ok=True)
-        found.append((backfill.backfill_id, closed))
-    return found
-
-
-def another_commands_daemon(instance: dg.DagsterInstance) -> str | None:
-    """The daemon heartbeating on the instance is another `aps-etl backfill`'s own: it stops
-    when that command ends, and a backfill left to it would stall. Why, or None."""
-    fresh = {
-        beat.daemon_id
-        for beat in instance.get_daemon_heartbeats().values()
-        if beat.timestamp > time.time() - 60
-    }
-    for record_file in _daemons_file(instance, "-").parent.glob("*.daemon.json"):
-        backfill_id = record_file.name.removesuffix(".daemon.json")
-        try:
-            record = json.loads(record_file.read_text())
-        except (OSError, ValueError):
-            continue
-        backfill = instance.get_backfill(backfill_id)
-        if backfill is None or backfill.status not in IN_FLIGHT:
-            continue
-        if fresh & set(record.get("heartbeat_ids") or []):
-            owner = json.loads(backfill.tags.get(OWNER_TAG) or "{}")
-            return (
-                f"the dagster-daemon on this instance is the one another aps-etl backfill "
-                f"(pid {owner.get('pid', '?')}) started for backfill {backfill_id}; it stops "
-                "with that command. Wait for it, or run a dagster-daemon for the instance"
-            )
-    return None
-
-
-def _still_its_group(daemon: liveness.Owner) -> bool:
-    """The daemon's process group still has members, and they are its: Linux does not reuse
-    a pid while a group of that id exists, so only a live leader needs its start time
-    checked (a later process that took the pid)."""
-    if daemon.host != liveness.hostname() or not _group_alive(daemon.pid):
-        return False
-    leader_started = liveness.process_started(daemon.pid)
-    if leader_started is None:
-        return True  # the leader is gone, its group is not: the code server, run workers
-    return os.getpgid(daemon.pid) == daemon.pid and abs(leader_started - daemon.started) < 1
-
-
-def _wipe_heartbeats_of(instance: dg.DagsterInstance, theirs: set[str]) -> None:
-    """The heartbeats a killed command's daemon left read as a running daemon for a minute,
-    and the next command would wait on it: wiped when every recent heartbeat is its own."""
-    recent = [
-        beat
-        for beat in instance.get_daemon_heartbeats().values()
-        if beat.timestamp > time.time() - 120
-    ]
-    if theirs and recent and all(beat.daemon_id in theirs for beat in recent):
-        instance.wipe_daemon_heartbeats()
-
-
-def cancel_if_untouched(instance: dg.DagsterInstance, backfill_id: str) -> None:
-    """A backfill whose daemon never came, or whose waiter was interrupted before any run
-    was made, is canceled rather than left for a daemon that starts later."""
-    backfill = instance.get_backfill(backfill_id)
-    if backfill is None or backfill.status != BulkActionStatus.REQUESTED:
-        return
-    if instance.get_run_ids(filters=dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill_id}), limit=1):
-        return  # its runs are under way: the UI shows and cancels them
-    instance.update_backfill(backfill.with_status(BulkActionStatus.CANCELED))
-
-
-@dataclass
-class RunProgress:
-    run_id: str
-    days: str
-    status: str
-    seconds: float | None = None
-    error: str = ""
-
-
-@dataclass
-class Outcome:
-    backfill_id: str
-    status: str
-    seconds: float
-    runs: list[RunProgress] = field(default_factory=list)
-    error: str = ""
-
-    @property
-    def success(self) -> bool:
-        # A run that died of infrastructure and was run again (run_retries) counts by its
-        # last attempt: Dagster's backfill status already does, so trust a clean verdict.
-        if self.status == "COMPLETED_SUCCESS":
-            return bool(self.runs)
-        return (
-            self.status == "COMPLETED"
-            and bool(self.runs)
-            and all(run.status == "SUCCESS" for run in self.runs)
-        )
-
-
-def days_done(instance: dg.DagsterInstance, backfill_id: str) -> str:
-    """The days of a backfill's runs that succeeded, as a short list."""
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(
-            tags={BACKFILL_ID_TAG: backfill_id}, statuses=[dg.DagsterRunStatus.SUCCESS]
-        )
-    )
-    return ", ".join(sorted(run_days(run.tags) for run in runs))
-
-
-def run_days(tags: Mapping[str, str]) -> str:
-    if PARTITION_NAME_TAG in tags:
-        return tags[PARTITION_NAME_TAG]
-    start = tags.get(ASSET_PARTITION_RANGE_START_TAG, "?")
-    end = tags.get(ASSET_PARTITION_RANGE_END_TAG, "?")
-    return start if start == end else f"{start}...{end}"
-
-
-def _step_error(instance: dg.DagsterInstance, run_id: str) -> str:
-    from dagster._core.events import DagsterEventType
-
-    for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
-        event = entry.dagster_event
-        data = event.step_failure_data if event else None
-        if data and data.error:
-            return f"{event.step_key if event else ''}: {data.error.message.strip()}"
-    return ""
-
-
-def wait(
-    instance: dg.DagsterInstance,
-    backfill_id: str,
-    out: Callable[[str], None],
-    poll_s: float = 1.0,
-    check: Callable[[float], None] | None = None,
-) -> Outcome:
-    """Until the backfill is done and its runs have ended; a line per run each time its
-    status changes, and a count of runs by status whenever it changes. `check(elapsed)`
-    runs at every poll: it may say something, or raise BackfillStopped to stop waiting."""
-    started = time.monotonic()
-    seen: dict[str, str] = {}
-    last_count = ""
-    hinted = False
-    while True:
-        backfill = instance.get_backfill(backfill_id)
-        if backfill is None:
-            raise BackfillError(f"backfill {backfill_id} is not in the instance")
-        records = instance.get_run_records(
-            filters=dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill_id})
-        )
-        runs = []
-        for record in records:
-            dagster_run = record.dagster_run
-            seconds = (
-                record.end_time - record.start_time
-                if record.start_time and record.end_time
-                else None
-            )
-            progress = RunProgress(
-                dagster_run.run_id, run_days(dagster_run.tags), dagster_run.status.value, seconds
-            )
-            if dagster_run.status == dg.DagsterRunStatus.FAILURE:
-                progress.error = _step_error(instance, dagster_run.run_id)
-            runs.append(progress)
-        runs.sort(key=lambda r: r.days)
-        elapsed = time.monotonic() - started
-        for run in runs:
-            if seen.get(run.run_id) != run.status:
-                seen[run.run_id] = run.status
-                took = f" in {run.seconds:.1f} s" if run.seconds is not None else ""
-                out(f"  {elapsed:7.1f} s  run {run.run_id[:8]}  {run.days:<23} {run.status}{took}")
-                if run.error:
-                    out(f"             {run.error}")
-        counts: dict[str, int] = {}
-        for run in runs:
-            counts[run.status] = counts.get(run.status, 0) + 1
-        count = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
-        if count != last_count and runs:
-            out(f"  {elapsed:7.1f} s  backfill {backfill.status.value.lower()}: {count}")
-            last_count = count
-        if not runs and not hinted and elapsed > NO_RUN_HINT_S:
-            hinted = True
-            out(
-                f"  {elapsed:7.1f} s  no run yet: is the daemon's backfill loop healthy (the "
-                "UI's Deployment > Daemons, or the daemon's log)?"
-            )
-        finished = all(seen[r.run_id] in FINISHED for r in runs)
-        if backfill.status in DONE and finished:
-            error = backfill.error.message.strip() if backfill.error else ""
-            return Outcome(backfill_id, backfill.status.value, elapsed, runs, error)
-        if check is not None:
-            check(elapsed)
-        time.sleep(poll_s)
-
-
-def daemon_exit_check(process: subprocess.Popen, log: Path) -> Callable[[float], None]:
-    """Stops the wait when the command's own daemon has exited: nothing would run the rest."""
-
-    def check(elapsed: float) -> None:
-        if process.poll() is not None:
-            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
-            raise BackfillStopped(
-                f"the dagster-daemon this command started exited ({process.returncode}) after "
-                f"{elapsed:.0f} s (log: {log}{': ' + tail[0][:300] if tail else ''})"
-            )
-
-    return check
-
-
-def timeout_check(timeout_s: float, continues: str) -> Callable[[float], None]:
-    """Stops the wait after timeout_s; `continues` says what becomes of the backfill."""
-
-    def check(elapsed: float) -> None:
-        if elapsed > timeout_s:
-            raise BackfillStopped(f"not done after --timeout {timeout_s:g} s: {continues}")
-
-    return check
-
-
-def heartbeat_watch(
-    instance: dg.DagsterInstance, out: Callable[[str], None], every_s: float = HEARTBEAT_CHECK_S
-) -> Callable[[float], None]:
-    """A deployment's daemon runs the backfill: says when its heartbeats stop (the backfill
-    waits for it; compose restarts it) and when they are back."""
-    state = {"next": every_s, "silent": False}
-
-    def check(elapsed: float) -> None:
-        if elapsed < state["next"]:
-            return
-        state["next"] = elapsed + every_s
-        healthy = daemon_running(instance)
-        if not healthy and not state["silent"]:
-            out(
-                f"  {elapsed:7.1f} s  the deployment's dagster-daemon has not heartbeaten for "
-                "30 s: its runs wait until it is back (Deployment > Daemons in the UI)"
-            )
-        elif healthy and state["silent"]:
-            out(f"  {elapsed:7.1f} s  the deployment's dagster-daemon is back")
-        state["silent"] = not healthy
-
-    return check
-
-
-def checks(*found: Callable[[float], None] | None) -> Callable[[float], None]:
-    def check(elapsed: float) -> None:
-        for one in found:
-            if one is not None:
-                one(elapsed)
-
-    return check
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

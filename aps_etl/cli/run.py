@@ -1,276 +1,97 @@
-"""`aps-etl run`: the main job for one partition, with a report of what it did.
-
-On the embedded default it first seeds the source with a fixed synthetic plant, so the same
-command gives the same numbers on every machine; the partition is a full day inside it.
-Runs are recorded in a persistent Dagster instance (`$DAGSTER_HOME`, default
-`.aps-etl/dagster`), so `dagster dev` shows them afterwards.
-"""
+"""`aps-etl run`: the daily job for one partition; on `local`, after seeding the embedded
+source with the demo plant (runner.py: the instance, the run, the report)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import cast
 
-import dagster as dg
-from dagster._core.errors import DagsterHomeNotSetError
-from dagster._core.utils import make_new_run_id
+import click
 
-from aps_etl.env.embedded import local_home
-from aps_etl.env.stack import REPO_ROOT
-from aps_etl.instance.sqlite_storage import write_local_instance_config
-
-DEMO_START = dt.date(2026, 11, 20)
-DEMO_DAYS = 3
-DEMO_PARTITION = "2026-11-21"
-JOB_NAME = "aps_daily"
+from aps_etl.cli.params import (
+    PartitionKey,
+    Refused,
+    check_partition,
+    env_option,
+    option,
+    use_environment,
+)
 
 
-def dagster_instance() -> dg.DagsterInstance:
-    """The persistent instance: $DAGSTER_HOME, else one per environment under .aps-etl/:
-    `local` keeps SQLite (dagster.yaml), `dev` the stack's PostgreSQL
-    (infra/dagster-dev.yaml), so dev runs never land in the local instance."""
-    env = os.environ.get("APS_ENV", "local")
-    if env == "dev":
-        from aps_etl.env.stack import export_stack_env
+@click.command(
+    "run",
+    help="Run the daily job for one partition (default: embedded).",
+    short_help="run the daily job for one partition (default: embedded)",
+    epilog="\b\nexample: aps-etl run --env dev --date 2026-11-21",
+)
+@env_option()
+@option(
+    "--date",
+    type=PartitionKey(),
+    help="business day YYYY-MM-DD (default: the demo day, or the newest day of a source "
+    "seeded earlier)",
+)
+@option("--seed", type=int, default=42, help="random seed of the demo data")
+@option(
+    "--reseed",
+    is_flag=True,
+    help="local: replace a source seeded earlier with the demo data (default: keep it)",
+)
+def command(env: str | None, date: str | None, seed: int, reseed: bool) -> int:
+    from aps_etl.cli import runner
+    from aps_etl.cli.seed_source import print_seed_report
 
-        export_stack_env()  # the dev instance's storage settings come from the stack
-    if not os.environ.get("DAGSTER_HOME"):
-        home = local_home() / ("dagster-dev" if env == "dev" else "dagster")
-        if env == "dev":
-            home.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(REPO_ROOT / "infra/dagster-dev.yaml", home / "dagster.yaml")
+    env = use_environment(env)
+    if reseed and env != "local":
+        raise Refused(f"--reseed replaces the embedded demo source; env {env!r} has none")
+    if env == "local":
+        from aps_etl.devdata import seed_source
+        from aps_etl.env.embedded import SOURCE_DB, local_home, start_local_postgres
+
+        pg = start_local_postgres()
+        print(f"embedded PostgreSQL ready (data in {local_home() / 'postgres'})")
+        days = _source_days(pg.uri(SOURCE_DB))
+        if days is None or reseed:
+            report = seed_source(
+                pg.uri(SOURCE_DB), start_date=runner.DEMO_START, days=runner.DEMO_DAYS, seed=seed
+            )
+            print_seed_report(env, report)
         else:
-            write_local_instance_config(home, REPO_ROOT / "dagster.yaml")
-        os.environ["DAGSTER_HOME"] = str(home)
-    try:
-        return dg.DagsterInstance.get()
-    except (dg.DagsterInvariantViolationError, DagsterHomeNotSetError) as exc:
-        from aps_etl.env.settings import ConfigurationError
-
-        first = (str(exc).splitlines() or [""])[0]
-        raise ConfigurationError(f"the Dagster instance: {first}") from None
-
-
-@dataclass
-class StageReport:
-    asset: str
-    rows: int | None = None
-    path: str | None = None
-    seconds: float | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-
-def run_job(
-    partition_key: str,
-    instance: dg.DagsterInstance | None = None,
-    last_partition: str | None = None,
-    tags: dict[str, str] | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> dg.ExecuteInProcessResult:
-    """One run of the daily job: one partition, or [partition_key, last_partition] as a
-    single-run backfill in this process (whatever APS_BACKFILL_POLICY says: that splits
-    backfills the daemon runs, `aps-etl backfill --policy`). `progress` gets a line per
-    step as it finishes."""
-    from aps_etl.definitions import build_defs
-
-    # the resources of $APS_ENV as it is now (the module's `defs` was built at import)
-    job = build_defs().resolve_job_def(JOB_NAME)
-    target: dict = {"partition_key": partition_key}
-    if last_partition and last_partition != partition_key:
-        target = {
-            "tags": {
-                "dagster/asset_partition_range_start": partition_key,
-                "dagster/asset_partition_range_end": last_partition,
-            }
-        }
-    # The worker is this process: run monitoring and `aps-etl doctor` mark the run FAILURE
-    # (and alert) if it dies mid-run, as they do for runs the daemon launched.
-    from aps_etl.lib.liveness import this_process
-
-    target["tags"] = {**target.get("tags", {}), **this_process().tags(), **(tags or {})}
-    instance = instance or dagster_instance()
-    run_id = make_new_run_id()
-    watcher = (
-        StepProgress(instance, run_id, len(job.nodes_in_topological_order), progress)
-        if progress
-        else None
-    )
-    try:
-        return job.execute_in_process(
-            **target,
-            instance=instance,
-            run_id=run_id,
-            raise_on_error=False,
-            # Every event is in the instance for the UI; the console gets warnings, the
-            # steps as they finish (`progress`) and the report printed after the run.
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
-    finally:
-        if watcher:
-            watcher.stop()
-
-
-class StepProgress:
-    """Reports each step of a run as it finishes ([k/N], seconds since the start, the step,
-    its materializations), read from the instance's event log by a background thread: the
-    run itself is not touched."""
-
-    KINDS = ("STEP_SUCCESS", "STEP_FAILURE", "STEP_UP_FOR_RETRY", "ASSET_MATERIALIZATION")
-
-    def __init__(
-        self, instance: dg.DagsterInstance, run_id: str, steps: int, out: Callable[[str], None]
-    ) -> None:
-        self._instance, self._run_id, self._steps, self._out = instance, run_id, steps, out
-        self._done = 0
-        self._cursor: str | None = None
-        self._materialized: Counter[str] = Counter()
-        self._started = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="aps-etl-progress", daemon=True)
-        self._thread.start()
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.5):
-            self._poll()
-        self._poll()  # the last steps
-
-    def _poll(self) -> None:
-        from dagster._core.events import DagsterEventType
-
-        types = {DagsterEventType(kind) for kind in self.KINDS}
-        try:
-            records = self._instance.get_records_for_run(
-                self._run_id, cursor=self._cursor, of_type=types
+            oldest, newest = days
+            print(
+                f"source `mes` already seeded (lot events {oldest} to {newest}): kept; "
+                "--reseed replaces it with the demo data"
             )
-        except Exception:  # the run may not be stored yet: try again at the next tick
-            return
-        self._cursor = records.cursor or self._cursor
-        for record in records.records:
-            event = record.event_log_entry.dagster_event
-            if event is None or event.step_key is None:
-                continue
-            kind = event.event_type_value
-            if kind == "ASSET_MATERIALIZATION":
-                self._materialized[event.step_key] += 1
-                continue
-            if kind != "STEP_UP_FOR_RETRY":
-                self._done += 1
-            state = {"STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}.get(kind, "retrying")
-            made = self._materialized[event.step_key]
-            width = 20  # the bar: the run's steps, done so far
-            filled = round(width * min(self._done, self._steps) / max(self._steps, 1))
-            self._out(
-                f"  [{'#' * filled}{'.' * (width - filled)}] "
-                f"[{self._done}/{self._steps}] {time.monotonic() - self._started:6.1f} s  "
-                f"{event.step_key:<52} {state}"
-                + (f" ({made} materialization{'s' if made > 1 else ''})" if made else "")
-            )
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)  # its last poll prints before the report
+            demo = dt.date.fromisoformat(runner.DEMO_PARTITION)
+            if date is None and not oldest <= demo <= newest:
+                date = newest.isoformat()  # a source seeded for other days
+    partition = check_partition(date or runner.DEMO_PARTITION)
+    instance = runner.dagster_instance()
+    started = time.perf_counter()
+    print(f"job aps_daily for {partition}: steps as they finish")
+    result = runner.run_job(partition, instance, progress=print)
+    runner.print_report(result, instance, partition, time.perf_counter() - started)
+    if result.success:
+        counts = runner.target_rows(partition)
+        print("target PostgreSQL `aps` now holds for this partition:")
+        for table, rows in counts.items():
+            print(f"  {table:<28} {rows:>9,} rows")
+        print(f"lake: {runner.lake_root()}   Dagster instance: {os.environ['DAGSTER_HOME']}")
+    return 0 if result.success else 1
 
 
-def step_seconds(
-    result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance
-) -> dict[str, float]:
-    """Wall time of each step, from the run's event log."""
-    started: dict[str, float] = {}
-    seconds: dict[str, float] = {}
-    for entry in instance.all_logs(result.run_id):
-        event = entry.dagster_event
-        if event is None or event.step_key is None:
-            continue
-        if event.event_type_value == "STEP_START":
-            started[event.step_key] = entry.timestamp
-        elif (
-            event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in started
-        ):
-            seconds[event.step_key] = entry.timestamp - started[event.step_key]
-    return seconds
+def _source_days(uri: str) -> tuple[dt.date, dt.date] | None:
+    """The first and last business days with lot events in a seeded source; None when
+    it holds none."""
+    from aps_etl.devdata.load import connect, existing_tables
+    from aps_etl.lib.business_days import PLANT_TZ
 
-
-def stage_reports(
-    result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance
-) -> list[StageReport]:
-    seconds = step_seconds(result, instance)
-    reports: dict[str, StageReport] = {}
-    for event in result.get_asset_materialization_events():
-        # a range run records one materialization per partition, each with its own rows
-        asset = event.materialization.asset_key.to_user_string()
-        metadata = event.materialization.metadata
-        rows = metadata.get("row_count") or metadata.get("rows_loaded")
-        # row_count / rows_loaded are MetadataValue.int: the value is an int
-        count = cast("int | None", getattr(rows, "value", rows))
-        reused = bool(getattr(metadata.get("reused"), "value", False))
-        seen = reports.get(asset)
-        if seen is not None:
-            if count is not None:
-                seen.rows = (seen.rows or 0) + count
-            if not reused:
-                seen.extra.pop("reused", None)
-            continue
-        path = metadata.get("parquet_path") or metadata.get("target_table")
-        reports[asset] = StageReport(
-            asset=asset,
-            rows=count,
-            path=str(getattr(path, "value", path)) if path is not None else None,
-            seconds=seconds.get(event.step_key or ""),
-            extra={"reused": "reused"} if reused else {},
-        )
-    return list(reports.values())
-
-
-def print_report(
-    result: dg.ExecuteInProcessResult,
-    instance: dg.DagsterInstance,
-    partition_key: str,
-    seconds: float,
-) -> None:
-    status = "succeeded" if result.success else "FAILED"
-    print(f"\njob {JOB_NAME} for partition {partition_key} {status} in {seconds:.1f} s")
-    order = {"extract": 0, "transform": 1, "validated": 2, "load": 3}
-    reports = stage_reports(result, instance)
-    width = max((len(r.asset) for r in reports), default=40)
-    for report in sorted(reports, key=lambda r: (order[r.asset.split("/")[0]], r.asset)):
-        rows = f"{report.rows:>9,} rows" if report.rows is not None else " " * 14
-        took = f"{report.seconds:6.2f} s" if report.seconds is not None else " " * 8
-        note = " (snapshot current: source unchanged)" if report.extra.get("reused") else ""
-        print(f"  {report.asset:<{width}} {rows} {took}  {report.path or ''}{note}")
-    if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure:
-                error = event.step_failure_data.error
-                print(f"  step {event.step_key} failed: {error.message.strip() if error else ''}")
-
-
-def target_rows(partition_key: str) -> dict[str, int]:
-    """Rows per target table for the partition, read back from PostgreSQL."""
-    from aps_etl.defs.registry import DAILY_RUN, outputs_of_run
-    from aps_etl.env.settings import resources_for
-    from aps_etl.lib.warehouse.target import TARGET_SCHEMA, ident
-
-    target = resources_for()["loader"].target.process_config_and_initialize()  # resolves EnvVars
-    counts = {}
-    with target.connect() as connection, connection.cursor() as cursor:
-        for _, table in outputs_of_run(DAILY_RUN):
-            cursor.execute(
-                f"select count(*) from {ident(TARGET_SCHEMA, table.name)} where base_date = $1",
-                parameters=(dt.date.fromisoformat(partition_key),),
-            )
-            counts[table.name] = cursor.fetchone()[0]
-    return counts
-
-
-def lake_root() -> str:
-    """The lake of the current environment (a folder, or s3://bucket[/prefix])."""
-    from aps_etl.env.settings import resources_for
-
-    return resources_for()["lake"].root
+    with connect(uri) as conn, conn.cursor() as cur:
+        if "lot_history" not in existing_tables(cur):
+            return None
+        day = f"(event_ts at time zone '{PLANT_TZ}')::date"
+        cur.execute(f"select min({day}), max({day}) from lot_history")
+        oldest, newest = cur.fetchone()
+        conn.rollback()
+    return None if newest is None else (oldest, newest)

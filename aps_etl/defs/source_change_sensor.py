@@ -3,7 +3,8 @@ deleted rows); the days it changed are snapshotted, transformed and loaded again
 
 import datetime as dt
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Container
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -62,17 +63,25 @@ def _request(job: str, reason: str, partition: str, states: list) -> dg.RunReque
     )
 
 
-def source_change_requests(
-    instance: dg.DagsterInstance,
+@dataclass
+class SourceStates:
+    """The source beside the lake's newest snapshots over some days."""
+
+    daily: list  # PartitionState of each daily extract table and day
+    todo: dict[str, list]  # the days to run again, with the states that say why
+    plans: list  # PartitionState of each snapshotted plan run's tables
+
+
+def source_states(
     source: SourceDatabase,
     lake: LakeResource,
     target: PostgresConnection,
     days: list[str],
-    log: Any = None,
-) -> list[dg.RunRequest]:
-    """A run of aps_daily for each day whose source changed under its newest snapshots,
-    and a run of aps_plan_snapshot for each snapshotted plan run whose rows changed (that
-    run fails on purpose, with the reason, and the failure alert goes out)."""
+    plan_runs: Container[str] | None = None,
+) -> SourceStates:
+    """The daily partitions of `days` and the plan runs of the window, beside the lake's
+    newest snapshots and what was loaded: shared by the sensor and `aps-etl reconcile`.
+    `plan_runs`: only these plan runs (the sensor: those with a partition); default all."""
     from aps_etl.defs.extract import extract_table
     from aps_etl.defs.scenarios.aps_input.assets import DAILY_SPECS, NAMESPACE
     from aps_etl.defs.scenarios.aps_plan.assets import NAMESPACE as PLAN_NAMESPACE
@@ -84,31 +93,50 @@ def source_change_requests(
     )
     from aps_etl.lib.sources.mes import PLAN_EQUIPMENT, PLAN_PRODUCTION
 
-    requests = []
     tables = {spec.name: extract_table(spec, NAMESPACE) for spec in DAILY_SPECS}
-    changed = days_to_run(daily_states(source, lake, DAILY_SPECS, tables, days), target, NAMESPACE)
-    for day, states in sorted(changed.items()):
+    daily = daily_states(source, lake, DAILY_SPECS, tables, days)
+    todo = days_to_run(daily, target, NAMESPACE)
+    run_ids = recent_plan_runs(source, days[0]) if days else []
+    if plan_runs is not None:
+        run_ids = [r for r in run_ids if r in plan_runs]
+    plan_specs = (PLAN_PRODUCTION, PLAN_EQUIPMENT)
+    plan_tables = {s.name: extract_table(s, PLAN_NAMESPACE, "run_id") for s in plan_specs}
+    plans = plan_states(source, lake, plan_specs, plan_tables, run_ids)
+    return SourceStates(daily, todo, plans)
+
+
+def source_change_requests(
+    instance: dg.DagsterInstance,
+    source: SourceDatabase,
+    lake: LakeResource,
+    target: PostgresConnection,
+    days: list[str],
+    log: Any = None,
+) -> list[dg.RunRequest]:
+    """A run of aps_daily for each day whose source changed under its newest snapshots,
+    and a run of aps_plan_snapshot for each snapshotted plan run whose rows changed (that
+    run fails on purpose, with the reason, and the failure alert goes out)."""
+    requests = []
+    # Plan runs of the window: immutable by contract, so a change is an error to alert on.
+    known = set(instance.get_dynamic_partitions(PLAN_RUNS_NAME))
+    states = source_states(source, lake, target, days, plan_runs=known)
+    for day, changed in sorted(states.todo.items()):
         if _in_progress(instance, "aps_daily", day):
             if log:
                 log.info(f"{day}: source changed, but a run of it is in progress; next tick")
             continue
-        names = ", ".join(sorted(s.table for s in states))
+        names = ", ".join(sorted(s.table for s in changed))
         if log:
             log.info(f"{day}: newest snapshots of {names} differ from the source or the load")
-        requests.append(_request("aps_daily", "source-change", day, states))
-    # Plan runs of the window: immutable by contract, so a change is an error to alert on.
-    known = set(instance.get_dynamic_partitions(PLAN_RUNS_NAME))
-    run_ids = [r for r in recent_plan_runs(source, days[0]) if r in known] if days else []
-    plan_specs = (PLAN_PRODUCTION, PLAN_EQUIPMENT)
-    plan_tables = {s.name: extract_table(s, PLAN_NAMESPACE, "run_id") for s in plan_specs}
+        requests.append(_request("aps_daily", "source-change", day, changed))
     by_run: dict[str, list] = {}
-    for state in plan_states(source, lake, plan_specs, plan_tables, run_ids):
+    for state in states.plans:
         if state.status == "changed" and state.snapshot and state.snapshot.fingerprint:
             by_run.setdefault(state.partition, []).append(state)
-    for run_id, states in sorted(by_run.items()):
+    for run_id, changed in sorted(by_run.items()):
         if log:
             log.warning(f"plan run {run_id} changed after its snapshot (immutable)")
-        requests.append(_request("aps_plan_snapshot", "plan-changed", run_id, states))
+        requests.append(_request("aps_plan_snapshot", "plan-changed", run_id, changed))
     return requests
 
 

@@ -170,7 +170,7 @@ def test_a_multi_run_backfill_survives_kills_then_runs_each_day_in_a_run_of_its_
         # A deployment's daemon already running on the instance: the command leaves the
         # backfill to it. A day the source has no rows for: its run fails (the
         # completeness guard), the command says which step and why, and exits 1.
-        from aps_etl.cli.backfill import daemon_running
+        from aps_etl.cli.backfill_daemon import daemon_running
 
         daemon_env = {**env, "APS_ENV": "local", "DAGSTER_HOME": str(home / "dagster"),
                       "APS_BACKFILL_POLICY": "multi_run"}  # fmt: skip

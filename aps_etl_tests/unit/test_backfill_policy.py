@@ -164,7 +164,7 @@ DAYS = ("2026-11-20", "2026-11-21", "2026-11-22")
 def test_a_range_overlapping_a_backfill_in_flight_is_refused(tmp_path: Path) -> None:
     """Only the queue's per-value limits stand between two backfills' runs: the command
     submits no range that overlaps one still in flight."""
-    from aps_etl.cli import backfill as backfills
+    from aps_etl.cli import backfill_runs as backfills
     from aps_etl.definitions import build_defs
     from aps_etl.env.settings import resources_for
 
@@ -182,7 +182,7 @@ def test_a_range_overlapping_a_backfill_in_flight_is_refused(tmp_path: Path) -> 
 
 
 def test_waiting_on_a_backfill_no_daemon_picks_up_says_so(monkeypatch) -> None:
-    from aps_etl.cli import backfill as backfills
+    from aps_etl.cli import backfill_runs as backfills
     from aps_etl.definitions import build_defs
     from aps_etl.env.settings import resources_for
 
@@ -202,19 +202,19 @@ def test_waiting_on_a_backfill_no_daemon_picks_up_says_so(monkeypatch) -> None:
 
 
 def test_an_owner_is_gone_only_when_surely_gone() -> None:
-    from aps_etl.cli import backfill as backfills
+    from aps_etl.cli import backfill_owner as owners
 
-    me = json.loads(backfills.owner_id())
-    assert not backfills.owner_gone(json.dumps(me))
+    me = json.loads(owners.owner_id())
+    assert not owners.owner_gone(json.dumps(me))
     assert me["started"] > 0, "the start time makes a reused pid tell"
     later = {**me, "started": me["started"] + 5}  # a later process with the same pid
-    assert backfills.owner_gone(json.dumps(later))
+    assert owners.owner_gone(json.dumps(later))
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    assert backfills.owner_gone(json.dumps({**me, "pid": child.pid}))
+    assert owners.owner_gone(json.dumps({**me, "pid": child.pid}))
     # another host's process cannot be looked at: it is taken as alive
-    assert not backfills.owner_gone(json.dumps({**me, "pid": child.pid, "host": "elsewhere"}))
-    assert not backfills.owner_gone("garbage")
+    assert not owners.owner_gone(json.dumps({**me, "pid": child.pid, "host": "elsewhere"}))
+    assert not owners.owner_gone("garbage")
 
 
 def test_a_backfill_left_by_a_killed_command_is_closed_and_frees_its_days() -> None:
@@ -222,18 +222,20 @@ def test_a_backfill_left_by_a_killed_command_is_closed_and_frees_its_days() -> N
     days would refuse every overlapping range. The next command closes it."""
     from dagster._core.storage.tags import BACKFILL_ID_TAG, PARTITION_NAME_TAG
 
-    from aps_etl.cli import backfill as backfills
+    from aps_etl.cli import backfill_daemon as daemons
+    from aps_etl.cli import backfill_owner as owners
+    from aps_etl.cli import backfill_runs as backfills
     from aps_etl.definitions import build_defs
     from aps_etl.env.settings import resources_for
 
     defs = build_defs(resources_for("local"), automation=False)
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    dead = json.dumps({**json.loads(backfills.owner_id()), "pid": child.pid})
+    dead = json.dumps({**json.loads(owners.owner_id()), "pid": child.pid})
     with dg.DagsterInstance.ephemeral() as instance:
         left = backfills.submit(instance, defs, "2026-11-20", "2026-11-21", "left", dead)
         alive = backfills.submit(
-            instance, defs, "2026-11-23", "2026-11-23", "alive", backfills.owner_id()
+            instance, defs, "2026-11-23", "2026-11-23", "alive", owners.owner_id()
         )
         theirs = backfills.submit(instance, defs, "2026-11-24", "2026-11-24", "deployment")
         runs = {}
@@ -257,21 +259,21 @@ def test_a_backfill_left_by_a_killed_command_is_closed_and_frees_its_days() -> N
         # command would leave its backfill to no one
         from dagster._daemon.types import DaemonHeartbeat
 
-        record = backfills._daemons_file(instance, left)
+        record = daemons._daemons_file(instance, left)
         record.parent.mkdir(parents=True, exist_ok=True)
         # its daemon's process group is gone too (the command's child above)
         daemon = {"host": json.loads(dead)["host"], "pid": child.pid, "started": 1.0}
         record.write_text(json.dumps({"daemon": daemon, "heartbeat_ids": ["its-daemon"]}))
-        for daemon_type in backfills.DAEMONS:
+        for daemon_type in daemons.DAEMONS:
             instance.add_daemon_heartbeat(
                 DaemonHeartbeat(time.time(), daemon_type, "its-daemon", [])
             )
 
-        assert backfills.close_abandoned(instance) == [(left, ["2026-11-21"])]
+        assert daemons.close_abandoned(instance) == [(left, ["2026-11-21"])]
         assert instance.get_daemon_heartbeats() == {} and not record.exists()
         # a deployment's daemon beating beside it: its heartbeats are not touched
         instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), "BACKFILL", "deploy", []))
-        backfills._wipe_heartbeats_of(instance, {"its-daemon"})
+        daemons._wipe_heartbeats_of(instance, {"its-daemon"})
         assert set(instance.get_daemon_heartbeats()) == {"BACKFILL"}
 
         statuses = {b.backfill_id: b.status.value for b in instance.get_backfills()}
@@ -282,34 +284,34 @@ def test_a_backfill_left_by_a_killed_command_is_closed_and_frees_its_days() -> N
         assert queued is not None and queued.status == dg.DagsterRunStatus.CANCELED
         assert done is not None and done.status == dg.DagsterRunStatus.SUCCESS
         backfills.submit(instance, defs, "2026-11-21", "2026-11-22", "after it")
-        assert backfills.close_abandoned(instance) == []
+        assert daemons.close_abandoned(instance) == []
 
         # A live command's own daemon is heartbeating: a second command must not leave its
         # backfill to it (it stops with the first command), and is told whose it is.
-        assert backfills.another_commands_daemon(instance) is None
-        record = backfills._daemons_file(instance, alive)
+        assert daemons.another_commands_daemon(instance) is None
+        record = daemons._daemons_file(instance, alive)
         record.write_text(json.dumps({"daemon": daemon, "heartbeat_ids": ["first-command"]}))
         instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), "BACKFILL", "first-command", []))
-        busy = backfills.another_commands_daemon(instance)
+        busy = daemons.another_commands_daemon(instance)
         assert busy and f"pid {os.getpid()}" in busy and alive in busy, busy
 
 
 def test_waiting_on_a_deployment_daemon_says_when_its_heartbeats_stop_and_resume() -> None:
     from dagster._daemon.types import DaemonHeartbeat
 
-    from aps_etl.cli import backfill as backfills
+    from aps_etl.cli import backfill_daemon as daemons
 
     queued = {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}
     with dg.instance_for_test(overrides={"run_coordinator": queued}) as instance:
         lines: list[str] = []
-        watch = backfills.heartbeat_watch(instance, lines.append, every_s=10)
+        watch = daemons.heartbeat_watch(instance, lines.append, every_s=10)
         watch(5)  # not yet time to look
         assert lines == []
         watch(10)
         assert "has not heartbeaten" in lines[-1]
         watch(20)  # said once, not at every look
         assert len(lines) == 1
-        for daemon in backfills.DAEMONS:
+        for daemon in daemons.DAEMONS:
             instance.add_daemon_heartbeat(
                 DaemonHeartbeat(time.time(), daemon, "deployment", errors=[])
             )
@@ -318,8 +320,8 @@ def test_waiting_on_a_deployment_daemon_says_when_its_heartbeats_stop_and_resume
 
 
 def test_timeout_is_a_duration_and_needs_the_policy() -> None:
-    from aps_etl.cli import backfill as backfills
-    from aps_etl.cli.main import _duration
+    from aps_etl.cli import backfill_runs as backfills
+    from aps_etl.cli.params import parse_duration as _duration
 
     assert [_duration(t) for t in ("90", "90s", "30m", "2h", "1.5h")] == [90, 90, 1800, 7200, 5400]
     for bad in ("0", "-5m", "soon", "2d", "", "nan", "infm"):

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aps_etl.cli.main import _partition, main
+from aps_etl.cli.main import main
+from aps_etl.cli.params import check_partition
 from aps_etl.lib.sources.changes import last_complete_day
 
 
@@ -51,7 +52,7 @@ def test_days_outside_the_plant_history_are_refused_with_the_reason(
     assert "--to 2026-11-20 is before --from 2026-11-22" in err
     # the first day is a setting (read with the definitions; here, by the check itself)
     monkeypatch.setenv("APS_FIRST_DAY", "2020-01-01")
-    assert _partition("2024-12-31") == "2024-12-31"
+    assert check_partition("2024-12-31") == "2024-12-31"
 
 
 def test_unknown_environment_is_named(
