@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # aps_etl/env/stack.py -> the checkout
 
-# Variables the stack file defines. Everything but the *_PASSWORD / *_SECRET_KEY ones
-# is safe to show.
+# Variables the stack file defines (infra/dev_stack/state.py writes exactly these, and
+# checks it). Everything but the *_PASSWORD / *_SECRET_KEY ones is safe to show.
 STACK_VARIABLES = (
     "APS_PG_HOST",
     "APS_PG_PORT",
@@ -100,7 +100,8 @@ def load_stack_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return values
 
 
-# Trino's own secrets: only its processes get them (infra/stack), never a Dagster process.
+# Trino's own secrets: only its processes get them (infra/dev_stack/trino.py), never a
+# Dagster process.
 TRINO_ONLY = ("APS_TRINO_SHARED_SECRET_KEY", "APS_TRINO_S3_ACCESS_KEY", "APS_TRINO_S3_SECRET_KEY")
 
 
