@@ -87,7 +87,7 @@ def _fetch(uri: str, sql: str) -> list[tuple]:
 
 def ensure_stack_database(settings: dict[str, str], database: str) -> None:
     """A source database like the stack's `mes`: schema `mes` owned by mes_owner,
-    read-only mes_reader, same search_path (see infra/stack.py, PostgresService.setup)."""
+    read-only mes_reader, same search_path (see infra/dev_stack/config.py, postgres_setup)."""
     admin = postgres_uri(settings, "postgres", "superuser")
     if not _fetch(admin, f"select 1 from pg_database where datname = '{database}'"):
         _execute(admin, f"create database {database}", autocommit=True)

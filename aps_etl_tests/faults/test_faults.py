@@ -18,7 +18,7 @@ written to .aps-etl/fault-report.json for the README's reliability section.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
+import importlib
 import json
 import logging
 import os
@@ -74,12 +74,10 @@ FIGURES: dict[str, Any] = {
 
 
 def _stack_module():
-    spec = importlib.util.spec_from_file_location("aps_stack", REPO / "infra" / "stack.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    assert spec and spec.loader
-    sys.modules["aps_stack"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    """infra/dev_stack's commands (the package infra/stack runs), for its services' pids."""
+    if str(REPO / "infra") not in sys.path:
+        sys.path.insert(0, str(REPO / "infra"))
+    return importlib.import_module("dev_stack.cli")
 
 
 class Plant:

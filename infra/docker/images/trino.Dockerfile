@@ -1,6 +1,7 @@
 # Trino 476 on the JDK infra/stack runs it with (Trino 476 needs Java 24 or newer; Debian 12
 # has 17): the server tarball from Maven Central with the plugins the project uses, in
-# /opt/trino, the JDK in /opt/java. Configuration (etc/, catalogs) is mounted by compose.
+# /opt/trino, the JDK in /opt/java. Configuration (etc/, catalogs) is mounted by compose
+# from infra/docker/trino, generated from infra/dev_stack/config.py as the dev stack's is.
 # Context: .docker/trino. Metadata first, the one large copy last (vfs copies per step).
 ARG BASE_IMAGE=aps-etl/debian:bookworm-1
 FROM ${BASE_IMAGE}

@@ -1,0 +1,158 @@
+"""MinIO, the lake's object store: built once from its Go module into the cache, run from
+the state folder with the stack's bucket and the read-only user Trino reads the lake as."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from typing import TYPE_CHECKING
+
+from .common import (
+    HOST,
+    INFRA_TRINO,
+    StackError,
+    base_env,
+    http_get,
+    log_tail,
+    our_pid,
+    say,
+    spawn,
+    stop_pid,
+    wait_until,
+)
+from .config import BUCKET
+from .state import Stack
+
+if TYPE_CHECKING:
+    import s3fs
+
+# MinIO community edition was archived in 2026. Its last release tag
+# RELEASE.2025-10-15T17-29-55Z (v0.0.0-20251015172955-9e49d5e7a648) is refused (403) by the
+# Go module proxy this project can reach, so the pin is the newest commit it serves: the
+# archive commit of 2026-02-12. No prebuilt binary can be downloaded here, hence the build.
+MINIO_MODULE = "github.com/minio/minio"
+MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
+LAKE_READER_POLICY = "aps-trino-lake-reader"
+
+
+class Minio:
+    name = "minio"
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.dir = stack.home / "minio"
+        self.data = self.dir / "data"
+        self.log = self.dir / "minio.log"
+        self.pid_file = self.dir / "minio.pid"
+        self.binary = stack.cache / f"minio-{MINIO_VERSION}" / "minio"
+
+    def pid(self) -> int | None:
+        return our_pid(self.pid_file, self.data)
+
+    def install(self) -> None:
+        if self.binary.exists():
+            return
+        go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
+        if not go:
+            raise StackError("minio: building it needs a Go toolchain (>= 1.24) on PATH")
+        build_log = self.stack.cache / "minio-build.log"
+        say(f"minio: building {MINIO_MODULE}@{MINIO_VERSION} with Go (once, several minutes)")
+        self.stack.cache.mkdir(parents=True, exist_ok=True)
+        gobin = self.binary.parent.with_name(self.binary.parent.name + ".tmp")
+        shutil.rmtree(gobin, ignore_errors=True)
+        # GOTOOLCHAIN=local: use the installed Go, never fetch another toolchain.
+        env = {**os.environ, "GOTOOLCHAIN": "local", "GOBIN": str(gobin)}
+        with open(build_log, "w") as out:
+            code = subprocess.run(
+                [go, "install", f"{MINIO_MODULE}@{MINIO_VERSION}"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            ).returncode
+        if code != 0:
+            raise StackError(
+                f"minio: go install failed; tail of {build_log}:\n{log_tail(build_log)}"
+            )
+        shutil.rmtree(self.binary.parent, ignore_errors=True)
+        gobin.rename(self.binary.parent)  # appears whole or not at all
+
+    def start(self) -> None:
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.dir.chmod(0o700)
+        env = base_env()
+        env.update(
+            MINIO_ROOT_USER=self.stack.env["APS_S3_ACCESS_KEY"],
+            MINIO_ROOT_PASSWORD=self.stack.env["APS_S3_SECRET_KEY"],
+            MINIO_UPDATE="off",
+        )
+        port, console = self.stack.ports["minio"], self.stack.ports["console"]
+        proc = spawn(
+            [
+                str(self.binary), "server",
+                "--anonymous",  # keeps credentials out of its log
+                "--address", f"{HOST}:{port}",
+                "--console-address", f"{HOST}:{console}",
+                "--certs-dir", str(self.dir / "certs"),
+                str(self.data),
+            ],
+            env, self.log, self.dir,
+        )  # fmt: skip
+        self.pid_file.write_text(f"{proc.pid}\n")
+        (self.dir / "console.port").write_text(f"{console}\n")
+        live = f"http://{HOST}:{port}/minio/health/live"
+        if not wait_until(lambda: http_get(live)[0] == 200, 60, lambda: proc.poll() is None):
+            why = "not live after 60s" if proc.poll() is None else "exited while starting"
+            raise StackError(f"minio: {why}; tail of {self.log}:\n{log_tail(self.log)}")
+        self.setup()
+
+    def setup(self) -> None:
+        fs = self.fs()
+        if not fs.exists(BUCKET):
+            fs.mkdir(BUCKET)
+        self.lake_reader()
+
+    def lake_reader(self) -> None:
+        """The MinIO user Trino reads the lake as (APS_TRINO_S3_ACCESS_KEY), never the root
+        keys. Its policy (infra/trino/lake-reader-policy.json) allows Get and List on the
+        bucket; writes only under _trino_metastore/, because Trino's file metastore keeps
+        the lake tables' schemas, tables and registered partitions there (CREATE SCHEMA,
+        CREATE TABLE and register_partition write those files). Idempotent."""
+        from minio import MinioAdmin
+        from minio.credentials import StaticProvider
+
+        env = self.stack.env
+        policy = INFRA_TRINO / "lake-reader-policy.json"
+        if f"arn:aws:s3:::{BUCKET}" not in policy.read_text():
+            raise StackError(f"minio: {policy} is not about bucket {BUCKET}")
+        admin = MinioAdmin(
+            endpoint=f"{HOST}:{self.stack.ports['minio']}",
+            credentials=StaticProvider(env["APS_S3_ACCESS_KEY"], env["APS_S3_SECRET_KEY"]),
+            secure=False,
+        )
+        admin.policy_add(LAKE_READER_POLICY, policy_file=policy)
+        admin.user_add(env["APS_TRINO_S3_ACCESS_KEY"], env["APS_TRINO_S3_SECRET_KEY"])
+        admin.policy_set(LAKE_READER_POLICY, user=env["APS_TRINO_S3_ACCESS_KEY"])
+
+    def fs(self) -> s3fs.S3FileSystem:
+        import s3fs  # here, not at the top: it is slow to import and only `up`/`status` need it
+
+        env = self.stack.env
+        return s3fs.S3FileSystem(
+            key=env["APS_S3_ACCESS_KEY"],
+            secret=env["APS_S3_SECRET_KEY"],
+            endpoint_url=env["APS_S3_ENDPOINT"],
+            client_kwargs={"region_name": env["APS_S3_REGION"]},
+            skip_instance_cache=True,
+        )
+
+    def stop(self, pid: int) -> None:
+        stop_pid(pid, self.name, 30)
+        self.pid_file.unlink(missing_ok=True)
+
+    def probe(self) -> str:
+        self.fs().ls(BUCKET, refresh=True)
+        return f"bucket {BUCKET} listed"
+
+    def address(self) -> str:
+        return f"{HOST}:{self.stack.ports['minio']} (console {self.stack.ports['console']})"
