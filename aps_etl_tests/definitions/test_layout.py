@@ -4,6 +4,7 @@ module outside devdata/ grows past 400 lines."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -99,3 +100,29 @@ def test_no_module_outside_devdata_is_over_400_lines() -> None:
         and (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not too_long, too_long
+
+
+def test_dg_checks_and_lists_the_definitions(tmp_path: Path) -> None:
+    """Dagster's own project tool loads the code location from [tool.dg] (embedded default)."""
+    dg_cli = Path(sys.executable).parent / "dg"
+    env = {"PATH": f"{dg_cli.parent}:/usr/bin:/bin", "HOME": str(tmp_path), "APS_ENV": "local"}
+    check = subprocess.run(
+        [str(dg_cli), "check", "defs"], cwd=REPO_ROOT, env=env, capture_output=True,
+        text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "All definitions loaded successfully" in check.stdout + check.stderr
+    listed = subprocess.run(
+        [str(dg_cli), "list", "defs", "--json"], cwd=REPO_ROOT, env=env, capture_output=True,
+        text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    defs = json.loads(listed.stdout)
+    from aps_etl.definitions import defs as location
+
+    graph = location.resolve_asset_graph()
+    assert {a["asset_key"] for a in defs["assets"]} == {
+        k.to_user_string() for k in graph.get_all_asset_keys()
+    }
+    assert {j["name"] for j in defs["jobs"]} >= {"aps_daily", "aps_plan_snapshot"}
+    assert {s["name"] for s in defs["sensors"]} >= {"source_change_sensor"}
