@@ -61,10 +61,15 @@ TIERS = ("unit", "definitions", "stack", "faults", "deploy")
 NO_SERVICE = ("unit", "definitions")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each test gets its folder's marker. A test that uses the dev stack (directly or
     through a fixture) is marked `stack` too; in unit/ or definitions/ that is an error (it
-    would break the fast tier's promise of no service), not a silent re-marking."""
+    would break the fast tier's promise of no service), not a silent re-marking.
+
+    Under pytest-xdist (`--dist loadgroup`) the stack's tests run one after another on one
+    worker, as they share its `mes` and `aps` databases; every other file is a group of its
+    own (its module fixtures made once), run beside them on the other workers."""
     misplaced = []
     for item in items:
         tier = next((part for part in item.path.parts[-3:-1] if part in TIERS), None)
@@ -75,6 +80,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.stack)
             if tier in NO_SERVICE:
                 misplaced.append(item.nodeid)
+        stack = item.get_closest_marker("stack") is not None
+        item.add_marker(pytest.mark.xdist_group("stack" if stack else item.nodeid.split("::")[0]))
     if misplaced:
         raise pytest.UsageError(
             "these tests use the dev stack but live in a no-service folder; move them to "
