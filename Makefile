@@ -6,7 +6,9 @@ run:
 	@scripts/bootstrap
 	@.venv/bin/aps-etl run
 
-# The whole test suite against the real dev stack (started here if it is not running).
+# The whole test suite against the real dev stack (started here if it is not running): the
+# Debian packages, the stack, the lints, then pytest on three workers beside the image build
+# (scripts/test-suite).
 test:
 	@scripts/bootstrap
 	@scripts/test-tools
@@ -15,8 +17,7 @@ test:
 	@.venv/bin/ruff format --check .
 	@.venv/bin/lint-imports --no-cache
 	@$(MAKE) --no-print-directory typecheck
-	@infra/docker/build
-	@.venv/bin/pytest
+	@scripts/test-suite
 
 # The fast tier: every test that needs no dev stack, no fault injection and no Debian
 # package (pure logic, definitions, the embedded default, the local lake); no services.
@@ -25,7 +26,7 @@ unit:
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
 	@.venv/bin/lint-imports --no-cache
-	@.venv/bin/pytest -m "not stack and not faults and not tools and not docker and not slow" -p no:cacheprovider -n 2 --dist loadfile
+	@.venv/bin/pytest -m "not stack and not faults and not tools and not docker and not slow" -p no:cacheprovider -n 2 --dist loadgroup
 
 # The benchmark suite (benchmarks/): our job at 1M and 10M source rows, stage by stage,
 # side by side with pandas, dlt and the ADBC floor on the same data. Writes

@@ -6,6 +6,7 @@ contract's reference SQL on the source."""
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import secrets
@@ -70,9 +71,29 @@ def _compose(env_file: Path, *args: str, timeout: float = 900) -> subprocess.Com
     )
 
 
+def _wait_for_a_build_in_progress(timeout_s: float = 1800) -> None:
+    """make test builds the images beside the suite (scripts/test-suite): wait until that
+    build, holding infra/docker/build's lock, is done."""
+    lock = REPO / ".docker" / "build.lock"
+    if not lock.exists():
+        return
+    deadline = time.monotonic() + timeout_s
+    with lock.open() as fd:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                assert time.monotonic() < deadline, (
+                    f"infra/docker/build still running after {timeout_s} s"
+                )
+                time.sleep(2)
+
+
 @pytest.fixture(scope="module")
 def images() -> None:
     """The images `make images` builds; an error naming the command when one is missing."""
+    _wait_for_a_build_in_progress()
     for image in IMAGES:
         result = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
         assert result.returncode == 0, f"image {image} is missing: run `make images`"
