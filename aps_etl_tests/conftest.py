@@ -61,6 +61,18 @@ TIERS = ("unit", "definitions", "stack", "faults", "deploy")
 NO_SERVICE = ("unit", "definitions")
 
 
+# Stack tests that keep to data of their own (source databases, days, lake prefix and
+# Dagster database of their own: benchmarks/) may run beside the stack's other tests.
+OWN_DATA = ("test_benchmark_smoke.py",)
+
+
+def _group(item: pytest.Item) -> str:
+    """The pytest-xdist group: one worker runs a group's tests one after another."""
+    if item.get_closest_marker("stack") is not None and item.path.name not in OWN_DATA:
+        return "stack"
+    return item.nodeid.split("::")[0]
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each test gets its folder's marker. A test that uses the dev stack (directly or
@@ -69,7 +81,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     Under pytest-xdist (`--dist loadgroup`) the stack's tests run one after another on one
     worker, as they share its `mes` and `aps` databases; every other file is a group of its
-    own (its module fixtures made once), run beside them on the other workers."""
+    own (its module fixtures made once), run beside them on the other workers. Tests that
+    stop or kill a service (`services`) run after all of it (scripts/test-suite)."""
     misplaced = []
     for item in items:
         tier = next((part for part in item.path.parts[-3:-1] if part in TIERS), None)
@@ -80,8 +93,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.stack)
             if tier in NO_SERVICE:
                 misplaced.append(item.nodeid)
-        stack = item.get_closest_marker("stack") is not None
-        item.add_marker(pytest.mark.xdist_group("stack" if stack else item.nodeid.split("::")[0]))
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
     if misplaced:
         raise pytest.UsageError(
             "these tests use the dev stack but live in a no-service folder; move them to "

@@ -23,7 +23,8 @@ from aps_etl_tests.pipeline_harness import (
     target_partition,
 )
 
-pytestmark = pytest.mark.stack
+# stops PostgreSQL and Trino: make test runs it alone, after everything else
+pytestmark = [pytest.mark.stack, pytest.mark.services]
 
 STACK = REPO_ROOT / "infra" / "stack"
 
