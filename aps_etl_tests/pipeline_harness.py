@@ -18,7 +18,7 @@ from aps_etl.defs.registry import DAILY_RUN, SCENARIOS, outputs_of_run
 from aps_etl_tests.reference_sql import REFERENCE
 from aps_etl_tests.reference_sql_kpi import REFERENCE_KPI, parameters
 
-# every registered scenario's output tables (aps_etl/defs/scenarios.py)
+# every registered scenario's output tables (aps_etl/defs/registry.py)
 OUTPUTS = tuple(t for scenario in SCENARIOS for t in scenario.outputs)
 DAILY_TABLES = tuple(t.name for _, t in outputs_of_run(DAILY_RUN))
 # the lake namespace (folder) of each output table

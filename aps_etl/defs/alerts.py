@@ -18,7 +18,7 @@ A channel that fails does not stop the other; the tick then fails with a safe su
 Not built on Dagster's factories (dagster.make_email_on_run_failure_sensor,
 dagster_slack.make_slack_on_run_failure_sensor): the email one cannot use a relay without
 TLS and login, nor send anything but ASCII, and the Slack one takes no API base URL.
-aps_etl_tests/test_alerts.py pins each ("why the sensor is not built on ...").
+aps_etl_tests/unit/test_alerts.py pins each ("why the sensor is not built on ...").
 """
 
 from __future__ import annotations

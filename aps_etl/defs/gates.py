@@ -1,6 +1,6 @@
 """Validation gates and the loads behind them: a run loads nothing unless every one of its
 outputs validated. One gate and one load step per run, over the scenarios registered for
-it (aps_etl/defs/scenarios.py)."""
+it (aps_etl/defs/registry.py)."""
 
 from aps_etl.defs.load import build_load_assets
 from aps_etl.defs.registry import DAILY_RUN, PLAN_RUN, outputs_of_run
@@ -25,5 +25,5 @@ loads = [
     for run, partitions in RUN_PARTITIONS.items()
 ]
 
-# The daily loads: what the freshness checks watch (orchestration/freshness.py).
+# The daily loads: what the freshness checks watch (defs/freshness.py).
 daily_loads = [loads[list(RUN_PARTITIONS).index(DAILY_RUN)]]

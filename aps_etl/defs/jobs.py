@@ -19,7 +19,7 @@ def _selection(run: str) -> dg.AssetSelection:
         for stage in ("extract", "transform", "load")
     ]
     # The freshness checks of the loads are evaluated by their own sensor
-    # (orchestration/freshness.py), not by every run: a backfill of an old day would
+    # (defs/freshness.py), not by every run: a backfill of an old day would
     # otherwise report "yesterday is missing" on its own run.
     selection = dg.AssetSelection.key_prefixes(*prefixes, ["validated", run])
     if run != DAILY_RUN:  # only the daily loads have freshness checks

@@ -15,7 +15,7 @@ What is simulated
     The scale grows by adding lines (at most 48 lots a day each): ``lots`` sets the count,
     ``target_rows`` sizes it from pilot runs, neither gives a small plant (~5k rows).
 
-Invariants the generator keeps (each is a SQL check in aps_etl_tests/test_devdata.py)
+Invariants the generator keeps (each is a SQL check in aps_etl_tests/unit/test_devdata.py)
     Schema: exactly the contract's tables, columns, constraints and indexes, nothing else;
       the seed parameters are only in the table comments.
     Referential integrity: every product, equipment and run referenced exists; every

@@ -6,7 +6,7 @@ Dagster's own builds a new engine and connection for every call: ~6 ms per event
 recently used) and commits with `synchronous=NORMAL` in WAL mode: a killed process loses
 nothing committed; an OS crash or a power cut may lose the last events, never the file.
 ~0.7 ms an event.
-(PostgreSQL storages: instance_storage.py; kept apart so a local run worker does not import
+(PostgreSQL storages: postgres_storage.py; kept apart so a local run worker does not import
 dagster-postgres, ~0.7 s.)
 """
 

@@ -98,7 +98,7 @@ def test_scenarios_register_themselves_and_make_the_jobs_gates_and_loads() -> No
         if s.run == DAILY_RUN
         for t in s.outputs
     }
-    # the one line that lists them (aps_etl/defs/scenarios.py)
+    # the one line that lists them (aps_etl/defs/registry.py)
     line = "from aps_etl.defs.registry import SCENARIOS; print(*SCENARIOS, sep='\\n')"
     listing = subprocess.run(
         [sys.executable, "-c", line], capture_output=True, text=True, check=True, timeout=120

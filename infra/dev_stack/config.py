@@ -9,7 +9,7 @@ the least-privilege roles and their grants. Two targets render from it:
 - the compose deployment: service names, container paths, user names and passwords as
   placeholders resolved at start (Trino's ${ENV:...}, psql's variables and \\getenv). Its
   files are checked in under infra/docker/ and written by `infra/stack render`;
-  aps_etl_tests/test_stack_config.py fails when they differ from what this module renders.
+  aps_etl_tests/deploy/test_stack_config.py fails when they differ from what this module renders.
 
 No secret is ever rendered: passwords stay placeholders, or psycopg2 parameters on the dev
 stack. Nothing here touches a server, so it imports nothing but the standard library.

@@ -27,7 +27,7 @@ def _share(name: str) -> Column:
 APS_BALANCE_MONITOR = OutputTable(
     name="aps_balance_monitor",
     description="Load of each tool against its group (공정 밸런스 모니터링).",
-    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    # the planners' words (docs/metrics.md; definitions/test_definitions.py keeps both equal)
     docs={
         "eqp_group_id": "the group",
         "out_qty": (
@@ -85,7 +85,7 @@ APS_BALANCE_MONITOR = OutputTable(
 APS_INPUT_BALANCE_CORRECTION = OutputTable(
     name="aps_input_balance_correction",
     description="Share correction for the APS engine (APS 보정 입력).",
-    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    # the planners' words (docs/metrics.md; definitions/test_definitions.py keeps both equal)
     docs={
         "eqp_group_id": "the group",
         "capacity_share": (

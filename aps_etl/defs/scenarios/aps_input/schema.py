@@ -17,7 +17,7 @@ BASE_DATE = Column("base_date", pl.Date())
 APS_INPUT_WIP = OutputTable(
     name="aps_input_wip",
     description="WIP per product and step at the end of the business day (WAIT and RUN lots).",
-    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    # the planners' words (docs/metrics.md; definitions/test_definitions.py keeps both equal)
     docs={
         "base_date": "the day and the lots' current product and step",
         "product_id": "the day and the lots' current product and step",
@@ -46,7 +46,7 @@ APS_INPUT_WIP = OutputTable(
 APS_INPUT_CYCLE_TIME = OutputTable(
     name="aps_input_cycle_time",
     description="Cycle time per product and step from the day's first passes of normal lots.",
-    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    # the planners' words (docs/metrics.md; definitions/test_definitions.py keeps both equal)
     docs={
         "process_id": "the process recorded on the passes",
         "passes": "number of passes counted (≥ 1) (passes)",
@@ -99,7 +99,7 @@ APS_INPUT_CYCLE_TIME = OutputTable(
 APS_INPUT_LEAD_TIME = OutputTable(
     name="aps_input_lead_time",
     description="Lead time (create to complete) per product of the lots completed that day.",
-    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    # the planners' words (docs/metrics.md; definitions/test_definitions.py keeps both equal)
     docs={
         "completed_lots": "lots completed on D (≥ 1) (lots)",
         "completed_qty": "their pieces at completion (the quantity on the COMPLETE event) (pieces)",

@@ -43,7 +43,7 @@ def _null_without_plan(planned: str) -> RowRule:
 APS_KPI_PLAN_VS_ACTUAL = OutputTable(
     name="aps_kpi_plan_vs_actual",
     description="Planned vs produced per product and step (계획 대비 실적 편차).",
-    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    # the planners' words (docs/metrics.md; definitions/test_definitions.py keeps both equal)
     docs={
         "plan_run_id": "the plan in force (null if none)",
         "planned_qty": (
@@ -93,7 +93,7 @@ APS_KPI_PLAN_VS_ACTUAL = OutputTable(
 APS_KPI_EQUIPMENT_UTIL = OutputTable(
     name="aps_kpi_equipment_util",
     description="Planned vs actual utilisation per tool (설비 가동률 차이).",
-    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    # the planners' words (docs/metrics.md; definitions/test_definitions.py keeps both equal)
     docs={
         "plan_run_id": "the plan in force (null if none)",
         "eqp_group_id": "the tool's group",
@@ -134,7 +134,7 @@ APS_KPI_EQUIPMENT_UTIL = OutputTable(
 APS_KPI_BOTTLENECK = OutputTable(
     name="aps_kpi_bottleneck",
     description="Which equipment group is the bottleneck (공정 병목 구간).",
-    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    # the planners' words (docs/metrics.md; definitions/test_definitions.py keeps both equal)
     docs={
         "process_id": "the process of the group",
         "equipment_count": "active members (tools)",

@@ -36,7 +36,7 @@ PLAN_DATE = _key("plan_date", pl.Date())
 APS_PLAN_PRODUCTION = OutputTable(
     name="aps_plan_production",
     description="Planned quantity per product and step.",
-    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    # the planners' words (docs/metrics.md; definitions/test_definitions.py keeps both equal)
     docs={
         "run_id": "the plan run",
         "base_date": "the run's base date (first planned day) (date)",
@@ -62,7 +62,7 @@ APS_PLAN_PRODUCTION = OutputTable(
 APS_PLAN_EQUIPMENT = OutputTable(
     name="aps_plan_equipment",
     description="Planned load per equipment.",
-    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    # the planners' words (docs/metrics.md; definitions/test_definitions.py keeps both equal)
     docs={
         "run_id": "as above",
         "base_date": "as above",
@@ -89,7 +89,7 @@ _prev, _new = pl.col("prev_qty"), pl.col("new_qty")
 APS_PLAN_DIFF = OutputTable(
     name="aps_plan_diff",
     description="What changed since the previous plan (계획 변경 비교, Audit).",
-    # the planners' words (docs/metrics.md; aps_etl_tests/test_definitions.py keeps both equal)
+    # the planners' words (docs/metrics.md; definitions/test_definitions.py keeps both equal)
     docs={
         "run_id": "this run and the key",
         "plan_date": "this run and the key",
