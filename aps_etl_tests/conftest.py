@@ -61,14 +61,11 @@ TIERS = ("unit", "definitions", "stack", "faults", "deploy")
 NO_SERVICE = ("unit", "definitions")
 
 
-# Stack tests that keep to data of their own (source databases, days, lake prefix and
-# Dagster database of their own: benchmarks/) may run beside the stack's other tests.
-OWN_DATA = ("test_benchmark_smoke.py",)
-
-
 def _group(item: pytest.Item) -> str:
     """The pytest-xdist group: one worker runs a group's tests one after another."""
-    if item.get_closest_marker("stack") is not None and item.path.name not in OWN_DATA:
+    # Even the benchmark smoke, on databases, days and a lake prefix of its own: it shares
+    # the target's stage schema and parent tables, which the stack's tests count and lock.
+    if item.get_closest_marker("stack") is not None:
         return "stack"
     return item.nodeid.split("::")[0]
 
@@ -81,8 +78,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     Under pytest-xdist (`--dist loadgroup`) the stack's tests run one after another on one
     worker, as they share its `mes` and `aps` databases; every other file is a group of its
-    own (its module fixtures made once), run beside them on the other workers. Tests that
-    stop or kill a service (`services`) run after all of it (scripts/test-suite)."""
+    own (its module fixtures made once), run beside them on the other workers."""
     misplaced = []
     for item in items:
         tier = next((part for part in item.path.parts[-3:-1] if part in TIERS), None)

@@ -339,8 +339,6 @@ def _service(name: str):
     return stack, stack.services(stack.load_stack(), [name])[0]
 
 
-# kills the stack's services: make test runs it alone, after everything else
-@pytest.mark.services
 @pytest.mark.parametrize(
     ("service", "point"),
     [("trino", "trino.insert"), ("minio", "lake.publish"), ("postgres", "load.filled")],

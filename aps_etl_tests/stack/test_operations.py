@@ -23,8 +23,7 @@ from aps_etl_tests.pipeline_harness import (
     target_partition,
 )
 
-# stops PostgreSQL and Trino: make test runs it alone, after everything else
-pytestmark = [pytest.mark.stack, pytest.mark.services]
+pytestmark = pytest.mark.stack
 
 STACK = REPO_ROOT / "infra" / "stack"
 
