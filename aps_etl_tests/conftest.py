@@ -61,6 +61,13 @@ TIERS = ("unit", "definitions", "stack", "faults", "deploy")
 NO_SERVICE = ("unit", "definitions")
 
 
+ORDER = {"faults": 0, "deploy": 2}  # after the stack group; every other folder: 1
+
+
+def _tier(item: pytest.Item) -> str | None:
+    return next((part for part in item.path.parts[-3:-1] if part in TIERS), None)
+
+
 def _group(item: pytest.Item) -> str:
     """The pytest-xdist group: one worker runs a group's tests one after another."""
     # Even the benchmark smoke, on databases, days and a lake prefix of its own: it shares
@@ -81,7 +88,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     own (its module fixtures made once), run beside them on the other workers."""
     misplaced = []
     for item in items:
-        tier = next((part for part in item.path.parts[-3:-1] if part in TIERS), None)
+        tier = _tier(item)
         if tier is None:
             raise pytest.UsageError(f"{item.nodeid}: a test belongs in one of {TIERS}")
         item.add_marker(getattr(pytest.mark, tier))
@@ -90,6 +97,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if tier in NO_SERVICE:
                 misplaced.append(item.nodeid)
         item.add_marker(pytest.mark.xdist_group(_group(item)))
+    # The stack's group is the longest chain (~15 min): first, so a worker takes it at once;
+    # then the minutes-long faults/, the rest, and deploy/ last (the compose test waits for
+    # the image build make test runs beside the suite).
+    items.sort(key=lambda item: (_group(item) != "stack", ORDER.get(_tier(item) or "", 1)))
     if misplaced:
         raise pytest.UsageError(
             "these tests use the dev stack but live in a no-service folder; move them to "
