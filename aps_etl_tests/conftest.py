@@ -6,6 +6,7 @@ import os
 import threading
 import uuid
 import warnings
+from typing import Any
 
 import pytest
 
@@ -62,30 +63,41 @@ NO_SERVICE = ("unit", "definitions")
 
 
 ORDER = {"faults": 0, "deploy": 2}  # after the stack group; every other folder: 1
+# The stack's tests share its `mes`, `aps` and `dagster` databases: one worker runs them,
+# one after another. They live in stack/, but for these (a faults/ module on the stack).
+STACK_FILES = ("aps_etl_tests/faults/test_faults.py",)
 
 
 def _tier(item: pytest.Item) -> str | None:
     return next((part for part in item.path.parts[-3:-1] if part in TIERS), None)
 
 
-def _group(item: pytest.Item) -> str:
-    """The pytest-xdist group: one worker runs a group's tests one after another."""
-    # Even the benchmark smoke, on databases, days and a lake prefix of its own: it shares
-    # the target's stage schema and parent tables, which the stack's tests count and lock.
-    if item.get_closest_marker("stack") is not None:
-        return "stack"
-    return item.nodeid.split("::")[0]
+def group_of(nodeid: str) -> str:
+    """The worker group of a test, from its id alone (pytest-xdist's controller sees ids,
+    not items): "stack" for the stack's tests, else its file (module fixtures made once)."""
+    path = nodeid.split("::")[0]
+    return "stack" if path.startswith("aps_etl_tests/stack/") or path in STACK_FILES else path
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` by group_of: pytest-xdist's own loadgroup reads `xdist_group`
+    markers through an attribute pytest 9 no longer has (every test became its own group)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return ByGroup(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each test gets its folder's marker. A test that uses the dev stack (directly or
-    through a fixture) is marked `stack` too; in unit/ or definitions/ that is an error (it
-    would break the fast tier's promise of no service), not a silent re-marking.
-
-    Under pytest-xdist (`--dist loadgroup`) the stack's tests run one after another on one
-    worker, as they share its `mes` and `aps` databases; every other file is a group of its
-    own (its module fixtures made once), run beside them on the other workers."""
+    through a fixture) is marked `stack` too; outside stack/ (and STACK_FILES) that is an
+    error, not a silent re-marking: it would break the fast tier's promise of no service, or
+    run beside the stack's other tests under pytest-xdist (group_of)."""
     misplaced = []
     for item in items:
         tier = _tier(item)
@@ -94,15 +106,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(getattr(pytest.mark, tier))
         if "stack_settings" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.stack)
-            if tier in NO_SERVICE:
-                misplaced.append(item.nodeid)
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
+        if item.get_closest_marker("stack") and group_of(item.nodeid) != "stack":
+            misplaced.append(item.nodeid)
     # The stack's group is the longest chain (~15 min): first, so a worker takes it at once;
     # then the minutes-long faults/, the rest, and deploy/ last (the compose test waits for
     # the image build make test runs beside the suite).
-    items.sort(key=lambda item: (_group(item) != "stack", ORDER.get(_tier(item) or "", 1)))
+    items.sort(key=lambda item: (group_of(item.nodeid) != "stack", ORDER.get(_tier(item) or "", 1)))
     if misplaced:
         raise pytest.UsageError(
-            "these tests use the dev stack but live in a no-service folder; move them to "
-            "stack/: " + ", ".join(misplaced)
+            "these tests use the dev stack outside stack/ (and STACK_FILES): move them there, "
+            "so they never run beside the stack's other tests: " + ", ".join(misplaced)
         )
