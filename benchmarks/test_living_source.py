@@ -22,9 +22,9 @@ import pytest
 
 from aps_etl.defs.extract import extract_table
 from aps_etl.defs.scenarios.aps_input.assets import DAILY_SPECS
-from aps_etl.lib.business_days import business_day_window
+from aps_etl.lib.business_days import business_day_window, business_days
 from aps_etl.lib.lake import LakeResource
-from aps_etl.lib.sources.changes import business_days, fingerprints_of
+from aps_etl.lib.sources.changes import fingerprints_of
 from aps_etl.lib.sources.database import SourceDatabase
 from aps_etl.lib.sources.extraction import snapshot_partition
 from benchmarks import harness

@@ -29,9 +29,8 @@ class Refused(click.UsageError):
 def check_partition(text: str) -> str:
     """A daily partition key the job can run: a real date, from the plant's first day
     (APS_FIRST_DAY) to the last complete business day."""
-    from aps_etl.lib.business_days import parse_partition_key
+    from aps_etl.lib.business_days import last_complete_day, parse_partition_key
     from aps_etl.lib.partitions import FIRST_DAY_VARIABLE, first_day
-    from aps_etl.lib.sources.changes import last_complete_day
 
     day = parse_partition_key(text)
     if day < first_day():

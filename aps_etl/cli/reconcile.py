@@ -31,7 +31,7 @@ from aps_etl.cli.params import (
 @option("--dry-run", is_flag=True, help="only report; exit 1 if anything changed")
 def command(env: str | None, days: int, until: dt.date | None, dry_run: bool) -> int:
     from aps_etl.defs.source_change_sensor import source_states
-    from aps_etl.lib.sources.changes import business_days, last_complete_day
+    from aps_etl.lib.business_days import business_days, last_complete_day
 
     env = use_environment(env)
     last = dt.date.fromisoformat(check_partition(until.isoformat())) if until else None

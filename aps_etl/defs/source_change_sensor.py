@@ -150,7 +150,7 @@ def build_source_change_sensor(
     """Compares the source with the newest snapshots of the last `days` business days
     (APS_RECONCILE_DAYS, default 7) every `interval_s` (APS_RECONCILE_INTERVAL_S, default
     600 s) and runs what changed. A source it cannot read fails the tick, naming the table."""
-    from aps_etl.lib.sources.changes import business_days, last_complete_day
+    from aps_etl.lib.business_days import business_days, last_complete_day
 
     window = days if days is not None else _env_int(RECONCILE_DAYS_VAR, DEFAULT_RECONCILE_DAYS)
     if window < 1:

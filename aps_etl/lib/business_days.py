@@ -33,3 +33,14 @@ def parse_partition_key(key: str) -> date:
         return date.fromisoformat(key)
     except ValueError as exc:  # right shape, impossible date such as 2026-02-30
         raise PartitionKeyError(f"invalid partition key {key!r}: {expected} ({exc})") from None
+
+
+def business_days(until: date, days: int) -> list[str]:
+    """The `days` business days ending with `until`, oldest first."""
+    return [(until - timedelta(days=back)).isoformat() for back in range(days - 1, -1, -1)]
+
+
+def last_complete_day(now: datetime | None = None) -> date:
+    """Yesterday in the plant's time zone: the newest day whose window has closed."""
+    now = now or datetime.now(UTC)
+    return now.astimezone(PLANT_UTC_OFFSET).date() - timedelta(days=1)

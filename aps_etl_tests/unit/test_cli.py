@@ -9,7 +9,7 @@ import pytest
 
 from aps_etl.cli.main import main
 from aps_etl.cli.params import check_partition
-from aps_etl.lib.sources.changes import last_complete_day
+from aps_etl.lib.business_days import last_complete_day
 
 
 def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

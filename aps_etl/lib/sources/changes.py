@@ -23,7 +23,6 @@ per day; `full` specs: once, the same for every day), in one consistent transact
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import time
@@ -61,17 +60,6 @@ class PartitionState:
         if self.snapshot is None:
             return "changed" if self.source.rows else "absent"
         return "current" if self.snapshot.fingerprint == self.source else "changed"
-
-
-def business_days(until: dt.date, days: int) -> list[str]:
-    """The `days` business days ending with `until`, oldest first."""
-    return [(until - dt.timedelta(days=back)).isoformat() for back in range(days - 1, -1, -1)]
-
-
-def last_complete_day(now: dt.datetime | None = None) -> dt.date:
-    """Yesterday in the plant's time zone: the newest day whose window has closed."""
-    now = now or dt.datetime.now(dt.UTC)
-    return now.astimezone(PLANT_UTC_OFFSET).date() - dt.timedelta(days=1)
 
 
 def _day_bucket(spec: ExtractSpec) -> str:
