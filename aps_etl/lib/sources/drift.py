@@ -45,8 +45,7 @@ from aps_etl.lib.sources.source_types import (
     declared_type_name,
     incompatibility,
 )
-from aps_etl.lib.sources.specs import DRIFT_POLICIES as POLICIES
-from aps_etl.lib.sources.specs import DriftPolicy, ExtractSpec
+from aps_etl.lib.sources.specs import DRIFT_POLICIES, DriftPolicy, ExtractSpec
 
 if TYPE_CHECKING:
     from aps_etl.lib.sources.database import SourceDatabase
@@ -192,8 +191,8 @@ def check_drift(
       columns alone are only warned about, since the extract never selects them.
 
     `log` defaults to Dagster's logger (the run's log inside an asset)."""
-    if policy not in POLICIES:
-        raise ValueError(f"drift policy must be one of {POLICIES}, not {policy!r}")
+    if policy not in DRIFT_POLICIES:
+        raise ValueError(f"drift policy must be one of {DRIFT_POLICIES}, not {policy!r}")
     drift = detect_drift(source, spec, schema)
     if policy == "fail" and drift.breaking:
         raise SchemaDriftError(drift)
