@@ -34,6 +34,8 @@ import adbc_driver_postgresql.dbapi as adbc
 from aps_etl.devdata import seed_source
 from aps_etl.env.stack import postgres_uri
 from aps_etl.lib.business_days import business_day_window
+from aps_etl.lib.sources.dialect import SqlDialect
+from aps_etl.lib.sources.engines.postgres import DIALECT
 from aps_etl.lib.sources.mes import DAILY_SOURCES, PLAN_EQUIPMENT, PLAN_PRODUCTION, PLAN_RUN
 
 # Past business days far from the days the test suite uses (2026-10/11); the smoke scale
@@ -123,22 +125,24 @@ def plan_run_id(rows: int) -> str:
     return f"APS-BENCH-{rows}"
 
 
-def day_reads(day: dt.date, plan_in_force: str | None) -> dict[str, str]:
+def day_reads(
+    day: dt.date, plan_in_force: str | None, dialect: SqlDialect = DIALECT
+) -> dict[str, str]:
     """Every source read of the daily job for `day`: name -> the job's own SELECT."""
     start, end = business_day_window(day)
-    reads = {spec.name: spec.select_sql(start, end) for spec in DAILY_SOURCES}
+    reads = {spec.name: spec.select_sql(start, end, dialect=dialect) for spec in DAILY_SOURCES}
     if plan_in_force:
         for spec in (PLAN_PRODUCTION, PLAN_EQUIPMENT):
-            reads[spec.name] = spec.select_sql(key=plan_in_force)
+            reads[spec.name] = spec.select_sql(key=plan_in_force, dialect=dialect)
     return reads
 
 
-def plan_reads(run_id: str) -> dict[str, str]:
+def plan_reads(run_id: str, dialect: SqlDialect = DIALECT) -> dict[str, str]:
     """The snapshot job's source reads for one plan run."""
     return {
-        PLAN_RUN.name: PLAN_RUN.select_sql(),
-        PLAN_PRODUCTION.name: PLAN_PRODUCTION.select_sql(key=run_id),
-        PLAN_EQUIPMENT.name: PLAN_EQUIPMENT.select_sql(key=run_id),
+        PLAN_RUN.name: PLAN_RUN.select_sql(dialect=dialect),
+        PLAN_PRODUCTION.name: PLAN_PRODUCTION.select_sql(key=run_id, dialect=dialect),
+        PLAN_EQUIPMENT.name: PLAN_EQUIPMENT.select_sql(key=run_id, dialect=dialect),
     }
 
 
@@ -148,7 +152,7 @@ def _plan_in_force(uri: str, day: dt.date) -> str | None:
     from aps_etl.defs.scenarios.aps_kpi.logic import plan_in_force
 
     with adbc.connect(uri) as conn, conn.cursor() as cur:
-        cur.execute(PLAN_RUN.select_sql())
+        cur.execute(PLAN_RUN.select_sql(dialect=DIALECT))
         plan_run = pl.from_arrow(cur.fetch_arrow_table())
     return plan_in_force(plan_run, day)
 

@@ -121,9 +121,83 @@ def _trino(env: str) -> TrinoResource:
     )
 
 
+# The stack's MariaDB, for a dev run with APS_SOURCE_ENGINE=mariadb (or mysql): the
+# APS_SOURCE_* settings it fills when they are not set.
+_STACK_MARIADB = {
+    "APS_SOURCE_HOST": "APS_MARIADB_HOST",
+    "APS_SOURCE_PORT": "APS_MARIADB_PORT",
+    "APS_SOURCE_DB": "APS_MARIADB_DB",
+    "APS_SOURCE_USER": "APS_MARIADB_READER_USER",
+    "APS_SOURCE_PASSWORD": "APS_MARIADB_READER_PASSWORD",
+    "APS_SOURCE_SSLROOTCERT": "APS_MARIADB_SSLROOTCERT",
+}
+SOURCE_TLS = ("disable", "require", "verify-ca", "verify-full")
+
+
+def source_database(env: str) -> SourceDatabase:
+    """The MES source on the engine APS_SOURCE_ENGINE names (default postgresql).
+
+    PostgreSQL: APS_MES_DB, APS_MES_READER_USER / _PASSWORD and APS_SOURCE_PG_* (or the
+    shared APS_PG_*), as before. Any other engine: APS_SOURCE_HOST, _PORT, _DB, _USER,
+    _PASSWORD, _TLS (verify-full when APS_SOURCE_SSLROOTCERT is set, else require),
+    _SSLROOTCERT, _TIME_ZONE (its timestamps' zone, default +09:00) and _ODBC_DRIVER; in
+    dev the stack's MariaDB fills what is not set. Credentials are dg.EnvVar: Dagster shows
+    their names, never their values. An unknown engine is refused here, by name."""
+    from aps_etl.lib.sources.engines.registry import engine_for
+
+    name = (os.environ.get("APS_SOURCE_ENGINE") or "postgresql").strip().lower()
+    zone = os.environ.get("APS_SOURCE_TIME_ZONE") or None
+    try:
+        engine_for(name, zone)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    if name == "postgresql":
+        return SourceDatabase(
+            database=dg.EnvVar("APS_MES_DB"),
+            user=dg.EnvVar("APS_MES_READER_USER"),
+            password=dg.EnvVar("APS_MES_READER_PASSWORD"),
+            **_postgres_endpoint("SOURCE"),
+        )
+    if env == "dev" and name in ("mariadb", "mysql"):
+        for variable, stack_variable in _STACK_MARIADB.items():
+            if not os.environ.get(variable) and os.environ.get(stack_variable):
+                os.environ[variable] = os.environ[stack_variable]
+    host, port = _required("APS_SOURCE_HOST"), _env_int("APS_SOURCE_PORT")
+    _required("APS_SOURCE_DB")
+    rootcert = os.environ.get("APS_SOURCE_SSLROOTCERT") or None
+    tls = os.environ.get("APS_SOURCE_TLS") or ("verify-full" if rootcert else "require")
+    if tls not in SOURCE_TLS:
+        raise ConfigurationError(f"APS_SOURCE_TLS={tls!r}: one of {', '.join(SOURCE_TLS)}")
+    if rootcert and not os.path.isfile(rootcert):
+        raise ConfigurationError(f"APS_SOURCE_SSLROOTCERT: no CA file at {rootcert}")
+    if tls in ("verify-ca", "verify-full") and not rootcert:
+        raise ConfigurationError(
+            f"APS_SOURCE_TLS={tls} needs APS_SOURCE_SSLROOTCERT: the CA the source's "
+            "certificate must chain to"
+        )
+    return SourceDatabase(
+        engine=name,
+        time_zone=zone,
+        odbc_driver=os.environ.get("APS_SOURCE_ODBC_DRIVER") or None,
+        database=dg.EnvVar("APS_SOURCE_DB"),
+        user=dg.EnvVar("APS_SOURCE_USER"),
+        password=dg.EnvVar("APS_SOURCE_PASSWORD"),
+        host=host,
+        port=port,
+        sslmode=tls,
+        sslrootcert=rootcert,
+    )
+
+
 def resources_for(env: str | None = None) -> dict[str, Any]:
     env = env or current_environment()
     if env == "local":
+        engine = (os.environ.get("APS_SOURCE_ENGINE") or "postgresql").strip().lower()
+        if engine != "postgresql":
+            raise ConfigurationError(
+                f"APS_SOURCE_ENGINE={engine}: APS_ENV=local reads its embedded PostgreSQL "
+                "source; another engine needs APS_ENV=dev (the stack) or prod"
+            )
         home = local_home()
         pgdata = str(home / "postgres")
         lake = LakeResource(root=os.environ.get("APS_LAKE_ROOT") or str(home / "lake"))
@@ -143,12 +217,7 @@ def resources_for(env: str | None = None) -> dict[str, Any]:
             s3_access_key=dg.EnvVar("APS_S3_ACCESS_KEY"),
             s3_secret_key=dg.EnvVar("APS_S3_SECRET_KEY"),
         )
-        source = SourceDatabase(
-            database=dg.EnvVar("APS_MES_DB"),
-            user=dg.EnvVar("APS_MES_READER_USER"),
-            password=dg.EnvVar("APS_MES_READER_PASSWORD"),
-            **_postgres_endpoint("SOURCE"),
-        )
+        source = source_database(env)
         target = PostgresConnection(
             database=dg.EnvVar("APS_APS_DB"),
             user=dg.EnvVar("APS_APS_LOADER_USER"),

@@ -197,7 +197,7 @@ def test_a_query_spec_naming_its_table_is_checked_on_the_catalog(altered) -> Non
 
 @pytest.mark.parametrize(
     ("spec", "table"),
-    [(mes.PROCESS_RESULT, "public.process_result"), (mes.LOT_HISTORY, "lot_history")],
+    [(mes.PROCESS_RESULT, "process_result"), (mes.LOT_HISTORY, "lot_history")],
 )
 def test_a_missing_table_is_a_source_error_naming_it(altered, spec, table) -> None:
     source = altered(f"drop table {spec.table or spec.name} cascade;")
@@ -211,12 +211,13 @@ def test_a_missing_table_is_a_source_error_naming_it(altered, spec, table) -> No
 def test_another_schema_is_looked_up_when_asked(altered) -> None:
     source = altered("create schema mes2; alter table product set schema mes2;")
     with pytest.raises(SourceError, match="'public.product' does not exist"):
-        detect_drift(source, mes.PRODUCT)
+        detect_drift(source, mes.PRODUCT, schema="public")
     drift = detect_drift(source, mes.PRODUCT, schema="mes2")
     assert not drift and drift.relation == "table mes2.product (extract product)"
-    # schema=None: the search_path decides, as for the extract's unqualified SELECT.
+    # schema=None (the default): the search_path decides, as for the extract's
+    # unqualified SELECT.
     with pytest.raises(SourceError, match="'product' does not exist"):
-        detect_drift(source, mes.PRODUCT, schema=None)
+        detect_drift(source, mes.PRODUCT)
     assert not detect_drift(source, mes.PLAN_RUN, schema=None)
 
 

@@ -27,7 +27,7 @@ from aps_etl.lib.sources.extraction import (
     SourceRulesViolated,
     snapshot_partition,
 )
-from aps_etl.lib.sources.fingerprint import fingerprint_sql, from_row, rows_hash_sql
+from aps_etl.lib.sources.fingerprint import from_row
 from aps_etl.lib.sources.mes import LOT_HISTORY, PROCESS_RESULT, ROUTE_STEP
 from aps_etl.lib.sources.specs import TS, ExtractSpec
 from aps_etl_tests.living_source import execute
@@ -113,10 +113,11 @@ def test_fingerprints_agree_however_they_are_computed(pg, pgdata) -> None:
     for day in days:
         start, end = business_day_window(dt.date.fromisoformat(day))
         with source.consistent_reads(spec) as read:
-            row = read.arrow(fingerprint_sql(spec, spec.select_sql(start, end))).to_pylist()[0]
-            rows_of_day = read.rows(spec.select_sql(start, end))
+            sql = read.select_sql(spec, start, end)
+            row = read.arrow(read.engine.fingerprint_sql(spec, sql)).to_pylist()[0]
+            rows_of_day = read.rows(sql)
             given = (
-                read.arrow(rows_hash_sql(spec, rows_of_day)).column(0)[0].as_py()
+                read.arrow(read.engine.rows_hash_sql(spec, rows_of_day)).column(0)[0].as_py()
                 if rows_of_day.height
                 else "0"
             )

@@ -23,13 +23,14 @@ per day; `full` specs: once, the same for every day), in one consistent transact
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from aps_etl.lib.business_days import PLANT_UTC_OFFSET, business_day_window, parse_partition_key
 from aps_etl.lib.lake import snapshots
@@ -38,7 +39,7 @@ from aps_etl.lib.lake.snapshots import Snapshot
 from aps_etl.lib.lake.storage import LakeResource
 from aps_etl.lib.postgres import PostgresConnection
 from aps_etl.lib.sources.database import SourceDatabase, SourceError
-from aps_etl.lib.sources.fingerprint import Fingerprint, fingerprint_sql, from_row
+from aps_etl.lib.sources.fingerprint import Fingerprint, from_row
 from aps_etl.lib.sources.specs import ExtractSpec
 
 Status = Literal["current", "changed", "absent"]
@@ -62,14 +63,6 @@ class PartitionState:
         return "current" if self.snapshot.fingerprint == self.source else "changed"
 
 
-def _day_bucket(spec: ExtractSpec) -> str:
-    """SQL for the business day of an incremental spec's partition column, with W(D)'s
-    fixed offset (the transaction runs in UTC)."""
-    hours = int(PLANT_UTC_OFFSET.utcoffset(None).total_seconds() // 3600)  # type: ignore[union-attr]
-    column = f'f."{spec.partition_column}"'
-    return f"(({column} at time zone 'UTC') + interval '{hours} hours')::date"
-
-
 def source_fingerprints(
     source: SourceDatabase, spec: ExtractSpec, days: Sequence[str]
 ) -> dict[str, Fingerprint]:
@@ -78,26 +71,45 @@ def source_fingerprints(
         return {}
     windows = {day: business_day_window(parse_partition_key(day)) for day in days}
     with source.consistent_reads(spec) as read:
+        engine = read.engine
         if spec.mode == "full":
-            (row,) = read.arrow(fingerprint_sql(spec, spec.select_sql())).to_pylist()
-            return dict.fromkeys(days, from_row(spec, tuple(row.values())))
+            sql = engine.fingerprint_sql(spec, read.select_sql(spec))
+            (row,) = read.arrow(sql).to_pylist()
+            return dict.fromkeys(days, from_row(spec, tuple(row.values()), engine))
         if spec.mode == "incremental":
             # one scan for every day of the window, grouped by business day
             start = min(w[0] for w in windows.values())
             end = max(w[1] for w in windows.values())
-            sql = fingerprint_sql(spec, spec.select_sql(start, end), bucket=_day_bucket(spec))
-            found = {r["bucket"].isoformat(): r for r in read.arrow(sql).to_pylist()}
+            offset = PLANT_UTC_OFFSET.utcoffset(None)
+            assert offset is not None  # a fixed offset
+            bucket = engine.day_bucket(spec, offset)
+            sql = engine.fingerprint_sql(spec, read.select_sql(spec, start, end), bucket=bucket)
+            found = {_day(r[0]): r[1:] for r in _tuples(read.arrow(sql))}
             empty = from_row(spec, (0, None, "0"))
             return {
-                day: from_row(spec, tuple(found[day].values())[1:]) if day in found else empty
-                for day in days
+                day: from_row(spec, found[day], engine) if day in found else empty for day in days
             }
         parts = [
-            f"select '{day}' as bucket, * from ({fingerprint_sql(spec, spec.select_sql(*w))}) d{i}"
+            f"select {engine.dialect.string(day)} as bucket, d{i}.* from "
+            f"({engine.fingerprint_sql(spec, read.select_sql(spec, *w))}) d{i}"
             for i, (day, w) in enumerate(windows.items())
         ]
-        rows = read.arrow(" union all ".join(parts)).to_pylist()
-        return {r["bucket"]: from_row(spec, tuple(r.values())[1:]) for r in rows}
+        rows = _tuples(read.arrow(" union all ".join(parts)))
+        return {_day(r[0]): from_row(spec, r[1:], engine) for r in rows}
+
+
+def _tuples(table: Any) -> list[tuple]:
+    """A result's rows as tuples, by position (engines spell and case aliases their way)."""
+    return [tuple(row.values()) for row in table.to_pylist()]
+
+
+def _day(bucket: object) -> str:
+    """A business-day bucket as its partition key, whatever type the engine returns."""
+    if isinstance(bucket, dt.datetime):
+        return bucket.date().isoformat()
+    if isinstance(bucket, dt.date):
+        return bucket.isoformat()
+    return str(bucket)
 
 
 def key_fingerprints(
@@ -107,13 +119,14 @@ def key_fingerprints(
     if not keys:
         return {}
     with source.consistent_reads(spec) as read:
+        engine = read.engine
         parts = []
         for i, key in enumerate(keys):
-            literal = "'" + key.replace("'", "''") + "'"
-            inner = fingerprint_sql(spec, spec.select_sql(key=key))
-            parts.append(f"select {literal} as bucket, * from ({inner}) k{i}")
-        rows = read.arrow(" union all ".join(parts)).to_pylist()
-        return {r["bucket"]: from_row(spec, tuple(r.values())[1:]) for r in rows}
+            inner = engine.fingerprint_sql(spec, read.select_sql(spec, key=key))
+            literal = engine.dialect.string(key)
+            parts.append(f"select {literal} as bucket, k{i}.* from ({inner}) k{i}")
+        rows = _tuples(read.arrow(" union all ".join(parts)))
+        return {str(r[0]): from_row(spec, r[1:], engine) for r in rows}
 
 
 def _newest_all(

@@ -1,13 +1,15 @@
-"""The source RDB as a Dagster resource: ADBC to Arrow, no row-by-row Python.
+"""The source RDB as a Dagster resource: Arrow straight from the driver, no row-by-row
+Python, on the engine the setting names (engines/: PostgreSQL through ADBC, MariaDB/MySQL
+through arrow-odbc, Oracle, SQL Server).
 
 Connection settings arrive through dg.EnvVar (dev/prod) or from the embedded server
-(local); the password never appears in an error: failures name host, port and database.
+(local); the password never appears in an error: failures name the engine, host, port and
+database.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 import threading
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
@@ -18,6 +20,9 @@ from pydantic import Field, PrivateAttr
 
 from aps_etl.lib.postgres import DatabaseError, PostgresConnection
 from aps_etl.lib.redaction import redact
+from aps_etl.lib.sources.dialect import SqlDialect
+from aps_etl.lib.sources.engines.base import Endpoint, Session, SourceEngine
+from aps_etl.lib.sources.engines.registry import engine_for
 from aps_etl.lib.sources.specs import ExtractSpec
 
 if TYPE_CHECKING:
@@ -35,20 +40,99 @@ SourceError = DatabaseError
 
 
 class SourceDatabase(PostgresConnection):
-    """The MES source. Its connections are kept for reuse while the resource lives (a
-    step, a sensor tick, a command): setting one up costs ~45 ms, more than most
+    """The MES source, on the engine `engine` names. Its connections are kept for reuse
+    while the resource lives (a step, a sensor tick, a command): setting one up costs
+    ~45 ms, more than most
     fingerprint queries. Only read transactions use them, each ended with a rollback; a
     connection that saw an error is closed, never reused."""
 
-    _idle: list[Any] = PrivateAttr(default_factory=list)
+    _idle: list[Session] = PrivateAttr(default_factory=list)
     _idle_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
+    engine: str = Field(
+        default="postgresql",
+        description="the source's engine: postgresql, mariadb, mysql, oracle or sqlserver "
+        "(APS_SOURCE_ENGINE)",
+    )
+    time_zone: str | None = Field(
+        default=None,
+        description="the zone of a wall-clock source's timestamps (MariaDB DATETIME, ...): "
+        "+09:00 or Asia/Seoul; default the plant's +09:00. PostgreSQL's timestamptz are "
+        "instants and ignore it (APS_SOURCE_TIME_ZONE)",
+    )
+    odbc_driver: str | None = Field(
+        default=None,
+        description="the ODBC driver's name in odbcinst.ini, for engines read through ODBC "
+        "(default: Debian's MariaDB driver, Microsoft's ODBC Driver 18 for SQL Server)",
+    )
     parallel_extracts: int = Field(
         default=3,
         description="extracts of a job run at once (each its own connection): the source "
         "answers one query while the lake takes the previous one's Parquet. Each holds one "
         "extracted table in memory until it is written",
     )
+
+    @property
+    def source_engine(self) -> SourceEngine:
+        engine = engine_for(self.engine, self.time_zone)
+        if self.odbc_driver and hasattr(engine, "driver"):
+            engine.driver = self.odbc_driver
+        return engine
+
+    @property
+    def dialect(self) -> SqlDialect:
+        return self.source_engine.dialect
+
+    def describe(self) -> str:
+        """Where, without credentials: for messages and metadata."""
+        engine = self.source_engine
+        if engine.name == "PostgreSQL":
+            return super().describe()
+        tls = f" (tls {self.sslmode})" if self.sslmode else ""
+        return f"{engine.name} database {self.database!r} at {self.host}:{self.port}{tls}"
+
+    def open(self) -> Session:  # type: ignore[override]
+        """A new session on the source; errors name the source, never the credentials."""
+        engine = self.source_engine
+        try:
+            endpoint = Endpoint(
+                database=self.database,
+                host=self.host,
+                port=self.port,
+                user=self.user,
+                password=self.password,
+                tls=self.sslmode,
+                ca_file=self.sslrootcert,
+                uri=self.uri() if engine.name == "PostgreSQL" else None,
+            )
+            return engine.open(endpoint)
+        except DatabaseError:
+            raise
+        except ImportError as exc:
+            raise DatabaseError(
+                f"cannot connect to {self.describe()}: its driver is not installed ({exc}); "
+                "see docs/sources.md"
+            ) from None
+        except Exception as exc:  # the driver's message may echo the URI: never re-raise it
+            message = redact(str(exc), [self.password])
+            permanent = any(m in message for m in engine.permanent_connect_markers)
+            first = " ".join(message.split())
+            raise DatabaseError(
+                f"cannot connect to {self.describe()}: {first}", transient=not permanent
+            ) from None
+
+    def fetch_arrow(self, sql: str) -> pa.Table:
+        """One query's result; a failure names the source and the driver's cause in one
+        line, never the credentials."""
+        with self.connect() as session:
+            try:
+                return session.arrow(sql)
+            except Exception as exc:
+                message = redact(str(exc), [self.password])
+                raise SourceError(
+                    f"query on {self.describe()} failed: {' '.join(message.split())[:500]}",
+                    transient=self.source_engine.is_transient(message),
+                ) from None
 
     def extract(
         self,
@@ -60,10 +144,10 @@ class SourceDatabase(PostgresConnection):
     ) -> pl.DataFrame:
         """Rows of `spec` for the window [start, end) or the key, typed exactly as declared."""
         with self.consistent_reads(spec) as read:
-            return read.rows(spec.select_sql(start, end, key=key))
+            return read.rows(read.select_sql(spec, start, end, key=key))
 
     @contextmanager
-    def connect(self) -> Iterator[Any]:
+    def connect(self) -> Iterator[Session]:  # type: ignore[override]
         with self._idle_lock:
             connection = self._idle.pop() if self._idle else None
         connection = connection or self.open()
@@ -94,69 +178,83 @@ class SourceDatabase(PostgresConnection):
     @contextmanager
     def consistent_reads(self, spec: ExtractSpec) -> Iterator[ConsistentReads]:
         """Queries about one spec that all see the same state of the source: one
-        REPEATABLE READ, read-only transaction (a fingerprint and the rows it describes
-        agree even while the MES writes), in UTC (timestamps render alike everywhere)."""
-        with self.connect() as connection, connection.cursor() as cursor:
+        read-only snapshot transaction (a fingerprint and the rows it describes agree even
+        while the MES writes), timestamps rendered as the engine's dialect expects."""
+        with self.connect() as session:
             try:
-                cursor.execute("set transaction isolation level repeatable read, read only")
-                cursor.execute("set local timezone = 'UTC'")
+                for statement in self.source_engine.consistent_read_statements():
+                    session.execute(statement)
             except Exception as exc:
                 raise _source_error(spec, self, exc) from None
             try:
-                yield ConsistentReads(cursor, spec, self)
+                yield ConsistentReads(session, spec, self)
             finally:
                 with suppress(Exception):  # a lost connection has nothing to roll back
-                    connection.rollback()
+                    session.rollback()
 
 
 class ConsistentReads:
     """The queries of one `consistent_reads` transaction."""
 
-    def __init__(self, cursor: object, spec: ExtractSpec, db: SourceDatabase) -> None:
-        self._cursor, self._spec, self._db = cursor, spec, db
+    def __init__(self, session: Session, spec: ExtractSpec, db: SourceDatabase) -> None:
+        self._session, self._spec, self._db = session, spec, db
+        self.engine = db.source_engine
+
+    def select_sql(
+        self,
+        spec: ExtractSpec,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """`spec`'s extract query in this source's dialect (ExtractSpec.select_sql)."""
+        return spec.select_sql(start, end, dialect=self.engine.dialect, **kwargs)
 
     def arrow(self, sql: str) -> pa.Table:
         try:
-            self._cursor.execute(sql)  # type: ignore[attr-defined]
-            return self._cursor.fetch_arrow_table()  # type: ignore[attr-defined]
+            return self._session.arrow(sql)
         except Exception as exc:
             raise _source_error(self._spec, self._db, exc) from None
 
     def rows(self, sql: str) -> pl.DataFrame:
-        """The spec's rows from `sql`, typed exactly as declared."""
-        frame = pl.from_arrow(self.arrow(sql))
-        assert isinstance(frame, pl.DataFrame)  # from a table, never a single column
-        return frame.cast(self._spec.polars_schema())
+        """The spec's rows from `sql`, typed exactly as declared (UTC instants)."""
+        table = self.arrow(sql)
+        try:
+            return self.engine.declared(table, self._spec)
+        except Exception as exc:  # a value the declared type cannot hold: name the spec
+            raise SourceError(
+                f"extract {self._spec.name}: a source value does not fit its declared type "
+                f"({' '.join(str(exc).split())[:300]})"
+            ) from None
 
 
-def _source_error(spec: ExtractSpec, db: PostgresConnection, exc: Exception) -> SourceError:
+def _source_error(spec: ExtractSpec, db: SourceDatabase, exc: Exception) -> SourceError:
     if isinstance(exc, SourceError):
         return exc
     message = str(exc)
-    return SourceError(_explain(spec, db, message), transient=is_transient(message))
-
-
-# What a driver says when the connection was lost or the server went away: worth a retry.
-# SQL errors are not.
-_TRANSIENT_MARKERS = ("IO:", "server closed", "terminating connection", "Connection refused")
+    transient = db.source_engine.is_transient(message)
+    return SourceError(_explain(spec, db, message), transient=transient)
 
 
 def is_transient(message: str) -> bool:
-    return any(marker in message for marker in _TRANSIENT_MARKERS)
+    """Whether any engine's driver says the connection was lost or refused (worth a
+    retry); SQL errors are not."""
+    from aps_etl.lib.sources.engines.mariadb import MariaDB
+    from aps_etl.lib.sources.engines.postgres import POSTGRES
+
+    return POSTGRES.is_transient(message) or any(
+        marker in message for marker in MariaDB.transient_markers
+    )
 
 
-def _explain(spec: ExtractSpec, db: PostgresConnection, message: str) -> str:
+def _explain(spec: ExtractSpec, db: SourceDatabase, message: str) -> str:
     message = redact(message, [db.password])
-    missing = re.search(r'relation "([^"]+)" does not exist', message)
-    if missing:
+    found = db.source_engine.explain(message)
+    if found and found[0] == "table":
+        return f"extract {spec.name}: source table {found[1]!r} does not exist in {db.describe()}"
+    if found and found[0] == "column":
         return (
-            f"extract {spec.name}: source table {missing.group(1)!r} does not exist in "
-            f"{db.describe()}"
-        )
-    missing_column = re.search(r"column (\S+) does not exist", message)
-    if missing_column:
-        return (
-            f"extract {spec.name}: column {missing_column.group(1)} declared by the spec does "
+            f"extract {spec.name}: column {found[1]} declared by the spec does "
             f"not exist in {spec.source_table} ({db.describe()}): the source schema drifted"
         )
     if "hash_record_extended" in message and "does not exist" in message:
@@ -164,4 +262,5 @@ def _explain(spec: ExtractSpec, db: PostgresConnection, message: str) -> str:
             f"extract {spec.name}: {db.describe()} has no hash_record_extended(): source "
             "fingerprints need PostgreSQL 14 or later"
         )
-    return f"extract {spec.name} failed on {db.describe()}: {message.splitlines()[0]}"
+    first = " ".join(message.split())[:500]
+    return f"extract {spec.name} failed on {db.describe()}: {first}"

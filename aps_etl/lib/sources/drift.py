@@ -10,18 +10,20 @@ has now and reports three kinds of change:
   through the extract's cast to the declared type (`ACCEPTED` below). The extract might
   fail, or worse succeed with other values (numeric(12,3) cast to integer rounds).
 
-Where the source columns come from:
+Where the source columns come from (the engine's `table_columns` / `query_columns`,
+engines/), in the neutral type names of source_types.py:
 
 - a spec with a `table` (every mode but `query` has one; a `query` spec may name one): the
-  catalog, in one query on pg_class / pg_attribute / pg_type. The table is looked up in
-  `schema` (default public; a schema-qualified `table` wins; `schema=None` resolves it
-  through the search_path, as the extract's own SELECT does). Views, materialized views,
-  partitioned and foreign tables count as tables. Domains are measured by their base type.
-- a `query` spec without a table: the query's result columns, as PostgreSQL describes the
-  prepared statement (ADBC `execute_schema`: Parse/Describe, nothing is executed and no
-  row is read; read-only replicas allow it), with `{start}` / `{end}` filled by a fixed
-  timestamptz. These are exactly the columns the extract's subquery yields, whatever the
-  query's shape; types come as the base type's name, with precision/scale for numeric.
+  catalog. PostgreSQL: one query on pg_class / pg_attribute / pg_type, the table looked up
+  in `schema` (`None`, the default: through the search_path, as the extract's own SELECT
+  does; a schema-qualified `table` wins); views, materialized views, partitioned and
+  foreign tables count as tables, domains are measured by their base type. MariaDB/MySQL:
+  information_schema.COLUMNS of the current database (or `schema`).
+- a `query` spec without a table: the query's result columns, with `{start}` / `{end}`
+  filled by a fixed instant, without reading a row. PostgreSQL describes the prepared
+  statement (ADBC `execute_schema`: Parse/Describe, nothing is executed; read-only
+  replicas allow it); MariaDB answers `SELECT * FROM (query) q LIMIT 0` with its columns'
+  types. These are exactly the columns the extract's subquery yields.
 
 A table that does not exist is not drift: it raises SourceError naming it, as the extract
 would. What to do about drift is a `DriftPolicy` (see `check_drift`).
@@ -29,7 +31,7 @@ would. What to do about drift is a `DriftPolicy` (see `check_drift`).
 
 from __future__ import annotations
 
-import re
+import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -37,15 +39,9 @@ import dagster as dg
 from sqlglot import exp
 
 from aps_etl.lib.redaction import redact
-from aps_etl.lib.sources.database import SourceError, is_transient
-from aps_etl.lib.sources.source_types import (
-    KNOWN_TYPES,
-    SQL_NAMES,
-    SourceType,
-    declared_type_name,
-    incompatibility,
-)
-from aps_etl.lib.sources.specs import DRIFT_POLICIES, DriftPolicy, ExtractSpec
+from aps_etl.lib.sources.database import SourceError
+from aps_etl.lib.sources.source_types import SourceType, declared_type_name, incompatibility
+from aps_etl.lib.sources.specs import DRIFT_POLICIES, DriftPolicy, ExtractSpec, query_with_window
 
 if TYPE_CHECKING:
     from aps_etl.lib.sources.database import SourceDatabase
@@ -146,28 +142,12 @@ def compare(spec: ExtractSpec, relation: str, found: list[tuple[str, SourceType]
 
 # --- Reading the source ------------------------------------------------------------------
 
-# One row per column of the relation (one row with a null column for a table without any,
-# none when there is no such table). Domains are resolved to their base type and typmod.
-_CATALOG_SQL = """
-select a.attname::text as column_name,
-       format_type(a.atttypid, a.atttypmod) as display,
-       coalesce(b.typname, t.typname)::text as type_name,
-       case when t.typtype = 'd' then t.typtypmod else a.atttypmod end as type_mod,
-       coalesce(b.typtype, t.typtype)::text as type_kind
-from pg_class c
-left join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-left join pg_type t on t.oid = a.atttypid
-left join pg_type b on t.typtype = 'd' and b.oid = t.typbasetype
-where c.oid = to_regclass({regclass})
-  and c.relkind in ('r', 'p', 'v', 'm', 'f')
-order by a.attnum
-"""
-# Any valid timestamptz fills a query spec's window: its statement is described, not run.
-_PROBE_TS = "CAST('2000-01-01T00:00:00+00:00' AS TIMESTAMPTZ)"
+# Any valid instant fills a query spec's window: its statement is described, not run.
+_PROBE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 def detect_drift(
-    source: SourceDatabase, spec: ExtractSpec, schema: str | None = "public"
+    source: SourceDatabase, spec: ExtractSpec, schema: str | None = None
 ) -> SchemaDrift:
     """The drift of the live source from `spec`'s declared columns (see the module doc).
     Raises SourceError when the table does not exist or the source cannot be read."""
@@ -182,7 +162,7 @@ def check_drift(
     policy: DriftPolicy,
     log: _Log | None = None,
     *,
-    schema: str | None = "public",
+    schema: str | None = None,
 ) -> SchemaDrift:
     """Detects drift and applies the policy; returns the drift (use `.metadata()`).
 
@@ -206,107 +186,50 @@ class _Log(Protocol):
 
 
 def _table_drift(source: SourceDatabase, spec: ExtractSpec, schema: str | None) -> SchemaDrift:
-    table = exp.to_table(spec.source_table, dialect="postgres")  # = spec.table: called when set
+    engine = source.source_engine
+    table = exp.to_table(spec.source_table, dialect=engine.dialect.sqlglot)
     schema = table.db or schema
     name = f"{schema}.{table.name}" if schema else table.name
     shown = table.name if schema in (None, "public") else name
-    parts = [table.name] if schema is None else [schema, table.name]
-    regclass = "format({}, {})".format(
-        _literal(".".join(["%I"] * len(parts))), ", ".join(_literal(p) for p in parts)
-    )
     try:
-        rows = source.fetch_arrow(_CATALOG_SQL.format(regclass=regclass)).to_pylist()
+        with source.connect() as session:
+            found = engine.table_columns(session, table.name, schema)
     except SourceError:
         raise
     except Exception as exc:
         raise _source_error(source, spec, exc) from None
-    if not rows:
+    if found is None:
         raise SourceError(
             f"extract {spec.name}: source table {name!r} does not exist in {source.describe()}"
         )
-    found = [
-        (
-            row["column_name"],
-            _source_type(
-                row["type_name"],
-                row["type_mod"],
-                display=row["display"],
-                enum=row["type_kind"] == "e",
-            ),
-        )
-        for row in rows
-        if row["column_name"] is not None
-    ]
     relation = f"table {shown}" if shown == spec.name else f"table {shown} (extract {spec.name})"
     return compare(spec, relation, found)
 
 
 def _query_drift(source: SourceDatabase, spec: ExtractSpec) -> SchemaDrift:
-    sql = spec.query.format(start=_PROBE_TS, end=_PROBE_TS)  # type: ignore[union-attr]
-    with source.connect() as connection, connection.cursor() as cursor:  # type: ignore[attr-defined]
-        try:
-            result = cursor.adbc_execute_schema(sql)
-            described = []
-            for field in result:
-                meta = {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}
-                typmod = meta.get("POSTGRESQL:typmod")
-                described.append(
-                    (field.name, meta.get("POSTGRESQL:type", ""), int(typmod) if typmod else -1)
-                )
-            enums = _enum_types(cursor, {t for _, t, _ in described if t not in KNOWN_TYPES})
-        except Exception as exc:
-            raise _source_error(source, spec, exc) from None
-    found = [(n, _source_type(t, m, enum=t in enums)) for n, t, m in described]
+    engine = source.source_engine
+    bounds = {"start": engine.dialect.instant(_PROBE), "end": engine.dialect.instant(_PROBE)}
+    sql = engine.dialect.render(query_with_window(spec, bounds))
+    try:
+        with source.connect() as session:
+            found = engine.query_columns(session, sql)
+    except SourceError:
+        raise
+    except Exception as exc:
+        raise _source_error(source, spec, exc) from None
     return compare(spec, f"query of {spec.name}", found)
-
-
-def _enum_types(cursor: object, names: set[str]) -> set[str]:
-    """Which of these type names are enums (a query's description names types only)."""
-    if not names:
-        return set()
-    listed = ", ".join(_literal(n) for n in sorted(names))
-    cursor.execute(  # type: ignore[attr-defined]
-        f"select typname::text from pg_type where typtype = 'e' and typname in ({listed})"
-    )
-    return {row[0] for row in cursor.fetchall()}  # type: ignore[attr-defined]
-
-
-def _source_type(
-    name: str, typmod: int | None, *, display: str | None = None, enum: bool = False
-) -> SourceType:
-    precision = scale = None
-    if name == "numeric" and typmod is not None and typmod >= 4:
-        # PostgreSQL's numeric typmod: ((precision << 16) | (scale & 0x7ff)) + 4, the scale
-        # an 11-bit signed number (negative scales exist since PostgreSQL 15).
-        packed = typmod - 4
-        precision = (packed >> 16) & 0xFFFF
-        scale = packed & 0x7FF
-        scale = scale - 0x800 if scale & 0x400 else scale
-    if display is None:
-        if precision is not None:
-            display = f"numeric({precision},{scale})"
-        elif name.startswith("_"):
-            display = SQL_NAMES.get(name[1:], name[1:]) + "[]"
-        else:
-            display = SQL_NAMES.get(name, name)
-    return SourceType(name, display, precision, scale, enum)
-
-
-def _literal(value: str) -> str:
-    return exp.Literal.string(value).sql(dialect="postgres")
 
 
 def _source_error(source: SourceDatabase, spec: ExtractSpec, exc: Exception) -> SourceError:
     message = redact(str(exc), [source.password])
-    missing = re.search(r'relation "([^"]+)" does not exist', message)
-    if missing:
+    found = source.source_engine.explain(message)
+    if found and found[0] == "table":
         return SourceError(
-            f"extract {spec.name}: source table {missing.group(1)!r} does not exist in "
-            f"{source.describe()}"
+            f"extract {spec.name}: source table {found[1]!r} does not exist in {source.describe()}"
         )
-    transient = is_transient(message)
+    transient = source.source_engine.is_transient(message)
+    first = " ".join(message.split())[:500]
     return SourceError(
-        f"schema drift check of {spec.name} failed on {source.describe()}: "
-        f"{message.splitlines()[0]}",
+        f"schema drift check of {spec.name} failed on {source.describe()}: {first}",
         transient=transient,
     )

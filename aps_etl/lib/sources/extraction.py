@@ -38,12 +38,7 @@ from aps_etl.lib.lake.snapshots import Snapshot, SnapshotConflict
 from aps_etl.lib.lake.storage import LakeResource
 from aps_etl.lib.sources import fingerprint, rules
 from aps_etl.lib.sources.database import ConsistentReads, SourceDatabase, SourceError
-from aps_etl.lib.sources.fingerprint import (
-    Fingerprint,
-    fingerprint_sql,
-    from_row,
-    rows_hash_sql,
-)
+from aps_etl.lib.sources.fingerprint import Fingerprint, from_row
 from aps_etl.lib.sources.specs import ExtractSpec
 
 # refresh: follow the source (a new version when it changed); reuse: reprocess from the
@@ -103,8 +98,8 @@ def _where(spec: ExtractSpec, table: LakeTable, key: str) -> dict[str, Any]:
 def source_fingerprint(
     read: ConsistentReads, spec: ExtractSpec, where: dict[str, Any]
 ) -> Fingerprint:
-    table = read.arrow(fingerprint_sql(spec, spec.select_sql(**where)))
-    return from_row(spec, tuple(table.to_pylist()[0].values()))
+    table = read.arrow(read.engine.fingerprint_sql(spec, read.select_sql(spec, **where)))
+    return from_row(spec, tuple(table.to_pylist()[0].values()), read.engine)
 
 
 def checked_by_refresh(spec: ExtractSpec, table: LakeTable) -> bool:
@@ -162,7 +157,7 @@ def snapshot_partition(
         delta_key = None
         watermark = current.fingerprint.watermark() if current and current.fingerprint else None
         if current is not None and spec.deltas and not forced and watermark is not None:
-            delta = read.rows(spec.select_sql(**where, changed_since=watermark))
+            delta = read.rows(read.select_sql(spec, **where, changed_since=watermark))
             if not snapshots.delta_allowed(lake, table, current, delta.height):
                 messages.append(
                     ("info", f"{spec.name} {key}: written whole again (long chain or big change)")
@@ -181,7 +176,7 @@ def snapshot_partition(
                     )
                 )
         if frame is None:
-            frame = read.rows(spec.select_sql(**where))
+            frame = read.rows(read.select_sql(spec, **where))
             _reconcile(spec, key, frame, now)
     # A delta was proven above: the previous version plus it has the source's fingerprint.
     _check_rules(spec, key, frame)
@@ -243,7 +238,7 @@ def _explains(
     def hashes(rows: pl.DataFrame) -> int:
         if rows.is_empty():
             return 0
-        return int(read.arrow(rows_hash_sql(spec, rows)).column(0)[0].as_py())
+        return int(read.arrow(read.engine.rows_hash_sql(spec, rows)).column(0)[0].as_py())
 
     newest = max(filter(None, (was.max_updated_at, fingerprint.iso(delta[wm].max()))))  # type: ignore[arg-type]
     composed = Fingerprint(

@@ -14,14 +14,16 @@ from aps_etl.lib.type_map import sql_type
 # outside the set is a type change, even where PostgreSQL would cast it: numeric -> integer
 # rounds, bigint -> integer may overflow, text -> integer fails on the first non-number,
 # timestamp without time zone -> timestamptz reads the wall clock in the session's zone.
+# `tinyint` is a MariaDB query result's TINYINT, which may be TINYINT(1), its BOOLEAN (the
+# result's metadata does not tell them apart): every value fits an integer or a Boolean's 0/1.
 ACCEPTED: dict[type[pl.DataType], frozenset[str]] = {
-    pl.Int32: frozenset({"int2", "int4"}),
-    pl.Int64: frozenset({"int2", "int4", "int8"}),
+    pl.Int32: frozenset({"int2", "int4", "tinyint"}),
+    pl.Int64: frozenset({"int2", "int4", "int8", "tinyint"}),
     # Every smallint/integer is exact in a double; a bigint beyond 2^53 is not.
-    pl.Float64: frozenset({"float4", "float8", "int2", "int4"}),
+    pl.Float64: frozenset({"float4", "float8", "int2", "int4", "tinyint"}),
     # Enums are accepted too: each label casts to text unchanged.
     pl.String: frozenset({"text", "varchar", "bpchar"}),
-    pl.Boolean: frozenset({"bool"}),
+    pl.Boolean: frozenset({"bool", "tinyint"}),
     pl.Date: frozenset({"date"}),
 }
 # Datetime with a time zone (the specs' TS, UTC) <- timestamptz; naive <- timestamp.
@@ -46,7 +48,7 @@ SQL_NAMES = {
     "timetz": "time with time zone",
     "time": "time without time zone",
 }
-_NUMBERS = {"int2", "int4", "int8", "float4", "float8", "numeric"}
+_NUMBERS = {"int2", "int4", "int8", "float4", "float8", "numeric", "tinyint"}
 _TEXTS = {"text", "varchar", "bpchar"}
 KNOWN_TYPES = _NUMBERS | _TEXTS | set(SQL_NAMES) | {"date"}
 

@@ -5,9 +5,11 @@ A spec names a table (or a query), how rows are chosen for the business day D
 `query`: a SQL text with `{start}` / `{end}` placeholders; `key`: rows whose
 `partition_column` equals a non-date partition key such as a plan run_id), and the
 declared schema, which
-is also the contract that schema drift is measured against. The SELECT casts every column
-explicitly to its declared type: ADBC would otherwise hand PostgreSQL `numeric` over as an
-opaque string.
+is also the contract that schema drift is measured against. A spec is engine-neutral: the
+SELECT is built as a sqlglot tree and written in the source engine's dialect
+(dialect.py), every column cast explicitly to the engine's type for its declared
+one (ADBC would otherwise hand PostgreSQL `numeric` over as an opaque string). A `query`
+spec's text is PostgreSQL's SQL, transpiled for the others.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Literal, cast
+from typing import Literal
 
 import dagster as dg
 import polars as pl
 import sqlglot
 from sqlglot import exp
 
+from aps_etl.lib.sources.dialect import SqlDialect
 from aps_etl.lib.type_map import sql_type
 
 Mode = Literal["full", "incremental", "query", "key"]
@@ -31,7 +34,7 @@ Mode = Literal["full", "incremental", "query", "key"]
 GuardPolicy = Literal["fail", "warn"]
 WATERMARK_COLUMN = "updated_at"
 
-# PostgreSQL cast target for each declared Polars type.
+# The declared type of every timestamp: an instant, in UTC.
 TS = pl.Datetime("us", "UTC")
 
 
@@ -136,85 +139,84 @@ class ExtractSpec:
         start: dt.datetime | None = None,
         end: dt.datetime | None = None,
         *,
+        dialect: SqlDialect,
         key: str | None = None,
         changed_since: dt.datetime | None = None,
     ) -> str:
-        """The extract query for the window [start, end) in UTC, or for a partition key;
-        with `changed_since`, only its rows whose updated_at is later (a delta)."""
-        sql = self._select_sql(start, end, key=key)
-        if changed_since is None:
-            return sql
-        if self.watermark_column is None:
-            raise ValueError(f"extract spec {self.name} has no {WATERMARK_COLUMN} column")
-        column = exp.column(self.watermark_column, quoted=True)
-        query = cast(exp.Query, sqlglot.parse_one(sql, dialect="postgres"))  # our own SELECT
-        return (
-            exp.select("*")
-            .from_(query.subquery("delta"))
-            .where(column > sqlglot.parse_one(_timestamptz(changed_since), dialect="postgres"))
-            .sql(dialect="postgres")
-        )
+        """The extract query for the window [start, end) or for a partition key, in the
+        source engine's `dialect`; with `changed_since`, only its rows whose updated_at is
+        later (a delta). Every declared column is cast to the engine's type for it."""
+        select = self._select(start, end, key, dialect)
+        if changed_since is not None:
+            if self.watermark_column is None:
+                raise ValueError(f"extract spec {self.name} has no {WATERMARK_COLUMN} column")
+            column = exp.column(self.watermark_column, quoted=True)
+            select = (
+                exp.select("*")
+                .from_(select.subquery("delta"))
+                .where(column > dialect.instant(changed_since))
+            )
+        return dialect.render(select)
 
-    def _select_sql(
+    def _select(
         self,
-        start: dt.datetime | None = None,
-        end: dt.datetime | None = None,
-        *,
-        key: str | None = None,
-    ) -> str:
+        start: dt.datetime | None,
+        end: dt.datetime | None,
+        key: str | None,
+        dialect: SqlDialect,
+    ) -> exp.Select:
         projections = [
             exp.Cast(
-                this=exp.column(name, table="src", quoted=True),
-                to=exp.DataType.build(pg_type(dtype), dialect="postgres"),
+                this=exp.column(name, table="src", quoted=True), to=dialect.cast_type(dtype)
             ).as_(name, quoted=True)
             for name, dtype in self.columns.items()
         ]
+        table = exp.alias_(exp.to_table(self.source_table), "src", table=True)
         if self.mode == "key":
             if key is None:
                 raise ValueError(f"extract spec {self.name}: mode 'key' needs a partition key")
             assert self.partition_column is not None  # checked in __post_init__
             column = exp.column(self.partition_column, table="src", quoted=True)
-            return (
-                exp.select(*projections)
-                .from_(exp.alias_(exp.to_table(self.source_table), "src", table=True))
-                .where(column.eq(exp.Literal.string(key)))
-                .sql(dialect="postgres")
-            )
-        table = exp.alias_(exp.to_table(self.source_table, dialect="postgres"), "src", table=True)
+            return exp.select(*projections).from_(table).where(column.eq(exp.Literal.string(key)))
         if self.mode == "full":
-            return exp.select(*projections).from_(table).sql(dialect="postgres")
+            return exp.select(*projections).from_(table)
         if start is None or end is None:
             raise ValueError(f"extract spec {self.name}: mode {self.mode!r} needs a window")
-        start_literal, end_literal = _timestamptz(start), _timestamptz(end)
+        bounds = {"start": dialect.instant(start), "end": dialect.instant(end)}
         if self.mode == "query":
-            inner = self.query.format(start=start_literal, end=end_literal)  # type: ignore[union-attr]
-            # the spec's SQL text is a query (a SELECT); anything else fails on .subquery
-            parsed = cast(exp.Query, sqlglot.parse_one(inner, dialect="postgres"))
-            source: exp.Expr = parsed.subquery("src")
+            source: exp.Expr = query_with_window(self, bounds).subquery("src")
         else:
             source = table
         select = exp.select(*projections).from_(source)
         if self.mode == "incremental":
             assert self.partition_column is not None  # checked in __post_init__
             column = exp.column(self.partition_column, table="src", quoted=True)
-            select = select.where(
-                exp.and_(
-                    column >= sqlglot.parse_one(start_literal, dialect="postgres"),
-                    column < sqlglot.parse_one(end_literal, dialect="postgres"),
-                )
-            )
-        return select.sql(dialect="postgres")
+            select = select.where(exp.and_(column >= bounds["start"], column < bounds["end"]))
+        return select
+
+
+def query_with_window(spec: ExtractSpec, bounds: dict[str, exp.Expr]) -> exp.Query:
+    """A `query` spec's SQL (written in PostgreSQL's, the contract's dialect) parsed, its
+    `{start}` / `{end}` replaced by the engine's literals: sqlglot then writes it in any
+    engine's dialect, so no second copy of a query is kept per engine."""
+    text = spec.query.format(start=":aps_start", end=":aps_end")  # type: ignore[union-attr]
+    parsed = sqlglot.parse_one(text, dialect="postgres")
+    if not isinstance(parsed, exp.Query):
+        raise ValueError(f"extract spec {spec.name}: its query is not a SELECT")
+
+    def fill(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Placeholder) and node.name in ("aps_start", "aps_end"):
+            return bounds[node.name.removeprefix("aps_")].copy()
+        return node
+
+    filled = parsed.transform(fill)
+    assert isinstance(filled, exp.Query)  # only placeholders were replaced
+    return filled
 
 
 def pg_type(dtype: pl.DataType | type[pl.DataType]) -> str:
-    """The PostgreSQL type the extract casts a declared column to (type_map.py)."""
+    """The PostgreSQL type of a declared column (type_map.py)."""
     return sql_type(dtype).postgres
-
-
-def _timestamptz(value: dt.datetime) -> str:
-    if value.tzinfo is None:
-        raise ValueError("extract window bounds must be timezone-aware")
-    return f"CAST('{value.astimezone(dt.UTC).isoformat()}' AS TIMESTAMPTZ)"
 
 
 @cache
