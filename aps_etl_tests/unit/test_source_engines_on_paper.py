@@ -404,6 +404,7 @@ def test_oracle_result_column_types_come_from_the_driver_names() -> None:
 
 def test_oracle_types_match_python_oracledbs_names() -> None:
     import oracledb
+
     assert oracledb.DB_TYPE_NUMBER.name == "DB_TYPE_NUMBER"
     assert driver_type_name(oracledb.DB_TYPE_NVARCHAR.name) == "NVARCHAR2"
     assert driver_type_name(oracledb.DB_TYPE_TIMESTAMP_LTZ.name).endswith("LOCAL TIME ZONE")
