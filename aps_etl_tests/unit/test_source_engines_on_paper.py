@@ -141,13 +141,29 @@ def test_oracle_refers_to_the_source_in_upper_case_and_names_its_output_in_lower
     assert "TO_TIMESTAMP('2026-11-25 00:00:00.000000', 'YYYY-MM-DD HH24:MI:SS.FF6')" in sql
 
 
-def test_oracle_truncs_a_declared_date_and_not_a_timestamp() -> None:
+def test_oracle_casts_a_declared_date_without_dropping_its_time_of_day() -> None:
     sql = PLAN_RUN.select_sql(dialect=Oracle(PLUS9).dialect)
     tree = sqlglot.parse_one(sql, dialect="oracle")
     projections = {p.alias: p.this for p in tree.expressions}
-    assert projections["base_date"].sql("oracle").startswith("TRUNC(CAST(")
+    assert projections["base_date"].sql("oracle") == 'CAST("SRC"."BASE_DATE" AS DATE)'
     assert isinstance(projections["created_at"], exp.Cast)  # a timestamp keeps its time
-    assert "TRUNC" not in projections["created_at"].sql("oracle")
+    assert "TRUNC" not in sql
+
+
+def test_oracle_refuses_a_time_of_day_on_a_declared_date() -> None:
+    table = pa.table(
+        {
+            "run_id": pa.array(["R1", "R2"], pa.large_string()),
+            "base_date": pa.array(
+                [dt.datetime(2026, 11, 25), dt.datetime(2026, 11, 26, 7, 15)], pa.timestamp("s")
+            ),
+            "horizon_days": pa.array([7, 7], pa.decimal128(10, 0)),
+            "created_at": pa.array([dt.datetime(2026, 11, 25, 8, 30)] * 2, pa.timestamp("us")),
+            "status": pa.array(["COMPLETED"] * 2, pa.large_string()),
+        }
+    )
+    with pytest.raises(ValueError, match="base_date is declared a date.*2026-11-26 07:15"):
+        Oracle(PLUS9).declared(table, PLAN_RUN)
 
 
 def test_full_key_and_query_modes(engine: SourceEngine) -> None:
@@ -366,7 +382,7 @@ def test_sqlserver_information_schema_query_parses() -> None:
         ("NVARCHAR2", None, None, "varchar"),
         ("CHAR", None, None, "bpchar"),
         ("CLOB", None, None, "text"),
-        ("DATE", None, None, "timestamptz"),
+        ("DATE", None, None, "oracle_date"),
         ("TIMESTAMP(6)", None, 6, "timestamptz"),
         ("TIMESTAMP(6) WITH TIME ZONE", None, 6, "timestamptz"),
         ("TIMESTAMP(6) WITH LOCAL TIME ZONE", None, 6, "timestamptz"),
@@ -389,9 +405,9 @@ def test_oracle_types_meet_the_declared_ones() -> None:
     assert incompatibility(pl.Boolean, oracle_type("NUMBER", 1, 0)) is None
     assert incompatibility(TS, oracle_type("TIMESTAMP(6)", None, 6)) is None
     assert incompatibility(TS, oracle_type("DATE")) is None  # a wall clock to the second
-    # the decision on DATE: a declared date over an Oracle DATE is flagged, since the
-    # extract (TRUNC) would drop its time of day
-    assert incompatibility(pl.Date, oracle_type("DATE")) is not None
+    # the decision on DATE: a calendar day or a wall clock, as the MES uses it; a time of
+    # day on a declared date is refused at extract (test_oracle_dates_...)
+    assert incompatibility(pl.Date, oracle_type("DATE")) is None
     assert "wall clock" in oracle_type("DATE").display
 
 
@@ -399,7 +415,7 @@ def test_oracle_result_column_types_come_from_the_driver_names() -> None:
     assert driver_type_name("DB_TYPE_TIMESTAMP_TZ") == "TIMESTAMP WITH TIME ZONE"
     assert driver_type_name("DB_TYPE_VARCHAR") == "VARCHAR2"
     assert oracle_type(driver_type_name("DB_TYPE_NUMBER"), 10, 0).name == "int8"
-    assert oracle_type(driver_type_name("DB_TYPE_DATE")).name == "timestamptz"
+    assert oracle_type(driver_type_name("DB_TYPE_DATE")).name == "oracle_date"
 
 
 def test_oracle_types_match_python_oracledbs_names() -> None:
@@ -474,7 +490,7 @@ def test_query_columns_statements_read_no_row() -> None:
 
 
 def test_oracle_reads_a_date_as_its_own_day_in_a_zone_east_of_utc() -> None:
-    # what fetch_df_all hands over for TRUNC(CAST(plan_date AS DATE)): timestamp[s],
+    # what fetch_df_all hands over for CAST(plan_date AS DATE): timestamp[s],
     # decimals for NUMBER(p) (fetch_decimals=True), large strings
     table = pa.table(
         {

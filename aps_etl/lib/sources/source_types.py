@@ -24,10 +24,15 @@ ACCEPTED: dict[type[pl.DataType], frozenset[str]] = {
     # Enums are accepted too: each label casts to text unchanged.
     pl.String: frozenset({"text", "varchar", "bpchar"}),
     pl.Boolean: frozenset({"bool", "tinyint"}),
-    pl.Date: frozenset({"date"}),
+    # Oracle's DATE: a day, or a wall clock to the second (a time of day on a declared date
+    # is refused at extract, engines/oracle.py)
+    pl.Date: frozenset({"date", "oracle_date"}),
 }
 # Datetime with a time zone (the specs' TS, UTC) <- timestamptz; naive <- timestamp.
-ACCEPTED_DATETIME = {True: frozenset({"timestamptz"}), False: frozenset({"timestamp"})}
+ACCEPTED_DATETIME = {
+    True: frozenset({"timestamptz", "oracle_date"}),
+    False: frozenset({"timestamp"}),
+}
 # numeric(p, s) is accepted for an integer when it has no fraction (s <= 0) and its p - s
 # integer digits always fit, and for Float64 when its p significant digits survive a double.
 NUMERIC_INTEGER_DIGITS: dict[type[pl.DataType], int] = {pl.Int32: 9, pl.Int64: 18}

@@ -17,13 +17,12 @@ TIMESTAMP WITH LOCAL TIME ZONE columns render the same wall clock. A TIMESTAMP W
 ZONE column is compared as an instant in the WHERE, but its projection (CAST to TIMESTAMP)
 keeps each value's own local time: such a column must hold the source zone's offset.
 
-Dates: Oracle's DATE has a time of day. A column declared `pl.Date` is read as
-TRUNC(CAST(x AS DATE)) (the calendar day of its wall clock; a time part is dropped), and
-`declared()` turns the DATE (which arrives as an Arrow timestamp) into a date before any
-time zone is applied, so 2026-11-25 stays 2026-11-25 in a +09:00 source. Drift maps an
-Oracle DATE to a wall-clock timestamp (it is one: to the second), so a declared `pl.Date`
-over an Oracle DATE column is reported as changed: that is the flag that the extract
-drops a time part (see docs/sources.md).
+Dates: Oracle's DATE has a time of day, and MES schemas use it both for calendar days and
+for timestamps to the second. Drift accepts it for a declared `pl.Date` and for a declared
+timestamp (the neutral name `oracle_date`). A declared date is read as CAST(x AS DATE) and
+`declared()` makes it a date before any time zone is applied (so 2026-11-25 stays
+2026-11-25 in a +09:00 source), refusing by name a value with a time of day rather than
+dropping it.
 
 Empty strings: Oracle stores '' as NULL. A source value that is empty arrives as null, so
 a declared column that is not `nullable` fails the not-null check on a row whose value is
@@ -63,7 +62,7 @@ CASTS: dict[type[pl.DataType], str] = {
     # fails the CAST (ORA-25137 / ORA-22835): loud, never truncated.
     pl.String: "VARCHAR2(4000)",
     pl.Boolean: "NUMBER(1)",  # Oracle < 23ai has no BOOLEAN column: 0 / 1
-    pl.Date: "DATE",  # with a time of day: the projection TRUNCs it (module docstring)
+    pl.Date: "DATE",  # with a time of day, refused unless midnight (module docstring)
     pl.Datetime: "TIMESTAMP(6)",  # the wall clock, microseconds kept
 }
 TIMESTAMP_FORMAT = "YYYY-MM-DD HH24:MI:SS.FF6"
@@ -72,7 +71,7 @@ SOURCE_ALIAS = "src"  # specs.py's alias of the source table or query
 
 @dataclass(frozen=True)
 class OracleWallClock(WallClock):
-    """Oracle's wall clock: upper-case source identifiers, TRUNC'd dates, NLS-free bounds."""
+    """Oracle's wall clock: upper-case source identifiers, NLS-free bounds."""
 
     def instant(self, value: dt.datetime) -> exp.Expr:
         text = exp.Literal.string(self.wall_clock(value))
@@ -87,14 +86,6 @@ class OracleWallClock(WallClock):
 def _oracle_names(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.Column) and node.table == SOURCE_ALIAS:
         return exp.column(node.name.upper(), table=SOURCE_ALIAS.upper(), quoted=True)
-    if (
-        isinstance(node, exp.Cast)
-        and node.to.is_type(exp.DataType.Type.DATE)
-        and isinstance(node.this, exp.Column)
-        and node.this.table == SOURCE_ALIAS
-    ):
-        cast = exp.Cast(this=_oracle_names(node.this), to=node.to)
-        return exp.Anonymous(this="TRUNC", expressions=[cast])
     return node
 
 
@@ -346,15 +337,26 @@ class Oracle(SourceEngine):
     def declared(self, table: pa.Table, spec: ExtractSpec) -> pl.DataFrame:
         """A declared date comes as an Oracle DATE, an Arrow timestamp at midnight of its
         day: it becomes that day before the base class localizes the timestamps (a
-        localized midnight in +09:00 is the previous day in UTC)."""
+        localized midnight in +09:00 is the previous day in UTC). A time of day is refused
+        by name: dropping it would change the data."""
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         for name, dtype in spec.columns.items():
             if dtype.base_type() is not pl.Date or name not in table.column_names:
                 continue
             index = table.column_names.index(name)
             if pa.types.is_timestamp(table.schema.field(index).type):
-                table = table.set_column(index, name, table.column(index).cast(pa.date32()))
+                column = table.column(index)
+                days = column.cast(pa.date32())
+                timed = pc.not_equal(days.cast(column.type), column)
+                if pc.any(timed).as_py():
+                    first = column.filter(timed)[0].as_py()
+                    raise ValueError(
+                        f"column {name} is declared a date but the source's DATE holds a "
+                        f"time of day ({first}): declare it a timestamp"
+                    )
+                table = table.set_column(index, name, days)
         return super().declared(table, spec)
 
 

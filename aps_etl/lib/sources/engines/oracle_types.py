@@ -69,9 +69,9 @@ def column_type(data_type: str, precision: Any = None, scale: Any = None) -> Sou
     if name == "BOOLEAN":
         return SourceType("bool", "boolean")
     if name == "DATE":
-        # a date and a time of day (to the second): a wall-clock timestamp, so a column
-        # declared pl.Date over it is flagged (the extract would drop its time of day)
-        return SourceType("timestamptz", f"date (date and time, {_WALL_CLOCK})")
+        # a date and a time of day (to the second): a calendar day or a wall-clock
+        # timestamp, as the MES uses it (a date's time of day is refused at extract)
+        return SourceType("oracle_date", f"date (date and time, {_WALL_CLOCK})")
     if name.startswith("TIMESTAMP"):
         if name.endswith("WITH LOCAL TIME ZONE"):
             return SourceType("timestamptz", name.lower() + " (read in the session's zone)")
