@@ -6,11 +6,12 @@
 # the whole image so far: metadata first while the image is small, the virtualenv last.
 ARG BASE_IMAGE=aps-etl/debian:bookworm-1
 
-# Debian's Python 3.11, shared by the two stages below.
+# Debian's Python 3.11, shared by the two stages below, with unixODBC and MariaDB's ODBC
+# driver: a MariaDB or MySQL MES is read through them (docs/sources.md).
 FROM ${BASE_IMAGE} AS python
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 \
+    && apt-get install -y --no-install-recommends python3 unixodbc odbc-mariadb \
     && rm -rf /var/lib/apt/lists/*
 
 # The virtualenv, installed offline from the wheelhouse: the runtime lock (no test or

@@ -320,6 +320,22 @@ def test_image_refuses_an_owner_password(images: None) -> None:
     assert "APS_MES_OWNER_PASSWORD" in result.stderr and "must not reach" in result.stderr
 
 
+def test_image_reads_a_mariadb_source_through_its_odbc_driver(images: None) -> None:
+    # the driver loads and tries the server (nothing listens on port 1): not "Can't open lib"
+    probe = (
+        "import arrow_odbc\n"
+        "try:\n"
+        "    arrow_odbc.connect('Driver={MariaDB Unicode};Server=127.0.0.1;Port=1;', "
+        "user='r', password='p', login_timeout_sec=5)\n"
+        "except arrow_odbc.Error as exc:\n"
+        "    print(exc)\n"
+    )
+    result = _start({"APS_ENV": "local", "APS_ALLOW_LOCAL": "1"}, "python", "-c", probe)
+    assert result.returncode == 0, result.stderr
+    assert "Can't connect to server on '127.0.0.1'" in result.stdout, result.stdout
+    assert "Can't open lib" not in result.stdout
+
+
 def test_image_runs_as_non_root_with_no_secret_in_its_layers(images: None) -> None:
     config = json.loads(_docker("image", "inspect", "aps-etl:latest"))[0]["Config"]
     assert config["User"] not in ("", "0", "root")
