@@ -280,6 +280,9 @@ def test_failures_are_named_in_one_line(server, source) -> None:
     with pytest.raises(DatabaseError, match="cannot connect to MariaDB") as unreachable:
         closed.fetch_arrow("select 1")
     assert unreachable.value.transient
+    server.sql("alter table result drop column note;")
+    with pytest.raises(SourceError, match="column note declared by the spec does not exist"):
+        source.extract(RESULT, *business_day_window(DAY))
     server.sql("drop table result;")
     with pytest.raises(SourceError, match="source table 'result' does not exist"):
         detect_drift(source, RESULT)
