@@ -1,16 +1,50 @@
 """A living MES source for the tests: corrections, late rows, deletes, moved rows, an
 emptied and refilled day, updated_at going backwards or into the future, each applied
-with SQL to a seeded `mes`, as the plant's MES would."""
+with SQL to a seeded `mes`, as the plant's MES would.
+
+Each change is made on PostgreSQL. A `MirroredSource` (a PostgreSQL URI with a `mirror`)
+copies the source to another engine after every change: the MariaDB tests change their
+MariaDB MES that way, and the PostgreSQL copy stays the reference the contract's SQL runs
+on."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import adbc_driver_postgresql.dbapi as adbc
 
 from aps_etl.lib.business_days import business_day_window
 from aps_etl_tests.pipeline_harness import fetch
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class MirroredSource(str):
+    """A PostgreSQL source URI whose every change (a function below) is then copied to
+    another engine's source by `mirror()`."""
+
+    mirror: Callable[[], None]
+
+    def __new__(cls, uri: str, mirror: Callable[[], None]) -> MirroredSource:
+        made = super().__new__(cls, uri)
+        made.mirror = mirror
+        return made
+
+
+def mutation(change: F) -> F:
+    """A change of the source: mirrored afterwards when the source is a MirroredSource."""
+
+    @functools.wraps(change)
+    def changed(uri: str, *args: Any, **kwargs: Any) -> Any:
+        result = change(uri, *args, **kwargs)
+        if isinstance(uri, MirroredSource):
+            uri.mirror()
+        return result
+
+    return changed  # type: ignore[return-value]
 
 
 def execute(uri: str, sql: str, *params: Any) -> None:
@@ -41,6 +75,7 @@ def _results_of(uri: str, day: str, limit: int, offset: int = 0) -> list[int]:
     )
 
 
+@mutation
 def correct_results(
     uri: str, day: str, n: int = 5, *, updated_at: str = "now()", offset: int = 0
 ) -> list[int]:
@@ -55,6 +90,7 @@ def correct_results(
     return ids
 
 
+@mutation
 def late_result(uri: str, day: str) -> int:
     """A pass reported hours late: a new row, track-out inside the day."""
     (row,) = fetch(
@@ -70,6 +106,7 @@ def late_result(uri: str, day: str) -> int:
     return row["result_id"]
 
 
+@mutation
 def late_hold(uri: str, day: str) -> int:
     """A HOLD recorded late on a lot that moved that day: the lot becomes abnormal for D."""
     start, end = window(day)
@@ -89,12 +126,14 @@ def late_hold(uri: str, day: str) -> int:
     return row["event_id"]
 
 
+@mutation
 def delete_result(uri: str, day: str) -> int:
     (result_id,) = _results_of(uri, day, 1, offset=7)
     fetch(uri, "delete from process_result where result_id = $1 returning 1", result_id)
     return result_id
 
 
+@mutation
 def move_result(uri: str, day: str) -> int:
     """A pass whose times were wrong by a day: it moves to the next business day."""
     (result_id,) = _results_of(uri, day, 1, offset=11)
@@ -108,6 +147,7 @@ def move_result(uri: str, day: str) -> int:
     return result_id
 
 
+@mutation
 def idle_run_interval(uri: str, day: str) -> int:
     """An equipment interval corrected from RUN to IDLE."""
     start, end = window(day)
@@ -123,6 +163,7 @@ def idle_run_interval(uri: str, day: str) -> int:
     return row["event_id"]
 
 
+@mutation
 def empty_day(uri: str, day: str) -> int:
     """The day's results vanish (a lagging feed); they are kept aside for refill_day."""
     start, end = window(day)
@@ -141,6 +182,7 @@ def empty_day(uri: str, day: str) -> int:
     return row["n"]
 
 
+@mutation
 def refill_day(uri: str) -> int:
     """The rows arrive after all, exactly as they were."""
     execute(uri, "insert into process_result select * from _kept_results")
@@ -149,6 +191,7 @@ def refill_day(uri: str) -> int:
     return row["n"]
 
 
+@mutation
 def change_plan(uri: str, run_id: str, delta: int) -> None:
     """A COMPLETED plan run edited in place (and edited back with -delta)."""
     execute(
