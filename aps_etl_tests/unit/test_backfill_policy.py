@@ -244,8 +244,10 @@ def test_a_backfill_left_by_a_killed_command_is_closed_and_frees_its_days(
     left_behind = subprocess.Popen(sleeper, env={**os.environ, owners.OWNER_ENV: dead})
     bystander = subprocess.Popen(sleeper, env={**os.environ, owners.OWNER_ENV: "another"})
     monkeypatch.setattr(daemons, "HEARTBEAT_INTERVAL_S", 1)
+    # the queued run coordinator: its daemon is one the instance needs (daemon_running)
+    queued = {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}
     try:
-        with dg.DagsterInstance.ephemeral() as instance:
+        with dg.instance_for_test(overrides={"run_coordinator": queued}) as instance:
             left = backfills.submit(instance, defs, "2026-11-20", "2026-11-21", "left", dead)
             alive = backfills.submit(
                 instance, defs, "2026-11-23", "2026-11-23", "alive", owners.owner_id()
