@@ -16,19 +16,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from aps_etl_tests.backfill_command import _Command
 from aps_etl_tests.pipeline_harness import (
     DAILY_TABLES,
     assert_rows_equal,
     reference_partition,
     target_partition,
 )
-from aps_etl_tests.unit.test_backfill_policy import (  # noqa: F401
-    BIN,
-    DAYS,
-    REPO,
-    START,
-    _Command,
-)
+from aps_etl_tests.unit.test_backfill_policy import BIN, DAYS, REPO, START
 
 
 def _gone(pid: int, timeout_s: float) -> bool:

@@ -17,7 +17,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from aps_etl_tests.unit.test_backfill_policy import BIN, REPO, _Command
+from aps_etl_tests.backfill_command import _Command
+from aps_etl_tests.unit.test_backfill_policy import BIN, REPO
 
 DAYS = ["2026-11-20", "2026-11-21", "2026-11-22"]
 
