@@ -50,7 +50,7 @@ class BackfillError(RuntimeError):
 
 
 class BackfillStopped(BackfillError):
-    """The wait ended before the backfill did: its daemon exited, or `--timeout` passed."""
+    """The wait ended before the backfill did: its dagster dev exited, or `--timeout` passed."""
 
 
 def daily_partitions(first: str, last: str) -> list[str]:
@@ -91,7 +91,7 @@ def submit(
     owner: str | None = None,
 ) -> str:
     """The daily job's assets for [first, last] as one asset backfill: its id. `owner`
-    (owner_id()) marks a backfill that the submitting process's own daemon runs."""
+    (owner_id()) marks a backfill that the submitting process's own dagster dev runs."""
     from aps_etl.defs.jobs import aps_daily
 
     graph = defs.resolve_asset_graph()
