@@ -1,6 +1,8 @@
-"""Who runs a backfill: `aps-etl backfill --policy` tags a backfill its own daemon runs with
-its process (host, pid, start time), so that the next command can tell a backfill whose
-command was killed (nothing runs it any more) from one a deployment's daemon runs."""
+"""Who runs a backfill: `aps-etl backfill --policy` tags a backfill its own `dagster dev` runs
+with its process (host, pid, start time), so that the next command can tell a backfill whose
+command was killed (nothing runs it any more) from one a deployment's daemon runs. The same
+mark is in that dagster dev's environment (OWNER_ENV), inherited by every process it
+starts: what a killed command left is found by it (backfill_daemon.leftovers)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import json
 
 from aps_etl.lib import liveness
 
-# the process (host, pid, start time) whose own daemon runs a backfill: a tag on it and its runs
+# in the environment of a command's own dagster dev and all it starts: the owner_id()
+OWNER_ENV = "APS_BACKFILL_OWNER"
 
 
 def owner_id() -> str:

@@ -1,6 +1,8 @@
 """A date range as a Dagster asset backfill on the instance: submitted, waited for run by
 run, canceled and closed. Nothing here starts a process: the daemon that runs the backfill
-is the deployment's or the command's own (backfill_daemon.py)."""
+is the deployment's or the one in the command's own `dagster dev` (backfill_daemon.py).
+`wait` follows a backfill through a `look` at it: the instance's (`look_in`) or a
+webserver's GraphQL API's (backfill_graphql.py)."""
 
 from __future__ import annotations
 
@@ -28,8 +30,8 @@ from aps_etl.lib.tags import BACKFILL_OWNER_TAG, LAUNCHED_BY_TAG
 
 # the backfill loop looks every 30 s: no run after this long means something is wrong
 NO_RUN_HINT_S = 120
-# How long canceled runs get to stop on their own (then the daemon's group gets
-# backfill_daemon.STOP_GRACE_S before SIGKILL): together under systemd's default 90 s.
+# How long canceled runs get to stop on their own (then `dagster dev` gets
+# backfill_daemon.STOP_GRACE_S to stop, before SIGKILL): together under systemd's default 90 s.
 CANCEL_GRACE_S = 30
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 IN_FLIGHT = [BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING]
@@ -40,6 +42,7 @@ DONE = {
     BulkActionStatus.FAILED,
     BulkActionStatus.CANCELED,
 }
+DONE_NAMES = {status.value for status in DONE}
 
 
 class BackfillError(RuntimeError):
@@ -47,7 +50,7 @@ class BackfillError(RuntimeError):
 
 
 class BackfillStopped(BackfillError):
-    """The wait ended before the backfill did: its daemon exited, or `--timeout` passed."""
+    """The wait ended before the backfill did: its dagster dev exited, or `--timeout` passed."""
 
 
 def daily_partitions(first: str, last: str) -> list[str]:
@@ -88,7 +91,7 @@ def submit(
     owner: str | None = None,
 ) -> str:
     """The daily job's assets for [first, last] as one asset backfill: its id. `owner`
-    (owner_id()) marks a backfill that the submitting process's own daemon runs."""
+    (owner_id()) marks a backfill that the submitting process's own dagster dev runs."""
     from aps_etl.defs.jobs import aps_daily
 
     graph = defs.resolve_asset_graph()
@@ -235,21 +238,19 @@ def _step_error(instance: dg.DagsterInstance, run_id: str) -> str:
     return ""
 
 
-def wait(
-    instance: dg.DagsterInstance,
-    backfill_id: str,
-    out: Callable[[str], None],
-    poll_s: float = 1.0,
-    check: Callable[[float], None] | None = None,
-) -> Outcome:
-    """Until the backfill is done and its runs have ended; a line per run each time its
-    status changes, and a count of runs by status whenever it changes. `check(elapsed)`
-    runs at every poll: it may say something, or raise BackfillStopped to stop waiting."""
-    started = time.monotonic()
-    seen: dict[str, str] = {}
-    last_count = ""
-    hinted = False
-    while True:
+@dataclass
+class Snapshot:
+    """A backfill as `wait` sees it at one look: its status's name, its error, its runs."""
+
+    status: str
+    error: str
+    runs: list[RunProgress]
+
+
+def look_in(instance: dg.DagsterInstance, backfill_id: str) -> Callable[[], Snapshot]:
+    """The backfill and its runs, read from the instance."""
+
+    def look() -> Snapshot:
         backfill = instance.get_backfill(backfill_id)
         if backfill is None:
             raise BackfillError(f"backfill {backfill_id} is not in the instance")
@@ -270,7 +271,29 @@ def wait(
             if dagster_run.status == dg.DagsterRunStatus.FAILURE:
                 progress.error = _step_error(instance, dagster_run.run_id)
             runs.append(progress)
-        runs.sort(key=lambda r: r.days)
+        error = backfill.error.message.strip() if backfill.error else ""
+        return Snapshot(backfill.status.value, error, runs)
+
+    return look
+
+
+def wait(
+    look: Callable[[], Snapshot],
+    backfill_id: str,
+    out: Callable[[str], None],
+    poll_s: float = 1.0,
+    check: Callable[[float], None] | None = None,
+) -> Outcome:
+    """Until the backfill is done and its runs have ended; a line per run each time its
+    status changes, and a count of runs by status whenever it changes. `check(elapsed)`
+    runs at every poll: it may say something, or raise BackfillStopped to stop waiting."""
+    started = time.monotonic()
+    seen: dict[str, str] = {}
+    last_count = ""
+    hinted = False
+    while True:
+        snapshot = look()
+        runs = sorted(snapshot.runs, key=lambda r: r.days)
         elapsed = time.monotonic() - started
         for run in runs:
             if seen.get(run.run_id) != run.status:
@@ -284,7 +307,7 @@ def wait(
             counts[run.status] = counts.get(run.status, 0) + 1
         count = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
         if count != last_count and runs:
-            out(f"  {elapsed:7.1f} s  backfill {backfill.status.value.lower()}: {count}")
+            out(f"  {elapsed:7.1f} s  backfill {snapshot.status.lower()}: {count}")
             last_count = count
         if not runs and not hinted and elapsed > NO_RUN_HINT_S:
             hinted = True
@@ -293,9 +316,8 @@ def wait(
                 "UI's Deployment > Daemons, or the daemon's log)?"
             )
         finished = all(seen[r.run_id] in FINISHED for r in runs)
-        if backfill.status in DONE and finished:
-            error = backfill.error.message.strip() if backfill.error else ""
-            return Outcome(backfill_id, backfill.status.value, elapsed, runs, error)
+        if snapshot.status in DONE_NAMES and finished:
+            return Outcome(backfill_id, snapshot.status, elapsed, runs, snapshot.error)
         if check is not None:
             check(elapsed)
         time.sleep(poll_s)

@@ -1,5 +1,7 @@
-"""`aps-etl backfill --policy multi-run` killed, sent SIGTERM and robbed of its daemon with a
-run going, on the embedded default: nothing left in flight, then the range runs through."""
+"""`aps-etl backfill --policy multi-run` killed, sent SIGTERM and robbed of its dagster dev's
+daemon with a run going, on the embedded default: nothing left in flight, then the range runs
+through; then a deployment (a `dagster dev` started here) runs a backfill submitted to its
+instance and one submitted through its webserver (--url)."""
 
 from __future__ import annotations
 
@@ -14,19 +16,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from aps_etl_tests.backfill_command import _Command
 from aps_etl_tests.pipeline_harness import (
     DAILY_TABLES,
     assert_rows_equal,
     reference_partition,
     target_partition,
 )
-from aps_etl_tests.unit.test_backfill_policy import (  # noqa: F401
-    BIN,
-    DAYS,
-    REPO,
-    START,
-    _Command,
-)
+from aps_etl_tests.unit.test_backfill_policy import BIN, DAYS, REPO, START
 
 
 def _gone(pid: int, timeout_s: float) -> bool:
@@ -54,22 +51,24 @@ def _group_gone(pgid: int, timeout_s: float) -> bool:
     return False
 
 
-# Real dagster-daemons for about five minutes, processes killed: make test runs it, make
-# unit does not.
+# Real dagster devs for about five minutes, processes killed: make test runs it, make unit
+# does not.
 @pytest.mark.faults
 def test_a_multi_run_backfill_survives_kills_then_runs_each_day_in_a_run_of_its_own(
     tmp_path: Path,
 ) -> None:
     """`aps-etl backfill --policy multi-run:1` on the embedded default: the project's
-    dagster.yaml (queued run coordinator, SQLite), a dagster-daemon started for the duration.
+    dagster.yaml (queued run coordinator, SQLite), a `dagster dev` started for the duration.
 
-    A backfill run by the command's own daemon ends with the command, whatever ends it, and
-    the range can be run again at once:
-    1. the command is killed (SIGKILL) with a run going: its daemon gets SIGTERM and exits;
-       the next command stops what is left of its process group and closes the backfill;
+    A backfill run by the command's own dagster dev ends with the command, whatever ends it,
+    and the range can be run again at once:
+    1. the command is killed (SIGKILL) with a run going: its dagster dev gets SIGTERM and
+       exits; the next command stops what is left of it (its code server lets its runs go
+       on) and closes the backfill;
     2. the command gets SIGTERM (systemd, kill) with a run going: it cancels the runs,
-       stops its daemon, exits 130;
-    3. its daemon is killed (SIGKILL): the command says so and exits 1, its runs canceled.
+       stops its dagster dev, exits 130;
+    3. dagster dev's daemon is killed (SIGKILL): dagster dev stops the rest and exits, the
+       command says so and exits 1, its runs canceled.
     Then the range runs through: three runs, one per day, all succeed, and every day's target
     equals the contract."""
     from aps_etl.devdata import seed_source
@@ -97,33 +96,33 @@ def test_a_multi_run_backfill_survives_kills_then_runs_each_day_in_a_run_of_its_
     # 1. the command killed
     killed = _Command(args, env)
     killed.wait_for(" STARTED")
-    first_daemon = killed.daemon()
+    first_dev = killed.dev()
     killed.process.kill()
     killed.finish()
-    assert _gone(first_daemon, 90), "the daemon outlived its command"
+    assert _gone(first_dev, 90), "dagster dev outlived its command"
 
     # 2. SIGTERM: the left backfill is closed first, then this one canceled cleanly
     termed = _Command(args, env)
     termed.wait_for("was left in flight by a killed aps-etl backfill: canceled")
-    # its code server waits for its run: what was left of the group is stopped
-    assert _group_gone(first_daemon, 5), "the killed command's run worker stayed"
+    # its code server lets its run go on: what was left of its session is stopped
+    assert _group_gone(first_dev, 5), "the killed command's code server or run worker stayed"
     termed.wait_for(" STARTED")
-    daemon = termed.daemon()
+    dev = termed.dev()
     termed.process.terminate()
     assert termed.finish() == 130, termed.output
     assert "interrupted; backfill" in termed.output and "CANCELED" in termed.output
-    assert _group_gone(daemon, 10), "the daemon's process group stayed"
+    assert _group_gone(dev, 10), "dagster dev or one of its processes stayed"
     assert in_flight() == ([], []), termed.output
 
     # 3. the daemon killed under the command
     orphaned = _Command([*args, "--timeout", "15m"], env)
     orphaned.wait_for(" STARTED")
-    daemon = orphaned.daemon()
-    os.kill(daemon, signal.SIGKILL)
+    dev = orphaned.dev()
+    os.kill(orphaned.daemon(), signal.SIGKILL)
     assert orphaned.finish() == 1, orphaned.output
-    assert "the dagster-daemon this command started exited (-9)" in orphaned.output
+    assert "the dagster dev this command started exited" in orphaned.output
     assert "run the command again for the rest" in orphaned.output
-    assert _group_gone(daemon, 10), "the daemon's code server or run worker stayed"
+    assert _group_gone(dev, 10), "dagster dev's code server or run worker stayed"
     assert in_flight() == ([], []), orphaned.output
 
     done = subprocess.run(
@@ -132,9 +131,9 @@ def test_a_multi_run_backfill_survives_kills_then_runs_each_day_in_a_run_of_its_
         env=env, cwd=REPO, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     output = done.stdout + done.stderr
-    log = home / "dagster" / "backfill-daemon.log"
+    log = home / "dagster" / "backfill-dagster-dev.log"
     assert done.returncode == 0, output + (log.read_text()[-3000:] if log.exists() else "")
-    assert "no dagster-daemon on this instance: starting one" in output
+    assert "no dagster-daemon on this instance: starting dagster dev" in output
     assert "COMPLETED_SUCCESS" in output and "3 run(s), 3 succeeded" in output
     assert "left in flight" not in output
     assert in_flight() == ([], [])
@@ -167,18 +166,22 @@ def test_a_multi_run_backfill_survives_kills_then_runs_each_day_in_a_run_of_its_
         )
         assert all(r.start_time and r.end_time for r in records)
 
-        # A deployment's daemon already running on the instance: the command leaves the
-        # backfill to it. A day the source has no rows for: its run fails (the
-        # completeness guard), the command says which step and why, and exits 1.
-        from aps_etl.cli.backfill_daemon import daemon_running
+        # A deployment already running on the instance (a dagster dev started here): the
+        # command leaves the backfill to its daemon, submitted to the instance, or through
+        # its webserver with --url. A day the source has no rows for: its run fails (the
+        # completeness guard), the command says which step (and, from the instance, why),
+        # and exits 1.
+        from aps_etl.cli.backfill_daemon import daemon_running, free_port
 
-        daemon_env = {**env, "APS_ENV": "local", "DAGSTER_HOME": str(home / "dagster"),
-                      "APS_BACKFILL_POLICY": "multi_run"}  # fmt: skip
-        with (home / "deployment-daemon.log").open("w") as daemon_log:
-            daemon = subprocess.Popen(
-                [str(BIN / "dagster-daemon"), "run", "-m", "aps_etl.cli.backfill_location"],
-                env=daemon_env, cwd=REPO, stdout=daemon_log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+        deployment_env = {**env, "APS_ENV": "local", "DAGSTER_HOME": str(home / "dagster"),
+                          "APS_BACKFILL_POLICY": "multi_run"}  # fmt: skip
+        url = f"http://127.0.0.1:{free_port()}"
+        with (home / "deployment.log").open("w") as deployment_log:
+            deployment = subprocess.Popen(
+                [str(BIN / "dagster"), "dev", "-m", "aps_etl.cli.backfill_location",
+                 "-h", "127.0.0.1", "-p", url.rsplit(":", 1)[1]],
+                env=deployment_env, cwd=REPO, stdout=deployment_log,
+                stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         try:
             deadline = time.monotonic() + 180
@@ -190,14 +193,25 @@ def test_a_multi_run_backfill_survives_kills_then_runs_each_day_in_a_run_of_its_
                  "--to", "2026-11-24", "--policy", "multi-run"],
                 env=env, cwd=REPO, capture_output=True, text=True, timeout=900,
             )  # fmt: skip
+            through_url = subprocess.run(
+                [str(BIN / "aps-etl"), "backfill", "--env", "local", "--from", "2026-11-25",
+                 "--to", "2026-11-25", "--policy", "multi-run", "--url", url],
+                env=env, cwd=REPO, capture_output=True, text=True, timeout=900,
+            )  # fmt: skip
         finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            daemon.wait(60)
+            deployment.send_signal(signal.SIGTERM)
+            deployment.wait(60)
         assert failed.returncode == 1, failed.stdout + failed.stderr
         assert "a dagster-daemon is running on this instance" in failed.stdout
-        assert "starting one" not in failed.stdout
+        assert "starting dagster dev" not in failed.stdout
         assert "FAILURE" in failed.stdout and "extract__aps_input" in failed.stdout
         assert "1 run(s), 0 succeeded" in failed.stdout
+        assert through_url.returncode == 1, through_url.stdout + through_url.stderr
+        assert f"submitted to the Dagster webserver at {url}" in through_url.stdout
+        assert "starting dagster dev" not in through_url.stdout
+        assert "FAILURE" in through_url.stdout and "extract__aps_input" in through_url.stdout
+        assert "1 run(s), 0 succeeded" in through_url.stdout
+        assert in_flight() == ([], [])
     finally:
         instance.dispose()
     for day in DAYS:

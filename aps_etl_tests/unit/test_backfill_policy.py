@@ -196,7 +196,8 @@ def test_waiting_on_a_backfill_no_daemon_picks_up_says_so(monkeypatch) -> None:
             lines.append(line)
             backfills.cancel_if_untouched(instance, backfill_id)
 
-        outcome = backfills.wait(instance, backfill_id, out, poll_s=0.05)
+        look = backfills.look_in(instance, backfill_id)
+        outcome = backfills.wait(look, backfill_id, out, poll_s=0.05)
     assert "no run yet" in lines[0], lines
     assert outcome.status == "CANCELED" and not outcome.runs and not outcome.success
 
@@ -217,10 +218,15 @@ def test_an_owner_is_gone_only_when_surely_gone() -> None:
     assert not owners.owner_gone("garbage")
 
 
-def test_a_backfill_left_by_a_killed_command_is_closed_and_frees_its_days() -> None:
-    """The command's own daemon died with it: its queued runs would wait for no one, and its
-    days would refuse every overlapping range. The next command closes it."""
+def test_a_backfill_left_by_a_killed_command_is_closed_and_frees_its_days(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The command's own dagster dev died with it: its queued runs would wait for no one, its
+    days would refuse every overlapping range, and what is left of its processes (a code
+    server letting its runs go on) would run beside the next command's. The next command
+    stops them, closes the backfill and settles the heartbeats its daemon left."""
     from dagster._core.storage.tags import BACKFILL_ID_TAG, PARTITION_NAME_TAG
+    from dagster._daemon.types import DaemonHeartbeat
 
     from aps_etl.cli import backfill_daemon as daemons
     from aps_etl.cli import backfill_owner as owners
@@ -232,68 +238,81 @@ def test_a_backfill_left_by_a_killed_command_is_closed_and_frees_its_days() -> N
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     dead = json.dumps({**json.loads(owners.owner_id()), "pid": child.pid})
-    with dg.DagsterInstance.ephemeral() as instance:
-        left = backfills.submit(instance, defs, "2026-11-20", "2026-11-21", "left", dead)
-        alive = backfills.submit(
-            instance, defs, "2026-11-23", "2026-11-23", "alive", owners.owner_id()
-        )
-        theirs = backfills.submit(instance, defs, "2026-11-24", "2026-11-24", "deployment")
-        runs = {}
-        for day, status in (
-            ("2026-11-20", dg.DagsterRunStatus.SUCCESS),
-            # not launched yet (a QUEUED run needs a code location's origin to be made here;
-            # the daemon test below leaves real queued runs)
-            ("2026-11-21", dg.DagsterRunStatus.NOT_STARTED),
-        ):
-            run = dg.DagsterRun(
-                job_name="__ASSET_JOB",
-                run_id=f"run-{day}",
-                status=status,
-                tags={BACKFILL_ID_TAG: left, PARTITION_NAME_TAG: day},
+    # what its dagster dev left: a process carrying its owner mark (a code server, a run
+    # worker), and one carrying another's, which is not touched
+    sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
+    left_behind = subprocess.Popen(sleeper, env={**os.environ, owners.OWNER_ENV: dead})
+    bystander = subprocess.Popen(sleeper, env={**os.environ, owners.OWNER_ENV: "another"})
+    monkeypatch.setattr(daemons, "HEARTBEAT_INTERVAL_S", 1)
+    # the queued run coordinator: its daemon is one the instance needs (daemon_running)
+    queued = {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}
+    try:
+        with dg.instance_for_test(overrides={"run_coordinator": queued}) as instance:
+            left = backfills.submit(instance, defs, "2026-11-20", "2026-11-21", "left", dead)
+            alive = backfills.submit(
+                instance, defs, "2026-11-23", "2026-11-23", "alive", owners.owner_id()
             )
-            instance.add_run(run)
-            runs[day] = run.run_id
-        with pytest.raises(backfills.BackfillError, match=left):
-            backfills.submit(instance, defs, "2026-11-21", "2026-11-22", "blocked")
-        # its daemon's last heartbeats read as a running daemon for a minute: the next
-        # command would leave its backfill to no one
-        from dagster._daemon.types import DaemonHeartbeat
+            theirs = backfills.submit(instance, defs, "2026-11-24", "2026-11-24", "deployment")
+            runs = {}
+            for day, status in (
+                ("2026-11-20", dg.DagsterRunStatus.SUCCESS),
+                # not launched yet (a QUEUED run needs a code location's origin to be made
+                # here; the faults test leaves real queued runs)
+                ("2026-11-21", dg.DagsterRunStatus.NOT_STARTED),
+            ):
+                run = dg.DagsterRun(
+                    job_name="__ASSET_JOB",
+                    run_id=f"run-{day}",
+                    status=status,
+                    tags={BACKFILL_ID_TAG: left, PARTITION_NAME_TAG: day},
+                )
+                instance.add_run(run)
+                runs[day] = run.run_id
+            with pytest.raises(backfills.BackfillError, match=left):
+                backfills.submit(instance, defs, "2026-11-21", "2026-11-22", "blocked")
+            # its daemon's last heartbeats read as a running daemon for a minute: the next
+            # command would leave its backfill to no one
+            for daemon_type in daemons.DAEMONS:
+                instance.add_daemon_heartbeat(
+                    DaemonHeartbeat(time.time(), daemon_type, "its-daemon", [])
+                )
+            assert daemons.daemon_running(instance)
 
-        record = daemons._daemons_file(instance, left)
-        record.parent.mkdir(parents=True, exist_ok=True)
-        # its daemon's process group is gone too (the command's child above)
-        daemon = {"host": json.loads(dead)["host"], "pid": child.pid, "started": 1.0}
-        record.write_text(json.dumps({"daemon": daemon, "heartbeat_ids": ["its-daemon"]}))
-        for daemon_type in daemons.DAEMONS:
+            assert daemons.close_abandoned(instance) == [(left, ["2026-11-21"])]
+            assert left_behind.poll() is not None, "what the killed command left still runs"
+            assert bystander.poll() is None, "another owner's process was stopped"
+            assert instance.get_daemon_heartbeats() == {}
+            # a live daemon (a deployment's) beating after the leftovers were stopped: its
+            # heartbeats are not touched
+            since = time.time()
+            instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), "BACKFILL", "deploy", []))
             instance.add_daemon_heartbeat(
-                DaemonHeartbeat(time.time(), daemon_type, "its-daemon", [])
+                DaemonHeartbeat(time.time(), "QUEUED_RUN_COORDINATOR", "deploy", [])
             )
+            assert not daemons.settle_heartbeats(instance, since, interval_s=1)
+            assert set(instance.get_daemon_heartbeats()) == set(daemons.DAEMONS)
 
-        assert daemons.close_abandoned(instance) == [(left, ["2026-11-21"])]
-        assert instance.get_daemon_heartbeats() == {} and not record.exists()
-        # a deployment's daemon beating beside it: its heartbeats are not touched
-        instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), "BACKFILL", "deploy", []))
-        daemons._wipe_heartbeats_of(instance, {"its-daemon"})
-        assert set(instance.get_daemon_heartbeats()) == {"BACKFILL"}
+            statuses = {b.backfill_id: b.status.value for b in instance.get_backfills()}
+            assert statuses[left] == "CANCELED"
+            assert statuses[alive] == "REQUESTED" and statuses[theirs] == "REQUESTED"
+            queued = instance.get_run_by_id(runs["2026-11-21"])
+            done = instance.get_run_by_id(runs["2026-11-20"])
+            assert queued is not None and queued.status == dg.DagsterRunStatus.CANCELED
+            assert done is not None and done.status == dg.DagsterRunStatus.SUCCESS
+            backfills.submit(instance, defs, "2026-11-21", "2026-11-22", "after it")
+            assert daemons.close_abandoned(instance) == []
 
-        statuses = {b.backfill_id: b.status.value for b in instance.get_backfills()}
-        assert statuses[left] == "CANCELED"
-        assert statuses[alive] == "REQUESTED" and statuses[theirs] == "REQUESTED"
-        queued = instance.get_run_by_id(runs["2026-11-21"])
-        done = instance.get_run_by_id(runs["2026-11-20"])
-        assert queued is not None and queued.status == dg.DagsterRunStatus.CANCELED
-        assert done is not None and done.status == dg.DagsterRunStatus.SUCCESS
-        backfills.submit(instance, defs, "2026-11-21", "2026-11-22", "after it")
-        assert daemons.close_abandoned(instance) == []
-
-        # A live command's own daemon is heartbeating: a second command must not leave its
-        # backfill to it (it stops with the first command), and is told whose it is.
-        assert daemons.another_commands_daemon(instance) is None
-        record = daemons._daemons_file(instance, alive)
-        record.write_text(json.dumps({"daemon": daemon, "heartbeat_ids": ["first-command"]}))
-        instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), "BACKFILL", "first-command", []))
-        busy = daemons.another_commands_daemon(instance)
-        assert busy and f"pid {os.getpid()}" in busy and alive in busy, busy
+            # A live command's own dagster dev runs `alive`: a second command must not start
+            # a daemon beside it nor leave its backfill to it (it stops with the first
+            # command), and is told whose it is; once it is done, nothing is refused.
+            busy = daemons.another_commands_dev(instance)
+            assert busy and f"pid {os.getpid()}" in busy and alive in busy, busy
+            backfills.close(instance, alive, "done")
+            assert daemons.another_commands_dev(instance) is None
+    finally:
+        for process in (left_behind, bystander):
+            process.kill()
+            process.wait()
 
 
 def test_waiting_on_a_deployment_daemon_says_when_its_heartbeats_stop_and_resume() -> None:
@@ -339,49 +358,3 @@ def test_timeout_is_a_duration_and_needs_the_policy() -> None:
     )  # fmt: skip
     assert refused.returncode == 2 and "--timeout applies to --policy" in refused.stderr
     assert "job aps_daily" not in refused.stdout
-
-
-class _Command:
-    """`aps-etl backfill --policy` in the background, its output collected line by line."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        import threading
-
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [str(BIN / "aps-etl"), "backfill", "--env", "local", *args],
-            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, text: str, timeout_s: float = 300) -> None:
-        deadline = time.monotonic() + timeout_s
-        while text not in self.output:
-            assert self.process.poll() is None or text in self.output, self.output[-3000:]
-            assert time.monotonic() < deadline, f"no {text!r} in:\n{self.output[-3000:]}"
-            time.sleep(0.2)
-
-    def daemon(self) -> int:
-        import psutil
-
-        (daemon,) = [
-            child
-            for child in psutil.Process(self.process.pid).children()
-            if "dagster-daemon" in " ".join(child.cmdline())
-        ]
-        return daemon.pid
-
-    def finish(self, timeout_s: float = 300) -> int:
-        code = self.process.wait(timeout_s)
-        self._reader.join(10)
-        return code
