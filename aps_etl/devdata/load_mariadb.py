@@ -117,7 +117,7 @@ def connect(target: MariaDBTarget, autocommit: bool = True) -> Iterator:
 def query(conn, sql: str) -> list[tuple]:
     """The rows of a query (small results: catalog lookups, checks)."""
     rows: list[tuple] = []
-    for batch in conn.read_arrow_batches(sql):
+    for batch in conn.read_arrow_batches(sql, max_text_size=4096):
         rows += [tuple(r.values()) for r in batch.to_pylist()]
     return rows
 
