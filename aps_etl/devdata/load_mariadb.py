@@ -89,7 +89,10 @@ def _one_line(exc: BaseException, target: MariaDBTarget) -> str:
     text = re.sub(r"\[ma-[\d.]+\]", "", text.rpartition("Message: ")[2] or text)
     text = " ".join(text.split()) or type(exc).__name__
     if code and int(code[1]) in CAUSES:
-        text = f"{CAUSES[int(code[1])]} ({text})"
+        cause = CAUSES[int(code[1])]
+        if int(code[1]) == 1045 and not target.sslrootcert:  # an account that REQUIREs SSL
+            cause += ", or the account requires TLS (connected without: no CA file given)"
+        text = f"{cause} ({text})"
     return text.replace(target.password, "***") if target.password else text
 
 
