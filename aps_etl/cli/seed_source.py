@@ -79,7 +79,8 @@ def _three_days_ago() -> dt.date:
     "--engine",
     type=Choice(ENGINES),
     default="postgresql",
-    help="the source's database: PostgreSQL, or the dev stack's MariaDB (--env dev)",
+    metavar="ENGINE",
+    help="postgresql, or mariadb: the dev stack's MariaDB (--env dev)",
 )
 @option("--start-date", type=IsoDate(), default=_three_days_ago, help="first day")
 @option("--days", type=click.IntRange(min=1), default=3, help="days of plant history")
