@@ -1,89 +1,103 @@
-"""A throwaway MariaDB server for tests that need one of their own (Debian's mariadbd in a
-temporary folder, on a free port, TLS off): the engine's SQL and reader against the real
-server, without the dev stack. scripts/test-tools installs mariadb-server."""
+"""A throwaway MariaDB for tests: Debian's mariadbd (scripts/test-tools installs it) on a
+data dir in a temp folder and a free loopback port, with the dev stack's server options
+(infra/dev_stack/mariadb.py: STRICT sql_mode, utf8mb4_nopad_bin, InnoDB) but no TLS, and a
+test user with a random password. Stopped (SIGTERM, then SIGKILL) when the context ends."""
 
 from __future__ import annotations
 
-import shutil
+import os
+import secrets
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-MARIADBD = "/usr/sbin/mariadbd"
+from aps_etl.devdata.load_mariadb import MariaDBTarget
+from aps_etl.env.stack import REPO_ROOT
+
+if str(REPO_ROOT / "infra") not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT / "infra"))
+
+from dev_stack.mariadb import MARIADBD, server_options  # noqa: E402
 
 
 @dataclass(frozen=True)
-class MariaDBServer:
+class ThrowawayMariaDB:
     port: int
     socket: Path
-    reader: str = "reader"
-    reader_password: str = "reader-pw"  # a throwaway server's, gone with the test
-    database: str = "mes"
+    user: str
+    password: str
 
-    def sql(self, script: str, *, database: str | None = None) -> str:
-        """Runs a script as root through the socket (in `database`, default the test's);
-        returns what it prints."""
-        done = subprocess.run(
-            ["mariadb", "--no-defaults", "-S", str(self.socket), "-uroot", "-N", "-B",
-             database if database is not None else self.database],
-            input=script, capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if done.returncode:
-            raise RuntimeError(f"mariadb: {done.stderr.strip().splitlines()[-1]}")
-        return done.stdout
+    def target(self, database: str) -> MariaDBTarget:
+        return MariaDBTarget("127.0.0.1", self.port, database, self.user, self.password)
+
+    def admin(self, script: str) -> str:
+        """Runs statements as root over the socket (on stdin); raises on an error."""
+        result = subprocess.run(
+            ["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", "--batch"],
+            input=script,
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode:
+            raise RuntimeError(f"mariadb: {result.stderr.strip()}")
+        return result.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @contextmanager
-def mariadb_server(folder: Path) -> Iterator[MariaDBServer]:
-    if not Path(MARIADBD).exists() or not shutil.which("mariadb-install-db"):
-        raise RuntimeError("mariadb-server is not installed: scripts/test-tools installs it")
-    data, sock = folder / "data", folder / "mariadb.sock"
+def throwaway_mariadb(folder: Path) -> Iterator[ThrowawayMariaDB]:
+    folder.mkdir(parents=True, exist_ok=True)
+    data, run_dir, log = folder / "data", folder / "run", folder / "mariadb.log"
+    data.mkdir()
+    run_dir.mkdir()
+    port = free_port()
+    config = folder / "my.cnf"
+    # As root: mariadbd runs as root only when told so (the temp folder is root's own).
+    user = "user = root\n" if os.geteuid() == 0 else ""
+    config.write_text(server_options(data, run_dir, port, log) + user)
     subprocess.run(
-        ["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root",
+        ["mariadb-install-db", f"--defaults-file={config}",
          "--auth-root-authentication-method=socket", "--skip-test-db"],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )  # fmt: skip
-    port = _free_port()
-    process = subprocess.Popen(
-        [MARIADBD, "--no-defaults", f"--datadir={data}", f"--socket={sock}", f"--port={port}",
-         "--bind-address=127.0.0.1", "--skip-name-resolve", "--user=root",
-         f"--log-error={folder / 'error.log'}", f"--pid-file={folder / 'mariadbd.pid'}",
-         "--innodb-buffer-pool-size=64M"],
-    )  # fmt: skip
+    with open(folder / "mariadbd.out", "wb") as out:
+        process = subprocess.Popen(
+            [str(MARIADBD), f"--defaults-file={config}"], stdout=out, stderr=subprocess.STDOUT
+        )
+    server = ThrowawayMariaDB(port, run_dir / "mariadbd.sock", "tester", secrets.token_hex(12))
     try:
-        server = MariaDBServer(port=port, socket=sock)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
-                server.sql("select 1", database="mysql")
+                server.admin("SELECT 1;")
                 break
             except RuntimeError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    log = (folder / "error.log").read_text()[-2000:]
-                    raise RuntimeError(f"mariadbd did not start: {log}") from None
+                    raise RuntimeError(
+                        f"throwaway mariadbd did not start: {log.read_text()[-2000:]}"
+                    ) from None
                 time.sleep(0.2)
-        subprocess.run(
-            ["mariadb", "--no-defaults", "-S", str(sock), "-uroot"],
-            input=f"create database {server.database}; "
-            f"create user {server.reader}@'%' identified by '{server.reader_password}'; "
-            f"grant select, show view on {server.database}.* to {server.reader}@'%';",
-            text=True, check=True, capture_output=True,
-        )  # fmt: skip
+        server.admin(
+            f"CREATE USER '{server.user}'@'127.0.0.1' IDENTIFIED BY '{server.password}';\n"
+            f"GRANT ALL PRIVILEGES ON *.* TO '{server.user}'@'127.0.0.1';\n"
+        )
         yield server
     finally:
-        process.terminate()
+        process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=30)
+            process.wait(60)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

@@ -1,4 +1,5 @@
-"""`aps-etl seed-source`: fill a development source `mes` with a synthetic factory."""
+"""`aps-etl seed-source`: fill a development source `mes` with a synthetic factory, in
+PostgreSQL (the default) or, with --engine mariadb, in the dev stack's MariaDB."""
 
 from __future__ import annotations
 
@@ -6,7 +7,17 @@ import datetime as dt
 
 import click
 
-from aps_etl.cli.params import SEED_ENVIRONMENTS, IsoDate, Refused, env_option, environment, option
+from aps_etl.cli.params import (
+    SEED_ENVIRONMENTS,
+    Choice,
+    IsoDate,
+    Refused,
+    env_option,
+    environment,
+    option,
+)
+
+ENGINES = ("postgresql", "mariadb")
 
 
 def source_owner_uri(env: str) -> str:
@@ -25,9 +36,28 @@ def source_owner_uri(env: str) -> str:
     )
 
 
-def print_seed_report(env: str, report: object) -> None:
+def source_owner_mariadb(env: str):
+    """The dev stack's MariaDB `mes` as mes_owner, over TLS verified against the stack's CA."""
+    if env != "dev":
+        raise Refused(f"--engine mariadb fills the dev stack's MariaDB (--env dev), not {env!r}")
+    from aps_etl.devdata import MariaDBTarget
+    from aps_etl.env.stack import load_stack_env
+
+    values = load_stack_env()
+    return MariaDBTarget(
+        host=values["APS_MARIADB_HOST"],
+        port=int(values["APS_MARIADB_PORT"]),
+        database=values["APS_MARIADB_DB"],
+        user=values["APS_MARIADB_OWNER_USER"],
+        password=values["APS_MARIADB_OWNER_PASSWORD"],
+        sslrootcert=values["APS_MARIADB_SSLROOTCERT"],
+    )
+
+
+def print_seed_report(env: str, report: object, engine: str = "postgresql") -> None:
     rows: dict[str, int] = report.rows  # type: ignore[attr-defined]
-    print(f"seeded source `mes` ({env}) in {report.seconds:.1f} s:")  # type: ignore[attr-defined]
+    where = env if engine == "postgresql" else f"{env}, {engine}"
+    print(f"seeded source `mes` ({where}) in {report.seconds:.1f} s:")  # type: ignore[attr-defined]
     for table, count in rows.items():
         print(f"  {table:<16} {count:>10,} rows")
     print(f"  {'total':<16} {sum(rows.values()):>10,} rows")
@@ -41,9 +71,17 @@ def _three_days_ago() -> dt.date:
     "seed-source",
     help="Fill the source `mes` with a synthetic factory.",
     short_help="fill the source `mes` with a synthetic factory",
-    epilog="\b\nexample: aps-etl seed-source --env dev --days 5 --rows 1000000",
+    epilog="\b\nexample: aps-etl seed-source --env dev --days 5 --rows 1000000"
+    "\n         aps-etl seed-source --env dev --engine mariadb",
 )
 @env_option(seed=True)
+@option(
+    "--engine",
+    type=Choice(ENGINES),
+    default="postgresql",
+    metavar="ENGINE",
+    help="postgresql, or mariadb: the dev stack's MariaDB (--env dev)",
+)
 @option("--start-date", type=IsoDate(), default=_three_days_ago, help="first day")
 @option("--days", type=click.IntRange(min=1), default=3, help="days of plant history")
 @option("--lots", type=click.IntRange(min=1), help="number of lots (or --rows)")
@@ -54,6 +92,7 @@ def _three_days_ago() -> dt.date:
 @option("--quiet", is_flag=True, help="no progress bar")
 def command(
     env: str | None,
+    engine: str,
     start_date: dt.date,
     days: int,
     lots: int | None,
@@ -64,7 +103,7 @@ def command(
     if lots is not None and rows is not None:
         raise click.UsageError("--lots and --rows are either-or: give one")
     env = environment(env)
-    uri = source_owner_uri(env)
+    uri = source_owner_uri(env) if engine == "postgresql" else source_owner_mariadb(env)
     from aps_etl.devdata import seed_source
 
     report = seed_source(
@@ -76,5 +115,5 @@ def command(
         seed=seed,
         progress=not quiet,
     )
-    print_seed_report(env, report)
+    print_seed_report(env, report, engine)
     return 0

@@ -1,5 +1,9 @@
 """Synthetic MES/APS source: fills a PostgreSQL ``mes`` database with a simulated plant.
 
+The same plant also fills the MariaDB/MySQL form of the source: ``seed_source`` given a
+``MariaDBTarget`` applies ``mes_source_mariadb.sql`` and loads the same rows over ODBC
+(load_mariadb.py: plant-time DATETIME(6), booleans 0/1, an atomic swap of all nine tables).
+
 ``seed_source(uri, start_date=..., days=3, lots=None, target_rows=None, seed=42)`` applies
 ``mes_source.sql`` (a verbatim copy of the customer's contract, shipped in this package) and
 COPYs every table in one transaction. ``build_dataset`` returns the same tables as Arrow.
@@ -59,6 +63,16 @@ rule; ``replace=False`` loads only into absent or empty contract tables.
 """
 
 from .load import SeedError, contract_sql
+from .load_mariadb import MariaDBTarget, contract_sql_mariadb
 from .seed import Dataset, SeedReport, build_dataset, seed_source
 
-__all__ = ["Dataset", "SeedError", "SeedReport", "build_dataset", "contract_sql", "seed_source"]
+__all__ = [
+    "Dataset",
+    "MariaDBTarget",
+    "SeedError",
+    "SeedReport",
+    "build_dataset",
+    "contract_sql",
+    "contract_sql_mariadb",
+    "seed_source",
+]

@@ -16,6 +16,7 @@ from . import facts
 from .factory import build_factory
 from .horizon import Horizon
 from .load import TABLES, load_tables
+from .load_mariadb import MariaDBTarget, load_tables_mariadb
 from .plans import plan_tables
 from .simulate import release_lots, simulate
 
@@ -106,7 +107,7 @@ def lots_for_rows(start_date: dt.date, days: int, target_rows: int, seed: int) -
 
 
 def seed_source(
-    uri: str,
+    uri: str | MariaDBTarget,
     *,
     start_date: dt.date,
     days: int = 3,
@@ -117,6 +118,9 @@ def seed_source(
     replace: bool = True,
 ) -> SeedReport:
     """Fills the ``mes`` database at ``uri`` with a synthetic plant (see the package doc).
+
+    ``uri``: a PostgreSQL URI, or a MariaDBTarget for the MariaDB form of the source
+    (load_mariadb): the same rows either way, from the same generator.
 
     ``lots`` (lots created over the span, warm-up days included) or ``target_rows``
     (approximate total over all tables) picks the scale; neither gives a small plant.
@@ -145,8 +149,9 @@ def seed_source(
             f"synthetic MES source (aps_etl.devdata): seed={seed} start_date={start_date} "
             f"days={days} lots={lots} lines={dataset.lines}"
         )
-        load_tables(
-            uri,
+        load = load_tables_mariadb if isinstance(uri, MariaDBTarget) else load_tables
+        load(
+            uri,  # type: ignore[arg-type]  # each loader gets its own kind of target
             dataset.tables,
             replace=replace,
             comment=comment,

@@ -202,7 +202,7 @@ def scan_lake(scanner: Scanner, fs: Any, prefix: str) -> list[str]:
 
 def scan_stack_logs(scanner: Scanner, home: Path) -> list[Path]:
     """The stack's log files, rotated ones included; data folders are not logs."""
-    skip = ("postgres/data/base", "pg_wal", "minio/data")
+    skip = ("postgres/data/base", "pg_wal", "minio/data", "mariadb/data")
     logs = [
         p
         for p in sorted(home.rglob("*"))
@@ -549,7 +549,9 @@ def test_stack_logs_hold_no_secret(stack_settings) -> None:
     scanner = Scanner(stack_secrets(stack_settings))
     logs = scan_stack_logs(scanner, stack_home())
     names = {p.name for p in logs}
-    assert {"postgres.log", "minio.log", "launcher.log", "server.log"} <= names, names
+    assert {"postgres.log", "mariadb.log", "minio.log", "launcher.log", "server.log"} <= names, (
+        names
+    )
     assert not scanner.found, _fail_message(
         scanner,
         "secrets in the stack's logs (Trino prints s3.aws-access-key at startup when it is a "

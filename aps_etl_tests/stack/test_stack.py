@@ -38,7 +38,7 @@ pytestmark = pytest.mark.stack
 
 REPO = REPO_ROOT
 STACK = REPO / "infra" / "stack"
-SERVICES = ("postgres", "minio", "trino")
+SERVICES = ("postgres", "mariadb", "minio", "trino")
 
 
 def run_stack(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -87,7 +87,7 @@ def test_no_secret_in_logs_or_config(settings: dict[str, str]) -> None:
     home = stack_home()
     checked = 0
     for path in home.rglob("*"):
-        skip = ("postgres/data/base", "pg_wal", "minio/data")
+        skip = ("postgres/data/base", "pg_wal", "minio/data", "mariadb/data")
         if path.name == "stack.env" or not path.is_file() or any(s in str(path) for s in skip):
             continue
         if path.suffix in (".log", ".properties", ".config", ".conf") or "log" in path.name:
@@ -279,11 +279,13 @@ def test_down_never_stops_a_process_it_did_not_start(tmp_path: Path) -> None:
     home = tmp_path / "stack"
     (home / "minio").mkdir(parents=True)
     (home / "trino").mkdir()
+    (home / "mariadb" / "run").mkdir(parents=True)
     stranger = subprocess.Popen(["sleep", "60"])
     try:
         # Pid files that point at someone else's process, as after a pid was reused.
         (home / "minio" / "minio.pid").write_text(f"{stranger.pid}\n")
         (home / "trino" / "trino.pid").write_text(f"{stranger.pid}\n")
+        (home / "mariadb" / "run" / "mariadbd.pid").write_text(f"{stranger.pid}\n")
         result = run_stack("down", env={**os.environ, "APS_STACK_HOME": str(home)})
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout.count("not running") == len(SERVICES)

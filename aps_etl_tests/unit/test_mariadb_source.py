@@ -24,7 +24,7 @@ from aps_etl.lib.sources.drift import SchemaDriftError, check_drift, detect_drif
 from aps_etl.lib.sources.engines.registry import UnknownEngine, engine_for
 from aps_etl.lib.sources.extraction import snapshot_partition, source_fingerprint
 from aps_etl.lib.sources.specs import TS, ExtractSpec
-from aps_etl_tests.mariadb_server import MariaDBServer, mariadb_server
+from aps_etl_tests.mariadb_server import ThrowawayMariaDB, throwaway_mariadb
 
 DAY = dt.date(2026, 11, 25)
 RESULT = ExtractSpec(
@@ -61,10 +61,27 @@ create table result (
 """
 
 
+class MariaDBServer:
+    """The throwaway server's database `mes` and a reader that may only SELECT in it."""
+
+    database, reader, reader_password = "mes", "reader", "reader-pw"
+
+    def __init__(self, server: ThrowawayMariaDB) -> None:
+        self.server, self.port = server, server.port
+        server.admin(
+            f"CREATE DATABASE {self.database};\n"
+            f"CREATE USER '{self.reader}'@'127.0.0.1' IDENTIFIED BY '{self.reader_password}';\n"
+            f"GRANT SELECT, SHOW VIEW ON {self.database}.* TO '{self.reader}'@'127.0.0.1';\n"
+        )
+
+    def sql(self, script: str) -> str:
+        return self.server.admin(f"USE {self.database};\n{script}")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
-    with mariadb_server(tmp_path_factory.mktemp("mariadb")) as running:
-        yield running
+    with throwaway_mariadb(tmp_path_factory.mktemp("mariadb")) as running:
+        yield MariaDBServer(running)
 
 
 @pytest.fixture

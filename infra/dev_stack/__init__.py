@@ -1,6 +1,6 @@
-"""The local dev stack: PostgreSQL, MinIO and Trino as plain processes on 127.0.0.1.
+"""The local dev stack: PostgreSQL, MariaDB, MinIO and Trino as plain processes on 127.0.0.1.
 
-    infra/stack up|down|status [postgres|minio|trino ...]
+    infra/stack up|down|status [postgres|mariadb|minio|trino ...]
     infra/stack render [--check]    # the compose deployment's files from config.py
 
 State (data, logs, pid files, generated credentials in stack.env) lives in $APS_STACK_HOME
@@ -13,9 +13,9 @@ passwords reach the services through files with mode 600 or the environment, nev
 
 Modules: common (constants, messages, processes and ports), state (the state folder,
 stack.env, its lock, the TLS CA), config (Trino's and PostgreSQL's configuration for the
-dev stack and the compose deployment), postgres, minio, trino (one server each), cli (the
-commands). Importing it stays light: no Dagster, only aps_etl.env.stack and
-aps_etl.lib.trino_session.
+dev stack and the compose deployment), postgres, mariadb (the MariaDB form of the source),
+minio, trino (one server each), cli (the commands). Importing it stays light: no Dagster,
+only aps_etl.env.stack and aps_etl.lib.trino_session.
 """
 
 import sys

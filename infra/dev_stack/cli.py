@@ -20,12 +20,13 @@ from .common import (
     say,
 )
 from .config import compose_files
+from .mariadb import MariaDB
 from .minio import Minio
 from .postgres import Postgres
 from .state import Stack, load_stack, locked, write_env
 from .trino import Trino
 
-Service = Postgres | Minio | Trino
+Service = Postgres | MariaDB | Minio | Trino
 
 
 def services(stack: Stack, names: list[str]) -> list[Service]:
@@ -36,7 +37,12 @@ def services(stack: Stack, names: list[str]) -> list[Service]:
             f"valid services: {', '.join(SERVICES)}",
             code=2,
         )
-    classes: dict[str, type[Service]] = {"postgres": Postgres, "minio": Minio, "trino": Trino}
+    classes: dict[str, type[Service]] = {
+        "postgres": Postgres,
+        "mariadb": MariaDB,
+        "minio": Minio,
+        "trino": Trino,
+    }
     return [classes[n](stack) for n in SERVICES if not names or n in names]
 
 
@@ -72,7 +78,7 @@ def up(stack: Stack, selected: list[Service]) -> int:
             t0 = time.monotonic()
             pid = svc.pid()
             if pid:
-                if isinstance(svc, Postgres | Minio):
+                if isinstance(svc, Postgres | MariaDB | Minio):
                     svc.setup()  # idempotent: heals a half-finished earlier `up`
                 else:
                     svc.scale()  # to APS_STACK_TRINO_WORKERS workers

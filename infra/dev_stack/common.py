@@ -17,16 +17,22 @@ from pathlib import Path
 
 from . import REPO
 
-SERVICES = ("postgres", "minio", "trino")
+SERVICES = ("postgres", "mariadb", "minio", "trino")
 HOST = "127.0.0.1"
-DEFAULT_PORTS = {"pg": 55432, "minio": 59000, "console": 59001, "trino": 58080}
+DEFAULT_PORTS = {"pg": 55432, "mariadb": 53306, "minio": 59000, "console": 59001, "trino": 58080}
 PORT_VARS = {
     "pg": "APS_STACK_PG_PORT",
+    "mariadb": "APS_STACK_MARIADB_PORT",
     "minio": "APS_STACK_MINIO_PORT",
     "console": "APS_STACK_MINIO_CONSOLE_PORT",
     "trino": "APS_STACK_TRINO_PORT",
 }
-SERVICE_PORTS = {"postgres": ("pg",), "minio": ("minio", "console"), "trino": ("trino",)}
+SERVICE_PORTS = {
+    "postgres": ("pg",),
+    "mariadb": ("mariadb",),
+    "minio": ("minio", "console"),
+    "trino": ("trino",),
+}
 # Static files shared with the compose deployment: Trino's access rules and the MinIO
 # policy of the user Trino reads the lake as.
 INFRA_TRINO = REPO / "infra" / "trino"

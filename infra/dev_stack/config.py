@@ -1,8 +1,9 @@
 """The one source of Trino's and PostgreSQL's configuration, for both deployments.
 
 Trino: config.properties, node.properties, jvm.config, log.properties, the catalogs (mes,
-aps, lake), the password authenticator and the access control. PostgreSQL: the databases,
-the least-privilege roles and their grants. Two targets render from it:
+aps, lake; mes_mariadb on the dev stack only), the password authenticator and the access
+control. PostgreSQL: the databases, the least-privilege roles and their grants. Two targets
+render from it:
 
 - the dev stack (infra/stack up): 127.0.0.1, the APS_STACK_* ports, paths under
   APS_STACK_HOME; trino.py writes the files for each node, postgres.py runs the statements;
@@ -55,6 +56,10 @@ class TrinoNodeConfig:
     mes_reader_user: str
     aps_loader_user: str
     aps_write_batch_size: int | None
+    # jdbc:mariadb://host:port?TLS options of the MariaDB source (catalog mes_mariadb), or
+    # None: no such catalog (the compose deployment has no MariaDB)
+    mariadb_url: str | None
+    mariadb_reader_user: str
     s3_endpoint: str
     s3_region: str
     password_file: str
@@ -133,6 +138,19 @@ connection-user={node.aps_loader_user}
 connection-password=${{ENV:APS_APS_LOADER_PASSWORD}}
 """
         + (f"write.batch-size={node.aps_write_batch_size}\n" if node.aps_write_batch_size else ""),
+        **(
+            {
+                # The MariaDB form of the source (infra/stack's mariadb), read as mes_reader
+                # over TLS, the server's certificate verified against the stack's CA.
+                "catalog/mes_mariadb.properties": f"""connector.name=mariadb
+connection-url={node.mariadb_url}
+connection-user={node.mariadb_reader_user}
+connection-password=${{ENV:APS_MARIADB_READER_PASSWORD}}
+"""
+            }
+            if node.mariadb_url
+            else {}
+        ),
         # Hive tables over the Parquet lake; the file metastore lives in the bucket next to
         # the data, so the lake is self-contained. No S3 keys here: Trino's Bootstrap logs
         # every catalog property and redacts s3.aws-secret-key but not s3.aws-access-key, so
@@ -190,6 +208,8 @@ COMPOSE_TRINO = TrinoNodeConfig(
     mes_reader_user="${ENV:APS_MES_READER_USER}",
     aps_loader_user="${ENV:APS_APS_LOADER_USER}",
     aps_write_batch_size=10000,
+    mariadb_url=None,
+    mariadb_reader_user="",
     s3_endpoint="http://minio:9000",
     s3_region="us-east-1",
     password_file="/trino-tls/password.db",

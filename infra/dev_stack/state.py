@@ -59,6 +59,7 @@ def load_stack() -> Stack:
     console_file = home / "minio" / "console.port"  # the one port stack.env does not hold
     recorded = {
         "pg": existing.get("APS_PG_PORT"),
+        "mariadb": existing.get("APS_MARIADB_PORT"),
         "minio": existing.get("APS_S3_ENDPOINT", "").rpartition(":")[2] or None,
         "console": console_file.read_text().strip() if console_file.exists() else None,
         "trino": existing.get("APS_TRINO_PORT"),
@@ -99,6 +100,12 @@ def write_env(stack: Stack) -> None:
         "APS_MES_READER_USER": MES_READER.name,
         "APS_APS_DB": APS_DB,
         "APS_APS_LOADER_USER": APS_LOADER.name,
+        "APS_MARIADB_HOST": HOST,
+        "APS_MARIADB_PORT": str(p["mariadb"]),
+        "APS_MARIADB_DB": MES_DB,
+        "APS_MARIADB_OWNER_USER": MES_OWNER.name,
+        "APS_MARIADB_READER_USER": MES_READER.name,
+        "APS_MARIADB_SSLROOTCERT": str(stack.home / "tls" / "ca.crt"),
         "APS_S3_ENDPOINT": f"http://{HOST}:{p['minio']}",
         "APS_S3_REGION": "us-east-1",
         "APS_S3_BUCKET": BUCKET,

@@ -39,6 +39,7 @@ from .state import Stack, server_certificate
 TRINO_SECRETS = (
     "APS_MES_READER_PASSWORD",
     "APS_APS_LOADER_PASSWORD",
+    "APS_MARIADB_READER_PASSWORD",
     "APS_TRINO_SHARED_SECRET_KEY",
 )
 TRINO_WORKERS_VAR = "APS_STACK_TRINO_WORKERS"
@@ -186,6 +187,11 @@ class Trino:
                 mes_reader_user=env["APS_MES_READER_USER"],
                 aps_loader_user=env["APS_APS_LOADER_USER"],
                 aps_write_batch_size=None,  # Trino's default, 1000
+                # MariaDB Connector/J 3: TLS, the certificate checked against the stack's CA
+                # and for the host name (127.0.0.1 is in its subjectAltName).
+                mariadb_url=f"jdbc:mariadb://{HOST}:{p['mariadb']}"
+                f"?sslMode=verify-full&serverSslCert={env['APS_MARIADB_SSLROOTCERT']}",
+                mariadb_reader_user=env["APS_MARIADB_READER_USER"],
                 s3_endpoint=env["APS_S3_ENDPOINT"],
                 s3_region=env["APS_S3_REGION"],
                 password_file=str(node.etc / "password.db"),

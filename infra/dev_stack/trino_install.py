@@ -16,8 +16,11 @@ from .common import StackError, run, say
 # is not an option. Only lib/, bin/ and the plugins we use are kept in the cache;
 # geospatial because the PostgreSQL connector needs the Geometry type it registers.
 TRINO_VERSION = "476"
-# password-authenticators: the file authenticator (password.db) of the HTTPS client port.
-TRINO_PLUGINS = ("hive", "postgresql", "geospatial", "password-authenticators")
+# password-authenticators: the file authenticator (password.db) of the HTTPS client port;
+# mariadb: the MariaDB form of the source (catalog mes_mariadb), from the same tarball, no
+# download of its own. A cache made before a plugin was added gets it from the tarball in
+# ~/.m2 (see install).
+TRINO_PLUGINS = ("hive", "postgresql", "mariadb", "geospatial", "password-authenticators")
 TRINO_MIN_JAVA = 24
 
 
