@@ -157,6 +157,20 @@ class Trino:
 
     def configure(self, node: TrinoNode, workers: int) -> None:
         """Writes the node's etc/ from config.trino_files, for this stack's ports and paths."""
+        (node.etc / "catalog").mkdir(parents=True, exist_ok=True)
+        for name, text in self.rendered(node, workers).items():
+            (node.etc / name).write_text(text)
+
+    def catalogs_changed(self, workers: int) -> bool:
+        """Whether the running coordinator's catalogs differ from what config.py renders now
+        (a catalog added, a database port moved): Trino reads them only when it starts."""
+        node = self.coordinator
+        wanted = {n: t for n, t in self.rendered(node, workers).items() if n.startswith("catalog/")}
+        present = {f"catalog/{p.name}": p.read_text() for p in node.etc.glob("catalog/*")}
+        return wanted != present
+
+    def rendered(self, node: TrinoNode, workers: int) -> dict[str, str]:
+        """The node's etc/ files, by path, for this stack's ports and paths."""
         p, env = self.stack.ports, self.stack.env
         # Memory: coordinator + 2 workers (2 + 4 + 4 GB heap) fit beside PostgreSQL
         # (shared_buffers 1 GB) and MinIO on a 24 GB machine. Alone, the coordinator also
@@ -199,9 +213,7 @@ class Trino:
                 header="",
             )
         )
-        (node.etc / "catalog").mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            (node.etc / name).write_text(text)
+        return files
 
     def launch(self, node: TrinoNode, workers: int) -> None:
         node.dir.mkdir(parents=True, exist_ok=True)
@@ -250,7 +262,12 @@ class Trino:
         count = self.wanted_workers()
         config = self.coordinator.etc / "config.properties"
         include = "node-scheduler.include-coordinator=" + ("false" if count else "true")
-        if self.pid() and not (config.exists() and include in config.read_text()):
+        if self.pid() and self.catalogs_changed(count):
+            say("trino: restarting the cluster for its changed catalogs")
+            self.stop_workers()
+            self.stop_node(self.coordinator)
+            restart_coordinator = True
+        elif self.pid() and not (config.exists() and include in config.read_text()):
             say(f"trino: restarting the coordinator for {count} workers")
             self.stop_node(self.coordinator)
             restart_coordinator = True
