@@ -65,11 +65,19 @@ def _environment(kind: str, request: pytest.FixtureRequest, tmp_path_factory, mp
     mp.setenv("APS_LAKE_ROOT", f"s3://{settings['APS_S3_BUCKET']}/tests/living-{run}")
     mp.setenv("APS_TRINO_LAKE_SCHEMA_PREFIX", f"l{run}_")
     owner = postgres_uri(settings, settings["APS_MES_DB"], "mes_owner")
-    return {
+    environment = {
         "source": owner,
         "owner": owner,
         "target": postgres_uri(settings, settings["APS_APS_DB"], "aps_loader"),
     }
+    if kind == "dev-mariadb":
+        # the pipeline reads the stack's MariaDB; the PostgreSQL `mes` is its twin, on
+        # which the changes are made (then copied over) and the reference SQL runs
+        from aps_etl_tests.mariadb_twin import stack_mariadb
+
+        mp.setenv("APS_SOURCE_ENGINE", "mariadb")
+        environment["twin_of"] = stack_mariadb(settings)
+    return environment
 
 
 def seeded_plant(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
@@ -77,7 +85,12 @@ def seeded_plant(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     with pytest.MonkeyPatch.context() as mp:
         env = _environment(request.param, request, tmp_path_factory, mp)
         seed_source(env["owner"], start_date=START, days=5, lots=500, seed=11, progress=False)
-        resources = resources_for(request.param)
+        if "twin_of" in env:
+            from aps_etl_tests.mariadb_twin import twin
+
+            env["owner"] = twin(env["owner"], env.pop("twin_of"))
+        kind = "dev" if request.param == "dev-mariadb" else request.param
+        resources = resources_for(kind)
         defs = build_defs(resources)
         instance = dg.DagsterInstance.ephemeral()
         for day in DAYS:
@@ -85,12 +98,12 @@ def seeded_plant(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
             assert result.success, f"{day}: {step_failures(result)}"
         yield {
             **env,
-            "kind": request.param,
+            "kind": kind,
             "resources": resources,
             "defs": defs,
             "instance": instance,
         }
-        if request.param == "dev":
+        if kind == "dev":
             lake = resources["lake"].process_config_and_initialize()
             if lake.fs.exists(lake.root):
                 lake.fs.rm(lake.root, recursive=True)
