@@ -41,9 +41,6 @@ DAGSTER_STORAGE = (
 )
 # Where the pipeline's systems are: the definitions need these to load ("A|B": either).
 ENDPOINTS = (
-    "APS_SOURCE_PG_HOST|APS_PG_HOST",
-    "APS_SOURCE_PG_PORT|APS_PG_PORT",
-    "APS_MES_DB",
     "APS_TARGET_PG_HOST|APS_PG_HOST",
     "APS_TARGET_PG_PORT|APS_PG_PORT",
     "APS_APS_DB",
@@ -53,8 +50,6 @@ ENDPOINTS = (
 )
 # What a run reads and writes with.
 CREDENTIALS = (
-    "APS_MES_READER_USER",
-    "APS_MES_READER_PASSWORD",
     "APS_APS_LOADER_USER",
     "APS_APS_LOADER_PASSWORD",
     "APS_S3_ACCESS_KEY",
@@ -62,9 +57,27 @@ CREDENTIALS = (
     "APS_TRINO_USER",
     "APS_TRINO_PASSWORD",
 )
-# What each role reads. The daemon launches every run's container and hands it the
-# pipeline's settings (DockerRunLauncher's env_vars); the code server builds each run's
-# execution plan, which resolves every EnvVar of the resources' config.
+# The MES source, by its engine (APS_SOURCE_ENGINE, docs/sources.md): where and as whom.
+SOURCE_NEEDS = {
+    "postgresql": (
+        "APS_SOURCE_PG_HOST|APS_PG_HOST",
+        "APS_SOURCE_PG_PORT|APS_PG_PORT",
+        "APS_MES_DB",
+        "APS_MES_READER_USER",
+        "APS_MES_READER_PASSWORD",
+    ),
+    "other": (
+        "APS_SOURCE_HOST",
+        "APS_SOURCE_PORT",
+        "APS_SOURCE_DB",
+        "APS_SOURCE_USER",
+        "APS_SOURCE_PASSWORD",
+    ),
+}
+# What each role reads (those with the pipeline's settings, the source's too: role_needs).
+# The daemon launches every run's container and hands it the pipeline's settings
+# (DockerRunLauncher's env_vars); the code server builds each run's execution plan, which
+# resolves every EnvVar of the resources' config.
 ROLE_NEEDS: dict[str, tuple[str, ...]] = {
     "code-server": DAGSTER_STORAGE + ENDPOINTS + CREDENTIALS,
     "webserver": DAGSTER_STORAGE,
@@ -101,6 +114,16 @@ def role_of(command: Sequence[str]) -> str:
     return "other"
 
 
+def role_needs(role: str, env: Mapping[str, str]) -> tuple[str, ...]:
+    """The settings a role needs; a role with the pipeline's settings needs the source's
+    too, as its engine names them."""
+    needs = ROLE_NEEDS[role]
+    if role in ("code-server", "daemon", "run"):
+        engine = (env.get("APS_SOURCE_ENGINE") or "postgresql").strip().lower()
+        needs += SOURCE_NEEDS["postgresql" if engine == "postgresql" else "other"]
+    return needs
+
+
 def _missing(needs: Sequence[str], env: Mapping[str, str]) -> list[str]:
     # "A|B": either is enough (the source's own host, or the shared one)
     return [n for n in needs if not any(env.get(alt) for alt in n.split("|"))]
@@ -126,7 +149,7 @@ def check_settings(command: Sequence[str], env: Mapping[str, str]) -> str:
         )
     if aps_env == "local":
         return role
-    missing = _missing(ROLE_NEEDS[role], env)
+    missing = _missing(role_needs(role, env), env)
     if missing:
         names = ", ".join(m.replace("|", " or ") for m in missing)
         raise StartRefused(f"the {role} container needs {names}: not set")

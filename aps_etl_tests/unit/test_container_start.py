@@ -12,10 +12,10 @@ import pytest
 
 from aps_etl.env.container_start import (
     EXIT_CONFIG,
-    ROLE_NEEDS,
     StartRefused,
     check_settings,
     dagster_storage_url,
+    role_needs,
     role_of,
 )
 
@@ -65,9 +65,9 @@ def test_each_missing_setting_is_named(role: str) -> None:
         "run": ["dagster", "api", "execute_run"],
         "code-server": ["dagster", "code-server", "start"],
     }[role]
-    full = {n.split("|")[0]: "x" for n in ROLE_NEEDS[role]} | {"APS_ENV": "prod"}
+    full = {n.split("|")[0]: "x" for n in role_needs(role, {})} | {"APS_ENV": "prod"}
     assert check_settings(command, full) == role
-    for name in ROLE_NEEDS[role]:
+    for name in role_needs(role, {}):
         first = name.split("|")[0]
         env = {k: v for k, v in full.items() if k != first}
         with pytest.raises(StartRefused) as refused:
@@ -75,8 +75,20 @@ def test_each_missing_setting_is_named(role: str) -> None:
         assert first in str(refused.value) and role in str(refused.value)
 
 
+def test_a_mariadb_source_needs_its_own_settings_not_postgresqls() -> None:
+    command = ["dagster", "api", "execute_run"]
+    env = {"APS_ENV": "prod", "APS_SOURCE_ENGINE": "mariadb"}
+    needs = role_needs("run", env)
+    assert "APS_SOURCE_PASSWORD" in needs and "APS_MES_READER_PASSWORD" not in needs
+    full = {n.split("|")[0]: "x" for n in needs} | env
+    assert check_settings(command, full) == "run"
+    with pytest.raises(StartRefused, match="needs APS_SOURCE_HOST"):
+        check_settings(command, {k: v for k, v in full.items() if k != "APS_SOURCE_HOST"})
+    assert role_needs("webserver", env) == role_needs("webserver", {})  # no source there
+
+
 def test_the_shared_host_stands_in_for_the_source_and_target_hosts() -> None:
-    needs = [n for n in ROLE_NEEDS["run"] if "|" not in n]
+    needs = [n for n in role_needs("run", {}) if "|" not in n]
     env = {n: "x" for n in needs} | {"APS_ENV": "prod", "APS_PG_HOST": "pg", "APS_PG_PORT": "1"}
     assert check_settings(["dagster", "api", "execute_run"], env) == "run"
 
