@@ -74,8 +74,13 @@ def ensure_database(settings: dict[str, str], database: str) -> str:
     whether mes_owner could have made it itself (its grants, before ours)."""
     with connect(target(settings, settings["APS_MARIADB_DB"])) as conn:
         grants = [g for (g,) in query(conn, "SHOW GRANTS")]
-    if any(f"ON `{database}`.*" in g or "ALL PRIVILEGES ON *.*" in g for g in grants):
-        how = "mes_owner's grants cover it"
+    if any("ALL PRIVILEGES ON *.*" in g for g in grants):
+        how = "mes_owner may create it (all privileges on *.*)"
+    elif any(f"ON `{database}`.*" in g for g in grants):
+        how = (
+            "mes_owner holds an earlier session's grant on it (the stack itself grants it "
+            "mes.* only: root created it over the stack's socket)"
+        )
     else:  # the stack grants mes_owner `mes`.* only
         how = (
             "created by MariaDB's root over the stack's socket (mes_owner may not: the stack "
