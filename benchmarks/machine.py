@@ -16,9 +16,11 @@ PACKAGES = (
     "duckdb",
     "pyarrow",
     "adbc-driver-postgresql",
+    "arrow-odbc",
     "trino",
     "dlt",
     "pandas",
+    "sling-linux-amd64",
     "sqlalchemy",
     "psycopg2-binary",
     "pytest-benchmark",
@@ -78,6 +80,13 @@ def server_versions(stack_settings: dict[str, str] | None) -> dict[str, str]:
             versions["postgresql (dev stack)"] = cur.fetchone()[0]
     except Exception as exc:  # the report says so rather than failing
         versions["postgresql (dev stack)"] = f"unknown ({type(exc).__name__})"
+    if stack_settings.get("APS_MARIADB_HOST"):
+        try:
+            from benchmarks.mariadb_source import server_version
+
+            versions["mariadb (dev stack)"] = server_version(stack_settings)
+        except Exception as exc:
+            versions["mariadb (dev stack)"] = f"unknown ({type(exc).__name__})"
     try:
         from aps_etl.env.stack import trino_connect
 

@@ -67,7 +67,9 @@ def machine_line(results: dict[str, Any]) -> str:
         f"{m['cores']} cores ({m['cpu']}), {m['memory_gb']:.0f} GB RAM, {m['os']} "
         f"(kernel {m['kernel']}), Python {m['python']}; dagster {p['dagster']}, "
         f"polars {p['polars']}, duckdb {p['duckdb']}, pyarrow {p['pyarrow']}, "
-        f"adbc-driver-postgresql {p['adbc-driver-postgresql']}, dlt {p['dlt']}, "
+        f"adbc-driver-postgresql {p['adbc-driver-postgresql']}, "
+        f"arrow-odbc {p.get('arrow-odbc', '?')}, sling {p.get('sling-linux-amd64', '?')}, "
+        f"dlt {p['dlt']}, "
         f"pandas {p['pandas']}, SQLAlchemy {p['sqlalchemy']}; {servers}"
     )
 
@@ -103,6 +105,48 @@ def side_by_side(results: dict[str, Any]) -> list[str]:
         )
         lines.append(
             f"| {ours['label']} | {_rows(ours['rows'])} | {ours_cell} | " + " | ".join(cells) + " |"
+        )
+    return lines
+
+
+STAGES_ENGINE = ("extract", "lake_write", "load", "startup/other")
+
+
+def engine_lines(results: dict[str, Any]) -> list[str]:
+    """test_source_engines.py: the day's reads from PostgreSQL and from MariaDB, stage by
+    stage, with the extract's own rate (rows / extract seconds)."""
+    measured = [m for m in results["measurements"] if m["kind"] == "engine"]
+    if not measured:
+        return []
+    lines = [
+        "",
+        "## The day's source reads: PostgreSQL beside MariaDB (seconds)",
+        "",
+        "Every SELECT of the day (the job's own, in each engine's dialect), one after the "
+        "other on one connection, each tool in a process of its own. *extract*: the rows "
+        "read into memory (ours: `SourceDatabase.extract`, typed as declared); *Parquet*: "
+        "written to a local file (zstd); Sling streams into the target PostgreSQL "
+        "(*load*). " + (results["context"].get("mariadb_database") or ""),
+        "",
+        "| tool | server | source rows | process | extract | Parquet | load "
+        "| startup/other | rows/s (process) | rows/s (extract) | peak RSS MiB | rounds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in measured:
+        if not m.get("wall_s"):
+            lines.append(
+                f"| {m['label']} | {m['server']} | {_rows(m['rows'])} | "
+                f"failed: {(m.get('error') or '')[:200]} |"
+            )
+            continue
+        st = m["stages_s"]
+        extract = st.get("extract") or 0.0
+        rate = f"{round(m['rows'] / extract):,}" if extract else "–"
+        lines.append(
+            f"| {m['label']} | {m['server']} | {_rows(m['rows'])} | {_s(m['wall_s'])} | "
+            + " | ".join(_s(st.get(k)) if st.get(k) else "–" for k in STAGES_ENGINE)
+            + f" | {m['rows_per_s']:,} | {rate} | {_mb(m['peak_rss_mb'])} "
+            f"| {len(m['rounds'])} |"
         )
     return lines
 
@@ -175,6 +219,7 @@ def to_markdown(results: dict[str, Any]) -> str:
             + " | ".join(_s(st.get(k)) for k in STAGES_PEER)
             + f" | {m['rows_per_s']:,} | {_mb(m['peak_rss_mb'])} | {len(m['rounds'])} |"
         )
+    lines += engine_lines(results)
     loads = [m for m in results["measurements"] if m["kind"] == "ours" and m.get("load_detail")]
     if loads:
         lines += ["", "## The loads as the loader timed them", ""]
