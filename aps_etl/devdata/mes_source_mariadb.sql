@@ -68,6 +68,11 @@ CREATE TABLE lot_history (
     hold_reason  VARCHAR(255),               -- null except on HOLD
     updated_at   DATETIME(6) NOT NULL,
     PRIMARY KEY (event_id),
+    -- Not in the customer's contract, needed on MariaDB: the daily extract's lot_history
+    -- query keeps the lots still alive at the start of D with a NOT EXISTS over the same
+    -- table, which MariaDB 10.11 runs as a dependent subquery (PostgreSQL as a hash
+    -- anti-join). Without this index a 1M-row day's read did not end in 8 minutes.
+    INDEX lot_history_lot_end (lot_id, event_type, event_ts),
     FOREIGN KEY (product_id) REFERENCES product (product_id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_nopad_bin;
 
