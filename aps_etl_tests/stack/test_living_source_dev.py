@@ -1,5 +1,14 @@
-"""definitions/test_living_source.py's tests again on the dev stack (PostgreSQL, MinIO,
-Trino): corrected, late, deleted and moved MES rows heal by themselves there too."""
+"""definitions/test_living_source.py's tests again on the dev stack (MinIO, Trino), with a
+MariaDB MES (APS_SOURCE_ENGINE=mariadb): corrected, late, deleted and moved rows,
+updated_at going backwards and forwards, an emptied day refilled later and an edited plan
+run heal by themselves there too. Each change is made on the stack's PostgreSQL `mes`, the
+MariaDB source's twin, and copied to MariaDB (aps_etl_tests/mariadb_twin.py); the
+contract's reference SQL runs on the twin.
+
+The PostgreSQL engine's living source runs on the embedded default (the definitions
+module), and its dev-stack path in stack/test_job_dev_stack.py and
+stack/test_mariadb_pipeline_dev.py: running all of it a third time here cost four minutes
+of the suite's serial stack chain and covered nothing more."""
 
 from __future__ import annotations
 
@@ -15,6 +24,6 @@ globals().update({name: test for name, test in vars(on_local).items() if name.st
 __all__ = ["living"]
 
 
-@pytest.fixture(scope="module", params=["dev"])
+@pytest.fixture(scope="module", params=["dev-mariadb"])
 def plant(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     yield from seeded_plant(request, tmp_path_factory)

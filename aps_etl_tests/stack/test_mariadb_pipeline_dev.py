@@ -29,7 +29,7 @@ from aps_etl_tests.pipeline_harness import (
 )
 
 START = dt.date(2026, 11, 20)
-DAYS = ("2026-11-20", "2026-11-21", "2026-11-22")
+DAYS = ("2026-11-20", "2026-11-21")
 PLAN_TABLES = ("aps_plan_production", "aps_plan_diff")
 ENGINES = ("postgresql", "mariadb")
 
