@@ -26,6 +26,10 @@ from aps_etl.lib.sources.extraction import snapshot_partition, source_fingerprin
 from aps_etl.lib.sources.specs import TS, ExtractSpec
 from aps_etl_tests.mariadb_server import ThrowawayMariaDB, throwaway_mariadb
 
+# Debian's mariadbd and MariaDB's ODBC driver (scripts/test-tools installs them): not in the
+# fast tier's promise of nothing to install
+pytestmark = pytest.mark.tools
+
 DAY = dt.date(2026, 11, 25)
 RESULT = ExtractSpec(
     name="result",
