@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import adbc_driver_postgresql.dbapi as adbc
 import pyarrow as pa
 
+from aps_etl.cli.seed_source import source_owner_mariadb
 from aps_etl.devdata import MariaDBTarget
 from aps_etl.devdata.load import TABLES
 from aps_etl.devdata.load_mariadb import load_tables_mariadb
@@ -18,15 +19,9 @@ from aps_etl_tests.living_source import MirroredSource
 
 
 def stack_mariadb(values: Mapping[str, str]) -> MariaDBTarget:
-    """The stack's MariaDB `mes` as its owner, over TLS verified against the stack's CA."""
-    return MariaDBTarget(
-        host=values["APS_MARIADB_HOST"],
-        port=int(values["APS_MARIADB_PORT"]),
-        database=values["APS_MARIADB_DB"],
-        user=values["APS_MARIADB_OWNER_USER"],
-        password=values["APS_MARIADB_OWNER_PASSWORD"],
-        sslrootcert=values["APS_MARIADB_SSLROOTCERT"],
-    )
+    """The stack's MariaDB `mes` as its owner, over TLS verified against the stack's CA (as
+    `aps-etl seed-source --engine mariadb` fills it)."""
+    return source_owner_mariadb("dev", values)
 
 
 def _contract_table(cursor: object, table: str) -> pa.Table:

@@ -4,8 +4,13 @@ PostgreSQL (the default) or, with --engine mariadb, in the dev stack's MariaDB."
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from aps_etl.devdata import MariaDBTarget
 
 from aps_etl.cli.params import (
     SEED_ENVIRONMENTS,
@@ -36,14 +41,15 @@ def source_owner_uri(env: str) -> str:
     )
 
 
-def source_owner_mariadb(env: str):
-    """The dev stack's MariaDB `mes` as mes_owner, over TLS verified against the stack's CA."""
+def source_owner_mariadb(env: str, values: Mapping[str, str] | None = None) -> MariaDBTarget:
+    """The dev stack's MariaDB `mes` as mes_owner, over TLS verified against the stack's CA
+    (`values`: the stack's settings, read from its file when not given)."""
     if env != "dev":
         raise Refused(f"--engine mariadb fills the dev stack's MariaDB (--env dev), not {env!r}")
     from aps_etl.devdata import MariaDBTarget
     from aps_etl.env.stack import load_stack_env
 
-    values = load_stack_env()
+    values = load_stack_env() if values is None else values
     return MariaDBTarget(
         host=values["APS_MARIADB_HOST"],
         port=int(values["APS_MARIADB_PORT"]),

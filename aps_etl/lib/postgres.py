@@ -22,6 +22,19 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
+# What libpq says when connecting failed for good: wrong credentials, a missing database,
+# an untrusted or misnamed certificate. Retrying will not heal these.
+PERMANENT_CONNECT_MARKERS = (
+    "password authentication failed",
+    "does not exist",
+    "no pg_hba",
+    "certificate verify failed",
+    "does not match host name",
+    "server does not support SSL",
+    "root certificate file",
+)
+
+
 class DatabaseError(RuntimeError):
     """A database problem with its cause named (missing table, unreachable server, ...).
     `transient` ones (the server unreachable) are worth retrying; the rest are not."""
@@ -90,19 +103,7 @@ class PostgresConnection(dg.ConfigurableResource):
             message = redact(str(exc), [self.password])
             # A refused or lost connection may heal; wrong credentials or a missing
             # database will not, so they are not retried.
-            permanent = any(
-                marker in message
-                for marker in (
-                    "password authentication failed",
-                    "does not exist",
-                    "no pg_hba",
-                    # TLS: an untrusted or misnamed certificate will not heal by retrying
-                    "certificate verify failed",
-                    "does not match host name",
-                    "server does not support SSL",
-                    "root certificate file",
-                )
-            )
+            permanent = any(marker in message for marker in PERMANENT_CONNECT_MARKERS)
             raise DatabaseError(
                 f"cannot connect to {self.describe()}: {message}", transient=not permanent
             ) from None

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 from sqlglot import exp
 
+from aps_etl.lib.postgres import PERMANENT_CONNECT_MARKERS
 from aps_etl.lib.sources.dialect import ZonedInstants
 from aps_etl.lib.sources.engines.base import Endpoint, Session, SourceEngine, literal_columns
 from aps_etl.lib.sources.source_types import KNOWN_TYPES, SQL_NAMES, SourceType
@@ -75,16 +76,7 @@ class Postgres(SourceEngine):
     dialect = DIALECT
     default_port = 5432
     transient_markers = ("IO:", "server closed", "terminating connection", "Connection refused")
-    permanent_connect_markers = (
-        "password authentication failed",
-        "does not exist",
-        "no pg_hba",
-        # TLS: an untrusted or misnamed certificate will not heal by retrying
-        "certificate verify failed",
-        "does not match host name",
-        "server does not support SSL",
-        "root certificate file",
-    )
+    permanent_connect_markers = PERMANENT_CONNECT_MARKERS
 
     def open(self, endpoint: Endpoint) -> Session:
         import adbc_driver_postgresql.dbapi as adbc
