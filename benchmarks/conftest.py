@@ -25,7 +25,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=sorted(harness.SCALES),
         help="full: 1M and 10M source rows; smoke: the same cases at a few thousand rows",
     )
-    # test_scale_out.py: the backfilled range (default 30 days x 1M rows, smoke 3 x 3,000)
+    # test_scale_out.py: the backfilled range (default 30 days x 1M rows, smoke 2 x 3,000)
     parser.addoption("--scaleout-days", type=int, help="days backfilled (test_scale_out.py)")
     parser.addoption("--scaleout-rows", type=int, help="source rows per day (test_scale_out.py)")
 

@@ -159,9 +159,11 @@ def to_markdown(results: dict[str, Any]) -> str:
         "",
         f"**Machine**: {machine_line(results)}.",
         "",
-        f"**Scale**: a day of {_rows(rows['day'])} and of {_rows(rows['day_large'])} source "
-        f"rows, a plan snapshot of {_rows(rows['plan'])} rows. Load average (1/5/15 min) at "
-        f"start {ctx['load_start']}, at end {ctx['load_end']}; other busy processes at start: "
+        f"**Scale**: a day of {_rows(rows['day'])}"
+        + (f" and of {_rows(rows['day_large'])}" if "day_large" in rows else "")
+        + f" source rows, a plan snapshot of {_rows(rows['plan'])} rows. Load average "
+        f"(1/5/15 min) at start {ctx['load_start']}, at end {ctx['load_end']}; other busy "
+        "processes at start: "
         f"{', '.join(ctx['other_work_start']) or 'none'}. Command: `{ctx['command']}`; "
         f"{ctx['duration_min']:.0f} min in all.",
         "",

@@ -6,6 +6,7 @@ results table (benchmarks/results/latest.md) states every target met or missed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -85,6 +86,23 @@ def _ours(bench: Bench, role: str, case: str, benchmark: Any) -> harness.Measure
 
     # Untimed, first: Trino's JIT compiles its operators on first use (a server up for a
     # while has them), and the job's lake tables get created.
+    if bench.scale.warmup:
+        _warm_up(bench, role, case, setup, measurement, stack)
+    if measurement.error is None:
+        benchmark.pedantic(run, setup=setup, teardown=teardown, rounds=rounds, iterations=1)
+    else:
+        benchmark.extra_info["error"] = measurement.error[:500]
+    return measurement
+
+
+def _warm_up(
+    bench: Bench,
+    role: str,
+    case: str,
+    setup: Callable[[], tuple[tuple[dict[str, Any]], dict]],
+    measurement: harness.Measurement,
+    stack: Any,
+) -> None:
     (spec,), _ = setup()
     try:
         harness.run_process(
@@ -97,11 +115,6 @@ def _ours(bench: Bench, role: str, case: str, benchmark: Any) -> harness.Measure
         measurement.error = f"warm-up run failed: {exc}"
     finally:
         harness.cleanup_our_round(case, spec, stack, last=measurement.error is not None)
-    if measurement.error is None:
-        benchmark.pedantic(run, setup=setup, teardown=teardown, rounds=rounds, iterations=1)
-    else:
-        benchmark.extra_info["error"] = measurement.error[:500]
-    return measurement
 
 
 def _peer(bench: Bench, role: str, peer: str, server_name: str, benchmark: Any):

@@ -137,10 +137,11 @@ def test_launched_path(bench: Bench, role: str, case: str, benchmark: Any) -> No
         return marks
 
     try:
-        try:
-            launch()  # untimed warm-up: lake tables created, Trino JIT warm, as in production
-        finally:
-            harness.cleanup_our_round(case, spec, stack, last=False)
+        if bench.scale.warmup:  # untimed: lake tables created, Trino JIT warm, as in production
+            try:
+                launch()
+            finally:
+                harness.cleanup_our_round(case, spec, stack, last=False)
 
         def one_round() -> None:
             load = list(load_average())

@@ -1,7 +1,7 @@
 """Scale-out on the dev stack (issue 15, item 4).
 
 (a) **A range backfilled with one command**: N business days of about R source rows each
-(defaults: 30 x 1M at full scale, 3 x 3,000 at `--bench-scale=smoke`; `--scaleout-days`,
+(defaults: 30 x 1M at full scale, 2 x 3,000 at `--bench-scale=smoke`; `--scaleout-days`,
 `--scaleout-rows` or APS_BENCH_SCALEOUT_DAYS / _ROWS) in a source database of their own,
 run by `aps-etl backfill --env dev --policy P` through Trino: a Dagster backfill on the
 case's PostgreSQL-backed instance (infra/dagster-dev.yaml: the queued run coordinator, two
@@ -53,7 +53,7 @@ RESULTS = Path(os.environ.get("APS_BENCH_RESULTS", Path(__file__).parent / "resu
 # Days of their own, far from the suite's (2026-10/11) and the other benchmarks' days
 # (2026-06-01, 2026-07-01): the target tables are shared.
 FIRST_DAY = {"full": dt.date(2026, 4, 1), "smoke": dt.date(2026, 5, 1)}
-DEFAULTS = {"full": (30, 1_000_000), "smoke": (3, 3_000)}
+DEFAULTS = {"full": (30, 1_000_000), "smoke": (2, 3_000)}
 # The smoke scale (part of make test) measures the cluster as the stack runs it: each other
 # count restarts Trino, about a minute each, and proves nothing more about the benchmark.
 WORKERS = {"full": (0, 1, 2), "smoke": (1,)}

@@ -16,16 +16,10 @@ from aps_etl.env.stack import REPO_ROOT
 pytestmark = pytest.mark.stack
 
 REPO = REPO_ROOT
-CASES = {
-    "day/trino",
-    "day/embedded",
-    "plan/trino",
-    "day_large/trino",
-    "day_large/embedded",
-    "day_large/trino_cli",
-}
+# The smoke plan (benchmarks/harness.py SMOKE_PLAN): every case once, no warm-up round
+CASES = {"day/trino", "day/embedded", "day/trino_cli", "plan/trino"}
 # (data set, server) pairs the peers run on: where our cases run
-PEER_SETS = 5
+PEER_SETS = 3
 PEERS = ("pandas", "dlt", "dlt_pyarrow", "sling", "floor")
 STAGES = {"extract", "lake_write", "transform", "load", "orchestration", "startup"}
 
