@@ -15,12 +15,15 @@ import dagster as dg
 
 from aps_etl.definitions import build_defs
 from aps_etl.defs.registry import DAILY_RUN, SCENARIOS, outputs_of_run
-from aps_etl_tests.reference_sql import REFERENCE
+from aps_etl.lib.warehouse.merge import is_merge
+from aps_etl_tests.reference_sql import MASTER, REFERENCE
 from aps_etl_tests.reference_sql_kpi import REFERENCE_KPI, parameters
 
 # every registered scenario's output tables (aps_etl/defs/registry.py)
 OUTPUTS = tuple(t for scenario in SCENARIOS for t in scenario.outputs)
 DAILY_TABLES = tuple(t.name for _, t in outputs_of_run(DAILY_RUN))
+# of those, the tables with a partition per day (not the merged master dimensions)
+PER_DAY_TABLES = tuple(t.name for _, t in outputs_of_run(DAILY_RUN) if not is_merge(t))
 # the lake namespace (folder) of each output table
 TABLE_JOB = {t.name: scenario.namespace for scenario in SCENARIOS for t in scenario.outputs}
 
@@ -60,9 +63,21 @@ def fetch(uri: str, sql: str, *params: Any) -> list[dict[str, Any]]:
         return rows
 
 
+def _order_key(output: Any) -> tuple[str, ...]:
+    return tuple(output.merge_key) if is_merge(output) else tuple(output.grain)
+
+
 def target_partition(uri: str, table: str, key: Any) -> list[dict[str, Any]]:
-    """The rows of one partition (a business day, or a plan run_id) of a target table."""
+    """The rows of one partition (a business day, or a plan run_id) of a target table; of a
+    merged table (the master dimensions), every row as of now, without valid_from and
+    updated_at (what the source alone cannot tell)."""
     output = next(t for t in OUTPUTS if t.name == table)
+    if is_merge(output):
+        columns = ", ".join(f'"{c}"' for c in output.column_names if c != output.partition_column)
+        order = ", ".join(
+            f'"{c}" collate "C"' if _is_text(output, c) else f'"{c}"' for c in _order_key(output)
+        )
+        return fetch(uri, f'select {columns} from public."{table}" order by {order}')
     # byte order, as the pipeline sorts, whatever the database's collation
     order = ", ".join(
         f'"{c}" collate "C"' if _is_text(output, c) else f'"{c}"' for c in output.grain
@@ -80,7 +95,9 @@ def _is_text(output: Any, column: str) -> bool:
 
 def reference_partition(source_uri: str, table: str, day: dt.date) -> list[dict[str, Any]]:
     """The contract computed by independent SQL on the source, in the same row order."""
-    if table in REFERENCE:
+    if table in MASTER:
+        rows = fetch(source_uri, MASTER[table])
+    elif table in REFERENCE:
         rows = fetch(source_uri, REFERENCE[table], day)
     else:
         rows = fetch(source_uri, REFERENCE_KPI[table], *parameters(table, day))
@@ -89,7 +106,7 @@ def reference_partition(source_uri: str, table: str, day: dt.date) -> list[dict[
 
 def sorted_by_grain(table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     output = next(t for t in OUTPUTS if t.name == table)
-    return sorted(rows, key=lambda r: tuple(_sort_key(r[c]) for c in output.grain))
+    return sorted(rows, key=lambda r: tuple(_sort_key(r[c]) for c in _order_key(output)))
 
 
 def _sort_key(value: Any) -> Any:

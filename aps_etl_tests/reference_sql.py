@@ -103,3 +103,17 @@ REFERENCE = {
     "aps_input_cycle_time": CYCLE_TIME,
     "aps_input_lead_time": LEAD_TIME,
 }
+
+# The master dimensions: the source's master tables as they are now (every column but
+# valid_from, which is the day a run first saw the row; merged tables are compared whole).
+MASTER = {
+    "aps_dim_product": "select product_id, product_name, route_id, lot_size from product",
+    "aps_dim_route_step": (
+        "select route_id, step_seq, step_id, process_id, eqp_group_id, "
+        "std_cycle_min::float8 as std_cycle_min from route_step"
+    ),
+    "aps_dim_equipment": (
+        "select equipment_id, eqp_group_id, process_id, "
+        "capacity_per_hour::float8 as capacity_per_hour, active from equipment"
+    ),
+}

@@ -282,6 +282,7 @@ def to_markdown(results: dict[str, Any]) -> str:
                 f"| {m['tool']} | {swap_s:.2f} | {wait:.2f} | "
                 f"{'rows: ' + ', '.join(map(str, seen)) if seen else 'never'} |"
             )
+    lines += _merge_lines(results)
     if results["targets"]:
         lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
         for t in results["targets"]:
@@ -316,3 +317,21 @@ def write(results: dict[str, Any], directory: Path) -> list[Path]:
         (directory / f"{base}.json").write_text(blob)
         paths += [directory / f"{base}.md", directory / f"{base}.json"]
     return paths
+
+
+def _merge_lines(results: dict[str, Any]) -> list[str]:
+    """benchmarks/test_merge.py: a dimension with 1% changed, merged three ways."""
+    merges = [m for m in results["measurements"] if m["kind"] == "merge"]
+    if not merges:
+        return []
+    lines = ["", "## Merging a dimension with 1% changed (median round)", ""]
+    lines += ["| way | rows | s | changed |", "|---|---:|---:|---|"]
+    for m in merges:
+        rounds = sorted(m["rounds"], key=lambda r: r["wall_s"])
+        if not rounds:
+            lines.append(f"| {m['tool']} | {_rows(m['rows'])} | failed: {m.get('error')} | |")
+            continue
+        median = rounds[(len(rounds) - 1) // 2]
+        changed = ", ".join(f"{k} {v:,}" for k, v in median["result"].items()) or "all rows"
+        lines.append(f"| {m['tool']} | {_rows(m['rows'])} | {_s(median['wall_s'])} | {changed} |")
+    return lines

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from aps_etl.defs.retries import TRANSIENT_RETRY
 from aps_etl.lib.lake import LakeResource, LakeTable
-from aps_etl.lib.lake.io_manager import snapshot_metadata
+from aps_etl.lib.lake.file_metadata import snapshot_metadata
 from aps_etl.lib.partitions import add_partition_metadata, backfill_policy
 from aps_etl.lib.sources.database import SourceDatabase, SourceError
 from aps_etl.lib.sources.drift import check_drift

@@ -14,12 +14,13 @@ from aps_etl.defs.scenario import DAILY_RUN, PLAN_RUN, Scenario
 from aps_etl.defs.scenarios.aps_balance.assets import SCENARIO as APS_BALANCE
 from aps_etl.defs.scenarios.aps_input.assets import SCENARIO as APS_INPUT
 from aps_etl.defs.scenarios.aps_kpi.assets import SCENARIO as APS_KPI
+from aps_etl.defs.scenarios.aps_master.assets import SCENARIO as APS_MASTER
 from aps_etl.defs.scenarios.aps_plan.assets import SCENARIO as APS_PLAN
 
 __all__ = ["DAILY_RUN", "PLAN_RUN", "SCENARIOS", "Scenario", "of_run", "outputs_of_run"]
 
-# In PRD order.
-SCENARIOS: tuple[Scenario, ...] = (APS_INPUT, APS_PLAN, APS_KPI, APS_BALANCE)
+# In PRD order; the master-data dimensions (§3.4's upsert) last.
+SCENARIOS: tuple[Scenario, ...] = (APS_INPUT, APS_PLAN, APS_KPI, APS_BALANCE, APS_MASTER)
 
 
 def of_run(run: str) -> list[Scenario]:

@@ -29,8 +29,10 @@ def transform_key(job_name: str, name: str) -> dg.AssetKey:
 
 
 def transform_table(output: Any, job_name: str) -> LakeTable:
-    """Daily outputs carry base_date (lake folders date=...), plan outputs run_id."""
-    partition_name = "date" if output.partition_column == "base_date" else output.partition_column
+    """Daily outputs carry base_date (lake folders date=...; the master dimensions'
+    valid_from, a day too), plan outputs run_id."""
+    daily = output.partition_column in ("base_date", "valid_from")
+    partition_name = "date" if daily else output.partition_column
     return LakeTable(
         "transform", job_name, output.name, partition_name, partition_column=output.partition_column
     )

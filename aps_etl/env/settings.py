@@ -19,7 +19,7 @@ from dagster_duckdb import DuckDBResource
 
 from aps_etl.env.embedded import SOURCE_DB, TARGET_DB, local_home
 from aps_etl.lib.errors import ConfigurationError
-from aps_etl.lib.lake import LakeIOManager, LakeResource
+from aps_etl.lib.lake import LakeIOManagerFactory, LakeResource
 from aps_etl.lib.postgres import PostgresConnection
 from aps_etl.lib.sources.database import SourceDatabase
 from aps_etl.lib.warehouse.loaders import TargetLoader
@@ -230,7 +230,7 @@ def resources_for(env: str | None = None) -> dict[str, Any]:
         # The plan-vs-actual joins run in an in-process DuckDB reading the lake in place.
         "duckdb": DuckDBResource(database=":memory:"),
         "lake": lake,
-        "io_manager": LakeIOManager(lake=lake),
+        "io_manager": LakeIOManagerFactory(lake=lake),
         "source": source,
         "loader": TargetLoader(
             target=target,

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pandera.polars as pa
 import polars as pl
 
 from aps_etl.lib.type_map import sql_type
+
+if TYPE_CHECKING:  # pandera (and the pandas it imports, ~0.9 s) only when validating
+    import pandera.polars as pa
 
 # What the key columns mean, wherever a table's docs do not say more.
 KEY_DESCRIPTIONS = {
@@ -26,6 +28,9 @@ KEY_DESCRIPTIONS = {
     "equipment_id": "equipment (one tool)",
     "eqp_group_id": "equipment group: the tools that can do the same work",
 }
+
+
+LOAD_MODES = ("replace_partition", "merge")
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,8 @@ class Column:
         return sql_type(self.dtype).postgres
 
     def checks(self) -> list[pa.Check]:
+        import pandera.polars as pa
+
         out = []
         if self.min is not None:
             out.append(pa.Check.gt(self.min) if self.min_exclusive else pa.Check.ge(self.min))
@@ -76,6 +83,14 @@ class OutputTable:
     # column -> what it means, in the planners' words (docs/metrics.md); keys without an
     # entry take KEY_DESCRIPTIONS'
     docs: Mapping[str, str] = field(default_factory=dict)
+    # How a partition reaches PostgreSQL (lib/warehouse/merge.py): "replace_partition" swaps
+    # the partition's rows in whole; "merge" upserts them into one table by `merge_key`
+    # (the grain without the partition column), deleting rows gone from the partition when
+    # `delete_missing`, keeping every version in `<name>_history` when `history` (type 2).
+    load_mode: str = "replace_partition"
+    merge_key: tuple[str, ...] = ()
+    delete_missing: bool = False
+    history: bool = False
 
     def __post_init__(self) -> None:
         # a declaration error is a programming error: fail at import, not at load time
@@ -93,6 +108,16 @@ class OutputTable:
                     "rule on unknown column",
                 ),
                 (not set(self.docs) <= set(names), "docs name unknown columns"),
+                (self.load_mode not in LOAD_MODES, f"load_mode not one of {LOAD_MODES}"),
+                (
+                    self.load_mode == "merge" and set(self.merge_key) != set(self.grain[1:]),
+                    "a merge table's merge_key is its grain without the partition column",
+                ),
+                (
+                    self.load_mode != "merge"
+                    and bool(self.merge_key or self.delete_missing or self.history),
+                    "merge_key, delete_missing and history are for load_mode merge",
+                ),
                 (
                     any(not self.description_of(n) for n in names),
                     "a column without a description",
@@ -144,6 +169,8 @@ class OutputTable:
         return [(c.name, c.pg_type, c.nullable) for c in self.columns]
 
     def pandera_schema(self) -> pa.DataFrameSchema:
+        import pandera.polars as pa
+
         return pa.DataFrameSchema(
             {
                 c.name: pa.Column(c.dtype, checks=c.checks(), nullable=c.nullable)
@@ -159,6 +186,8 @@ class OutputTable:
 
 
 def _row_check(rule: RowRule) -> pa.Check:
+    import pandera.polars as pa
+
     expr = rule.expr.fill_null(True)
     return pa.Check(lambda data: data.lazyframe.select(expr), name=rule.name)
 
@@ -215,6 +244,8 @@ _UNIQUE = "multiple_fields_uniqueness"
 
 def validate(table: OutputTable, df: pl.DataFrame, max_samples: int = 5) -> ValidationReport:
     """Check `df` against the declaration; never raises for bad data (see raise_if_failed)."""
+    import pandera.polars as pa
+
     try:
         table.pandera_schema().validate(df, lazy=True)
     except pa.errors.SchemaErrors as exc:

@@ -73,6 +73,7 @@ def test_scenarios_register_themselves_and_make_the_jobs_gates_and_loads() -> No
         ("10.2", "aps_plan", PLAN_RUN),
         ("10.3", "aps_kpi", DAILY_RUN),
         ("10.4", "aps_balance", DAILY_RUN),
+        ("3.4", "aps_master", DAILY_RUN),
     ]
     selected = {
         run: defs.resolve_job_def(run).asset_layer.executable_asset_keys
@@ -103,7 +104,7 @@ def test_scenarios_register_themselves_and_make_the_jobs_gates_and_loads() -> No
     listing = subprocess.run(
         [sys.executable, "-c", line], capture_output=True, text=True, check=True, timeout=120
     ).stdout.splitlines()
-    assert [line.split()[0] for line in listing] == ["§10.1", "§10.2", "§10.3", "§10.4"]
+    assert [line.split()[0] for line in listing] == ["§10.1", "§10.2", "§10.3", "§10.4", "§3.4"]
     assert "aps_plan_production, aps_plan_equipment, aps_plan_diff" in listing[1]
 
 
@@ -202,7 +203,7 @@ def test_every_asset_says_what_it_is_who_owns_it_and_where_its_code_is() -> None
         assert node.tags["aps_etl/stage"] == key.path[0], key
         assert node.metadata["dagster/code_references"].code_references, key
         if key.path[0] in ("extract", "transform", "load"):
-            assert node.tags["aps_etl/scenario"].startswith("10_"), key
+            assert node.tags["aps_etl/scenario"] in {"10_1", "10_2", "10_3", "10_4", "3_4"}, key
             assert node.kinds, key
     kpis = [d for k, d in descriptions.items() if k.startswith("transform/aps_kpi/")]
     assert len(set(kpis)) == 3  # each KPI table its own words

@@ -21,6 +21,7 @@ from aps_etl.env.stack import REPO_ROOT
 from aps_etl_tests.pipeline_harness import (
     DAILY_TABLES,
     EVENT_TABLES,
+    PER_DAY_TABLES,
     TABLE_JOB,
     accept_incomplete,
     assert_rows_equal,
@@ -157,9 +158,13 @@ def test_invalid_data_stops_the_run_with_nothing_loaded(local, loaded) -> None:
     assert "transform__aps_input__aps_input_wip" in failures
     assert "validation failed" in failures["transform__aps_input__aps_input_wip"]
     assert "process_id" in failures["transform__aps_input__aps_input_wip"]
-    # Nothing loaded for the day, not even the tables that were valid.
-    for table in TABLES:
+    # Nothing loaded for the day, not even the tables that were valid (nor merged).
+    for table in PER_DAY_TABLES:
         assert target_partition(local["target"], table, dt.date(2026, 11, 23)) == []
+    assert (
+        fetch(local["target"], "select * from aps_load_log where partition_key = '2026-11-23'")
+        == []
+    )
     wip_path = (
         Path(local["home"]) / "lake/transform/job_name=aps_input/date=2026-11-23/aps_input_wip"
     )

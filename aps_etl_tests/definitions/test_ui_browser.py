@@ -321,7 +321,8 @@ def test_gate_lineage_shows_the_daily_assets_and_their_checks(
 ) -> None:
     # Room enough for the graph to draw full nodes (name, checks, partitions), not the
     # minimal boxes of a zoomed-out graph.
-    page.set_viewport_size({"width": 1800, "height": 2000})
+    # (11 transforms one above the other: 11 x ~225 px)
+    page.set_viewport_size({"width": 1800, "height": 3200})
     visit(page, dagster_ui, "/assets/validated/aps_daily?view=lineage&lineageScope=upstream")
     passed = f"{len(CHECKS)} / {len(CHECKS)} Passed"
     for _, table in SHOWN:

@@ -204,7 +204,14 @@ def change_the_day(plant: Plant) -> dict:
     """A correction in the MES, so that a rerun has a new version to load."""
     before = plant.reference()
     correct_results(plant.source, DAY, n=6, offset=int(time.time()) % 40)
+    # and the master data: a product renamed, a merge for the dimensions to make
+    fetch(
+        plant.source,
+        "update product set product_name = product_name || '+' "
+        "where product_id = (select min(product_id) from product) returning 1",
+    )
     after = plant.reference()
+    assert after["aps_dim_product"] != before["aps_dim_product"]
     assert after != before, "the correction should change the day's outputs"
     return after
 
@@ -299,7 +306,9 @@ def test_a_run_killed_anywhere_leaves_the_whole_old_day_and_a_rerun_the_whole_ne
     new = change_the_day(plant)
     process = plant.start("run", "--date", DAY, failpoint=point)
     plant.wait_for_failpoint(process)
-    if point == "load.swap":  # inside the swap's transaction: some tables swapped already
+    # inside the swap's transaction: every table swapped or merged (the master dimensions
+    # too), nothing committed
+    if point == "load.swap":
         (row,) = fetch(
             plant.target,
             "select count(*) as n from pg_stat_activity where state = 'idle in transaction'",
@@ -406,7 +415,7 @@ def test_a_long_reader_delays_the_reload_never_the_other_readers(plant: Plant) -
     thread.start()
     process = plant.start("run", "--date", DAY)
     try:
-        # the run fills and checks its 8 stages, then its swap waits for the reader
+        # the run fills and checks a stage per table, then its swap waits for the reader
         deadline = time.monotonic() + 300
         while plant.stages() < len(DAILY_TABLES) and time.monotonic() < deadline:
             assert process.poll() is None, process.log.read_text()[-3000:]

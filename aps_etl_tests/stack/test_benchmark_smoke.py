@@ -106,6 +106,23 @@ def test_the_launched_path_and_the_swap_cases_ran(results) -> None:
     assert seen["ours"] == [], seen  # never a day half there or missing
 
 
+def test_the_merge_cases_ran_and_merged_exactly_the_changes(results) -> None:
+    """benchmarks/test_merge.py: the pipeline's merge and Trino's MERGE change the same rows
+    (1% updated, 0.1% new, 0.1% gone); the full replace rewrites every row."""
+    merges = {m["tool"]: m for m in results["measurements"] if m["kind"] == "merge"}
+    assert set(merges) == {"ours", "trino_merge", "replace"}
+    for way, m in merges.items():
+        assert m["error"] is None and m["rounds"] and m["rounds"][0]["wall_s"] > 0, way
+    rows = merges["ours"]["rows"]
+    # the snapshot: ids shifted by rows // 1000, every step-th id's capacity changed
+    gone, step = rows // 1000, rows // max(1, rows // 100)
+    updated = rows // step - gone // step
+    ours = merges["ours"]["rounds"][0]["result"]
+    assert ours == {"inserted": gone, "updated": updated, "deleted": gone}
+    trino = merges["trino_merge"]["rounds"][0]["result"]
+    assert trino == {"merged": gone + updated, "deleted": gone}
+
+
 def test_a_range_is_backfilled_single_run_and_multi_run_through_trino(results) -> None:
     """benchmarks/test_scale_out.py: the range in one run and in a run per day, every run
     succeeded, every day loaded; the worker counts the stack could give were measured."""

@@ -565,7 +565,7 @@ def test_an_overdue_daily_load_is_checked_and_alerted(
     daily_loads = sorted(
         k for k in graph.get_all_asset_keys() if k.path[0] == "load" and k.path[1] != "aps_plan"
     )
-    assert [c.asset_key for c in checks] == daily_loads and len(daily_loads) == 8
+    assert [c.asset_key for c in checks] == daily_loads and len(daily_loads) == 11
     # the day the checks expect: D-1 of the latest 06:00 Asia/Seoul that has passed
     now = dt.datetime.now(ZoneInfo("Asia/Seoul"))
     deadline = now.replace(hour=6, minute=0, second=0, microsecond=0)

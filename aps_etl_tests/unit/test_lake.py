@@ -16,8 +16,9 @@ import polars as pl
 import pytest
 
 from aps_etl.lib.business_days import PartitionKeyError
-from aps_etl.lib.lake import LakeIOManager, LakeResource, LakeTable, snapshots
+from aps_etl.lib.lake import LakeResource, LakeTable, snapshots
 from aps_etl.lib.lake.atomic import write_parquet
+from aps_etl.lib.lake.io_manager import LakeIOManager
 from aps_etl.lib.lake.snapshots import SnapshotConflict
 from aps_etl.lib.sources.fingerprint import Fingerprint
 

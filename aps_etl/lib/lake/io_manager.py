@@ -38,8 +38,8 @@ from aps_etl.lib.business_days import parse_partition_key
 from aps_etl.lib.lake import lineage as lineages
 from aps_etl.lib.lake import snapshots
 from aps_etl.lib.lake.atomic import WrittenFile, write_parquet
+from aps_etl.lib.lake.file_metadata import file_metadata, versions_metadata
 from aps_etl.lib.lake.layout import LakeTable
-from aps_etl.lib.lake.snapshots import Snapshot
 from aps_etl.lib.lake.storage import LakeResource
 from aps_etl.lib.partitions import add_partition_metadata
 
@@ -257,33 +257,3 @@ def _schema(frame: pl.DataFrame | pl.LazyFrame) -> dg.TableSchema:
             for name, dtype in frame.collect_schema().items()
         ]
     )
-
-
-def file_metadata(written: WrittenFile) -> dict[str, Any]:
-    """One partition's file: rows (from its Parquet footer), size and address."""
-    return {
-        "row_count": dg.MetadataValue.int(written.rows),
-        "dagster/partition_row_count": dg.MetadataValue.int(written.rows),
-        "size_bytes": dg.MetadataValue.int(written.size_bytes),
-        "parquet_path": dg.MetadataValue.path(written.uri),
-        "dagster/uri": dg.MetadataValue.path(written.uri),
-    }
-
-
-def versions_metadata(lineage: lineages.Lineage) -> dict[str, Any]:
-    """The snapshot version of each extract a partition was computed from."""
-    if not lineage:
-        return {}
-    return {
-        "snapshot_versions": dg.MetadataValue.json(
-            {name: info["version"] for name, info in sorted(lineage.items())}
-        )
-    }
-
-
-def snapshot_metadata(snapshot: Snapshot) -> dict[str, Any]:
-    """What an extract step reports for a partition's snapshot, taken or reused."""
-    return {
-        **file_metadata(WrittenFile(snapshot.uri, snapshot.rows, snapshot.size_bytes)),
-        "snapshot_version": dg.MetadataValue.int(snapshot.version),
-    }

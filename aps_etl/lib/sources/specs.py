@@ -226,7 +226,8 @@ def contract_comments() -> dict[str, dict[str, str]]:
 
     found: dict[str, dict[str, str]] = {}
     table = None
-    text = files("aps_etl.devdata").joinpath("mes_source.sql").read_text()
+    # through the top package: importing aps_etl.devdata would import its seeding code
+    text = files("aps_etl").joinpath("devdata", "mes_source.sql").read_text()
     for line in text.splitlines():
         start = re.match(r"\s*create table (\w+)", line, re.IGNORECASE)
         if start:

@@ -25,7 +25,7 @@ from aps_etl.lib.lake.layout import LakeTable
 from aps_etl.lib.lake.lineage import read_file as read_lineage
 from aps_etl.lib.lake.storage import LakeResource
 from aps_etl.lib.postgres import PostgresConnection
-from aps_etl.lib.warehouse import stages, target
+from aps_etl.lib.warehouse import merge, stages, target
 from aps_etl.lib.warehouse.lake_catalog import TrinoLake
 from aps_etl.lib.warehouse.leftovers import kill_orphan_queries, owner_alive, query_source
 from aps_etl.lib.warehouse.stages import StagedTable
@@ -49,6 +49,7 @@ class LoadReport:
     snapshots: dict[str, Any] | None = None
     swap_seconds: float = 0.0
     swap_attempts: int = 0
+    merged: merge.MergeCounts | None = None  # a merge table's inserted/updated/deleted
 
     def metadata(self) -> dict[str, Any]:
         metadata: dict[str, Any] = {
@@ -64,6 +65,9 @@ class LoadReport:
             metadata["snapshot_versions"] = dg.MetadataValue.json(
                 {name: info.get("version") for name, info in sorted(self.snapshots.items())}
             )
+        if self.merged is not None:
+            metadata["load_mode"] = "merge"
+            metadata.update(self.merged.metadata())
         if self.statement:
             metadata["load_sql"] = dg.MetadataValue.md(f"```sql\n{self.statement}\n```")
         return metadata
@@ -175,7 +179,12 @@ class TargetLoader(dg.ConfigurableResource):
                 log.warning("dropped %d stages of dead runs: %s", len(dropped), ", ".join(dropped))
             result.dropped_stages = dropped
             try:
-                partitioned = {t.name: target.ensure_target(connection, t) for t, _ in tables}
+                partitioned = {
+                    t.name: target.ensure_target(
+                        connection, t, merge.target_tables(t) if merge.is_merge(t) else None
+                    )
+                    for t, _ in tables
+                }
             except target.PermanentLoadError as exc:  # a drifted target: no day is loaded
                 for key in partition_keys:
                     result.failures.setdefault(key, []).append(("target", exc))
@@ -219,6 +228,7 @@ class TargetLoader(dg.ConfigurableResource):
                                 seconds=report.seconds + swapped,
                                 swap_seconds=swapped,
                                 swap_attempts=outcome.attempts,
+                                merged=outcome.merges.get(stage.table.name),
                             )
                         )
         finally:

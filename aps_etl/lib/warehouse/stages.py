@@ -88,6 +88,8 @@ def create_stage(
             f"create {kind} {ident(STAGE_SCHEMA, stage)} "
             f"(like {ident(TARGET_SCHEMA, table.name)} including defaults)"
         )
+        if getattr(table, "load_mode", None) == "merge":  # the merge sets updated_at itself
+            cursor.execute(f"alter table {ident(STAGE_SCHEMA, stage)} drop column updated_at")
         cursor.execute(
             f"comment on table {ident(STAGE_SCHEMA, stage)} is "
             + exp.Literal.string(json.dumps(owner)).sql(dialect="postgres")
@@ -214,6 +216,10 @@ def prepare_stage(
                 )
                 if cursor.fetchone()[0]:
                     raise PermanentLoadError("violated")
+                merge_key = getattr(table, "merge_key", ())
+                if merge_key:  # unique, as the merge's join needs (and indexed for it)
+                    columns = ", ".join(ident(c) for c in merge_key)
+                    cursor.execute(f"alter table {staged} add primary key ({columns})")
         except Exception as exc:
             connection.rollback()
             if "violated" not in str(exc):

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aps_etl.lib.warehouse import target
+from aps_etl.lib.warehouse.merge import MergeCounts, is_merge, merge_rows
 from aps_etl.lib.warehouse.stages import StagedTable, partition_table_name
 from aps_etl.lib.warehouse.target import (
     LOAD_LOG,
@@ -103,6 +104,7 @@ class SwapOutcome:
     rows: dict[str, int] = field(default_factory=dict)
     attempts: int = 0
     waited_s: float = 0.0
+    merges: dict[str, MergeCounts] = field(default_factory=dict)  # the merge tables'
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -143,7 +145,7 @@ def swap_partition_tables(
                 else min(policy.probe_lock_timeout_ms, policy.lock_timeout_ms)
             )
             try:
-                outcome.rows = _swap_once(connection, ordered, timeout_ms)
+                outcome.rows = _swap_once(connection, ordered, timeout_ms, outcome.merges)
                 outcome.waited_s = time.monotonic() - started
                 return outcome
             except Exception as exc:
@@ -217,10 +219,16 @@ def _exists(connection: Any, qualified: str) -> bool:
     return bool(exists)
 
 
-def _swap_once(connection: Any, staged: Sequence[StagedTable], timeout_ms: int) -> dict[str, int]:
+def _swap_once(
+    connection: Any,
+    staged: Sequence[StagedTable],
+    timeout_ms: int,
+    merges: dict[str, MergeCounts],
+) -> dict[str, int]:
     from aps_etl.lib.failpoints import failpoint
 
     rows: dict[str, int] = {}
+    merges.clear()  # an earlier try's counts were rolled back with it
     with connection.cursor() as cursor:
         cursor.execute(f"set local lock_timeout = '{int(timeout_ms)}ms'")
         for s in staged:  # serializes two runs' swaps of the same partition
@@ -232,11 +240,23 @@ def _swap_once(connection: Any, staged: Sequence[StagedTable], timeout_ms: int) 
         for s in staged:
             _refuse_stale(cursor, s)
         for index, s in enumerate(staged):
-            rows[s.table.name] = _attach(cursor, s) if s.partitioned else _replace_rows(cursor, s)
+            changed = None
+            if is_merge(s.table):
+                counts = merge_rows(
+                    cursor, s.table, s.stage, s.partition_key, s.partition_value, s.rows
+                )
+                merges[s.table.name], rows[s.table.name] = counts, counts.rows
+                changed = (counts.inserted, counts.updated, counts.deleted)
+                cursor.execute(f"drop table {ident(STAGE_SCHEMA, s.stage)}")
+            elif s.partitioned:
+                rows[s.table.name] = _attach(cursor, s)
+            else:
+                rows[s.table.name] = _replace_rows(cursor, s)
             if s.log is not None:
-                target.log_load(cursor, s.table, s.partition_key, s.log)
-            if index == 0:
-                failpoint("load.swap")  # a kill here: some tables swapped, not committed
+                target.log_load(cursor, s.table, s.partition_key, s.log, changed)
+            if index == len(staged) - 1:
+                # a kill here: every table swapped or merged, nothing committed
+                failpoint("load.swap")
     connection.commit()
     return rows
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -122,11 +123,14 @@ def target_columns(cursor: Any, table: str, schema: str = TARGET_SCHEMA) -> list
     return [(name, kind) for name, kind in cursor.fetchall()]
 
 
-def ensure_target(connection: Any, table: TableDecl) -> bool:
+def ensure_target(
+    connection: Any, table: TableDecl, merged_into: Sequence[TableDecl] | None = None
+) -> bool:
     """Creates the target (and the staging and partition schemas) if absent, then checks
     its schema against the declaration; a mismatch stops the load before anything is
     written. Returns whether the target is partitioned (a plain one made by an earlier
-    version keeps the row swap)."""
+    version keeps the row swap). `merged_into`: the plain tables a merge table is in
+    PostgreSQL (merge.target_tables), created and checked instead."""
     with connection.cursor() as cursor:
         # One at a time: the loads of a run go side by side, and PostgreSQL's IF NOT EXISTS
         # is not safe against a concurrent create (a unique violation in the catalog).
@@ -134,10 +138,14 @@ def ensure_target(connection: Any, table: TableDecl) -> bool:
         cursor.fetchall()
         cursor.execute(f"create schema if not exists {ident(STAGE_SCHEMA)}")
         cursor.execute(f"create schema if not exists {ident(PARTITION_SCHEMA)}")
-        cursor.execute(create_table_sql(table))
+        tables = list(merged_into) if merged_into else [table]
+        for each in tables:
+            cursor.execute(create_table_sql(each, partitioned=not merged_into))
         cursor.execute(LOAD_LOG_SQL)
+        for statement in LOAD_LOG_MERGE_COUNTS:
+            cursor.execute(statement)
         connection.commit()
-        diff = diff_schema(table, target_columns(cursor, table.name))
+        diffs = [(t.name, diff_schema(t, target_columns(cursor, t.name))) for t in tables]
         cursor.execute(
             "select c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace "
             "where n.nspname = $1 and c.relname = $2",
@@ -145,11 +153,12 @@ def ensure_target(connection: Any, table: TableDecl) -> bool:
         )
         (kind,) = cursor.fetchone()
         connection.commit()
-    if diff:
-        raise TargetSchemaMismatch(
-            f"target table {TARGET_SCHEMA}.{table.name} does not match the output schema; "
-            f"nothing was loaded:\n{diff.describe()}"
-        )
+    for name, diff in diffs:
+        if diff:
+            raise TargetSchemaMismatch(
+                f"target table {TARGET_SCHEMA}.{name} does not match the output schema; "
+                f"nothing was loaded:\n{diff.describe()}"
+            )
     return kind == "p"
 
 
@@ -162,8 +171,16 @@ LOAD_LOG_SQL = f"""create table if not exists {ident(TARGET_SCHEMA, LOAD_LOG)} (
   snapshots jsonb not null,
   dagster_run_id text,
   loader text not null,
-  loaded_at timestamptz not null default now()
+  loaded_at timestamptz not null default now(),
+  rows_inserted bigint,
+  rows_updated bigint,
+  rows_deleted bigint
 )"""
+# a load log made before merges counted their rows
+LOAD_LOG_MERGE_COUNTS = [
+    f"alter table {ident(TARGET_SCHEMA, LOAD_LOG)} add column if not exists {ident(c)} bigint"
+    for c in ("rows_inserted", "rows_updated", "rows_deleted")
+]
 
 
 @dataclass(frozen=True)
@@ -181,11 +198,20 @@ class RowCountMismatch(PermanentLoadError):
     """The stage holds other than the lake file's rows: nothing is swapped in."""
 
 
-def log_load(cursor: Any, table: TableDecl, partition_key: str, entry: LoadLogEntry) -> None:
+def log_load(
+    cursor: Any,
+    table: TableDecl,
+    partition_key: str,
+    entry: LoadLogEntry,
+    changed: tuple[int, int, int] | None = None,
+) -> None:
+    """One row of the load lineage; `changed`: a merge's rows (inserted, updated, deleted)."""
+    inserted, updated, deleted = changed if changed else (None, None, None)
     cursor.execute(
         f"insert into {ident(TARGET_SCHEMA, LOAD_LOG)} "
-        "(job, table_name, partition_key, rows, snapshots, dagster_run_id, loader) "
-        "values ($1, $2, $3, $4, $5::jsonb, $6, $7)",
+        "(job, table_name, partition_key, rows, snapshots, dagster_run_id, loader, "
+        "rows_inserted, rows_updated, rows_deleted) "
+        "values ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10)",
         parameters=(
             entry.job,
             table.name,
@@ -194,6 +220,9 @@ def log_load(cursor: Any, table: TableDecl, partition_key: str, entry: LoadLogEn
             json.dumps(entry.snapshots, sort_keys=True, default=str),
             entry.run_id,
             entry.loader,
+            inserted,
+            updated,
+            deleted,
         ),
     )
 

@@ -1,0 +1,207 @@
+"""The master-data dimensions (load_mode "merge") on the embedded default, against the
+source's own master tables: a generated plant (a seed no other test uses), then the MES
+changes a product, a route step and a tool, adds and removes rows; each daily run merges
+exactly those changes, counts them in the load log, keeps the history of the route steps,
+changes nothing when run again, and never rolls back to an older day."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from aps_etl.devdata import seed_source
+from aps_etl.env.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
+from aps_etl.env.settings import resources_for
+from aps_etl_tests.pipeline_harness import (
+    assert_rows_equal,
+    fetch,
+    reference_partition,
+    run_daily,
+    step_failures,
+    target_partition,
+)
+
+START = dt.date(2026, 11, 20)
+D1, D2, D3 = "2026-11-20", "2026-11-21", "2026-11-22"
+DIMS = ("aps_dim_product", "aps_dim_route_step", "aps_dim_equipment")
+
+
+@pytest.fixture(scope="module")
+def plant(tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("master-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("APS_LOCAL_HOME", str(home))
+        mp.setenv("APS_ENV", "local")
+        mp.delenv("APS_LAKE_ROOT", raising=False)
+        pg = start_embedded_postgres(home / "postgres")
+        seed_source(pg.uri(SOURCE_DB), start_date=START, days=3, lots=400, seed=71, progress=False)
+        yield {
+            "source": pg.uri(SOURCE_DB),
+            "target": pg.uri(TARGET_DB),
+            "resources": resources_for("local"),
+            "instance": dg.DagsterInstance.ephemeral(),
+        }
+
+
+def run(plant: dict[str, Any], day: str) -> Any:
+    result = run_daily(plant["resources"], day, plant["instance"])
+    assert result.success, f"{day}: {step_failures(result)}"
+    return result
+
+
+def execute(uri: str, *statements: str) -> None:
+    import adbc_driver_postgresql.dbapi as adbc
+
+    with adbc.connect(uri) as connection, connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+        connection.commit()
+
+
+def merges(plant: dict[str, Any], day: str) -> dict[str, tuple[int, int, int]]:
+    """The newest load-log entry of each dimension for `day`: (inserted, updated, deleted)."""
+    rows = fetch(
+        plant["target"],
+        "select distinct on (table_name) table_name, rows_inserted, rows_updated, rows_deleted "
+        "from aps_load_log where partition_key = $1 and table_name like 'aps_dim_%' "
+        "order by table_name, load_id desc",
+        day,
+    )
+    return {
+        r["table_name"]: (r["rows_inserted"], r["rows_updated"], r["rows_deleted"]) for r in rows
+    }
+
+
+def whole(plant: dict[str, Any], table: str) -> list[dict[str, Any]]:
+    """Every row with its valid_from and updated_at, by key."""
+    key = {"aps_dim_product": "product_id", "aps_dim_equipment": "equipment_id"}.get(
+        table, "route_id, step_seq"
+    )
+    return fetch(plant["target"], f"select * from {table} order by {key}")
+
+
+def assert_dims_are_the_source(plant: dict[str, Any]) -> None:
+    for table in DIMS:
+        want = reference_partition(plant["source"], table, START)
+        assert want, f"the generated plant has no {table} rows"
+        assert_rows_equal(table, target_partition(plant["target"], table, None), want)
+
+
+def test_the_first_day_inserts_every_master_row(plant) -> None:
+    run(plant, D1)
+    assert_dims_are_the_source(plant)
+    counts = {t: len(reference_partition(plant["source"], t, START)) for t in DIMS}
+    assert merges(plant, D1) == {t: (counts[t], 0, 0) for t in DIMS}
+    for table in DIMS:
+        assert {r["valid_from"] for r in whole(plant, table)} == {START}
+    history = fetch(plant["target"], "select * from aps_dim_route_step_history")
+    assert len(history) == counts["aps_dim_route_step"]
+    assert {(r["valid_from"], r["valid_to"]) for r in history} == {(START, None)}
+
+
+def test_a_day_merges_exactly_what_the_mes_changed(plant) -> None:
+    before = {t: whole(plant, t) for t in DIMS}
+    product = before["aps_dim_product"][0]
+    step = before["aps_dim_route_step"][0]
+    tool = before["aps_dim_equipment"][-1]
+    execute(
+        plant["source"],
+        f"update product set product_name = product_name || ' (rev. B)' "
+        f"where product_id = '{product['product_id']}'",
+        f"insert into product values ('P-NEW', 'new product', '{product['route_id']}', 25)",
+        f"update route_step set std_cycle_min = std_cycle_min + 1.25 "
+        f"where route_id = '{step['route_id']}' and step_seq = {step['step_seq']}",
+        f"insert into route_step values ('R-NEW', 1, 'S-NEW', '{step['process_id']}', "
+        f"'{step['eqp_group_id']}', 7.5)",
+        f"update equipment set active = not active where equipment_id = '{tool['equipment_id']}'",
+        f"insert into equipment values ('E-NEW', '{tool['eqp_group_id']}', "
+        f"'{tool['process_id']}', 12.5, true)",
+    )
+    run(plant, D2)
+    assert_dims_are_the_source(plant)
+    assert merges(plant, D2) == {
+        "aps_dim_product": (1, 1, 0),
+        "aps_dim_route_step": (1, 1, 0),
+        "aps_dim_equipment": (1, 1, 0),
+    }
+    changed = {
+        "aps_dim_product": {product["product_id"], "P-NEW"},
+        "aps_dim_route_step": {(step["route_id"], step["step_seq"]), ("R-NEW", 1)},
+        "aps_dim_equipment": {tool["equipment_id"], "E-NEW"},
+    }
+    for table in DIMS:
+        old = {_key(table, r): r for r in before[table]}
+        for row in whole(plant, table):
+            key = _key(table, row)
+            if key in changed[table]:
+                assert row["valid_from"] == dt.date(2026, 11, 21), (table, key)
+                assert key not in old or row["updated_at"] > old[key]["updated_at"]
+            else:  # untouched: neither its day nor its write time moved
+                assert row == old[key], (table, key)
+    versions = fetch(
+        plant["target"],
+        "select valid_from, valid_to, std_cycle_min from aps_dim_route_step_history "
+        "where route_id = $1 and step_seq = $2 order by valid_from",
+        step["route_id"],
+        step["step_seq"],
+    )
+    assert [(v["valid_from"], v["valid_to"]) for v in versions] == [
+        (START, dt.date(2026, 11, 21)),
+        (dt.date(2026, 11, 21), None),
+    ]
+    assert versions[1]["std_cycle_min"] == pytest.approx(versions[0]["std_cycle_min"] + 1.25)
+
+
+def test_the_same_day_again_changes_nothing(plant) -> None:
+    before = {t: whole(plant, t) for t in DIMS}
+    history = fetch(plant["target"], "select count(*) as n from aps_dim_route_step_history")
+    run(plant, D2)
+    assert merges(plant, D2) == {t: (0, 0, 0) for t in DIMS}
+    assert {t: whole(plant, t) for t in DIMS} == before
+    assert fetch(plant["target"], "select count(*) as n from aps_dim_route_step_history") == history
+
+
+def test_rows_gone_from_the_mes_are_deleted_and_their_history_closed(plant) -> None:
+    execute(
+        plant["source"],
+        "delete from equipment where equipment_id = 'E-NEW'",
+        "delete from route_step where route_id = 'R-NEW'",
+    )
+    run(plant, D3)
+    assert_dims_are_the_source(plant)
+    assert merges(plant, D3) == {
+        "aps_dim_product": (0, 0, 0),
+        "aps_dim_route_step": (0, 0, 1),
+        "aps_dim_equipment": (0, 0, 1),
+    }
+    (closed,) = fetch(
+        plant["target"], "select * from aps_dim_route_step_history where route_id = 'R-NEW'"
+    )
+    assert (closed["valid_from"], closed["valid_to"]) == (
+        dt.date(2026, 11, 21),
+        dt.date(2026, 11, 22),
+    )
+
+
+def test_an_older_day_never_rolls_the_dimensions_back(plant) -> None:
+    """A backfill of day 1 after day 3: its snapshot is older, the merge is skipped (said in
+    the load's metadata), the other tables of day 1 are reloaded as always."""
+    before = {t: whole(plant, t) for t in DIMS}
+    result = run(plant, D1)
+    assert {t: whole(plant, t) for t in DIMS} == before
+    assert merges(plant, D1) == {t: (0, 0, 0) for t in DIMS}
+    skipped = {
+        event.asset_key.path[-1]: event.materialization.metadata["merge_skipped_for_newer_day"]
+        for event in result.get_asset_materialization_events()
+        if event.asset_key.path[0] == "load" and event.asset_key.path[-1] in DIMS
+    }
+    assert {t: v.value for t, v in skipped.items()} == {t: D3 for t in DIMS}
+
+
+def _key(table: str, row: dict[str, Any]) -> Any:
+    if table == "aps_dim_route_step":
+        return (row["route_id"], row["step_seq"])
+    return row["product_id"] if table == "aps_dim_product" else row["equipment_id"]
