@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from . import REPO
 from .common import (
@@ -69,9 +70,15 @@ def up(stack: Stack, selected: list[Service]) -> int:
                 )
         if isinstance(svc, Trino):
             svc.check_ports()
-    for svc in selected:
-        if not svc.pid():
+    # apt-get's installs one after another (it allows one at a time); MinIO's Go build (CPU)
+    # and Trino's Maven download (network) side by side: a cold `up` waits for the longer
+    missing = [svc for svc in selected if not svc.pid()]
+    for svc in missing:
+        if not isinstance(svc, Minio | Trino):
             svc.install()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for done in [pool.submit(s.install) for s in missing if isinstance(s, Minio | Trino)]:
+            done.result()
     with locked(stack):
         write_env(stack)
         for svc in selected:
