@@ -117,3 +117,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             "these tests use the dev stack outside stack/ (and STACK_FILES): move them there, "
             "so they never run beside the stack's other tests: " + ", ".join(misplaced)
         )
+
+
+# Where a parallel run's time went: each worker's busy seconds (the sum of its tests' setup,
+# call and teardown) and the groups it ran, printed at the end (the slowest group bounds
+# the run: conftest's ORDER and group_of decide what runs beside what).
+_BUSY: dict[str, dict[str, float]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    node = getattr(report, "node", None)  # set on the controller of a pytest-xdist run
+    worker = node.gateway.id if node is not None else "main"
+    groups = _BUSY.setdefault(worker, {})
+    group = group_of(report.nodeid)
+    groups[group] = groups.get(group, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if len(_BUSY) < 2:
+        return
+    terminalreporter.write_sep("=", "busy seconds per worker (its three slowest groups)")
+    for worker, groups in sorted(_BUSY.items()):
+        top = sorted(groups.items(), key=lambda kv: -kv[1])[:3]
+        shown = ", ".join(f"{name.split('/')[-1]} {s:.0f}" for name, s in top)
+        terminalreporter.write_line(f"{worker}: {sum(groups.values()):.0f} s ({shown})")

@@ -175,6 +175,17 @@ def test_launched_path(bench: Bench, role: str, case: str, benchmark: Any) -> No
             daemon.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(daemon.pid, signal.SIGKILL)
+        _wipe_heartbeats(home)
+
+
+def _wipe_heartbeats(home: Path) -> None:
+    """The stopped daemon's heartbeats read as a running daemon for a minute: a command
+    that comes next on an instance of the same storage (the scale-out's `aps-etl backfill`
+    on the stack's `bench_dagster`) would hand its backfill to a daemon that is gone."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.wipe_daemon_heartbeats()
 
 
 def _newest_run(home: Path) -> str:

@@ -80,6 +80,8 @@ def build_load_assets(
             job=context.job_name,
             run_id=context.run.run_id,
             is_live=run_aware(run_status_in(context.instance)),
+            # a merge ships only its changes; its retry, the whole partition (loaders.py)
+            ship_changes=context.retry_number == 0,
         )
         if result.dropped_stages or result.killed_queries:
             context.log.warning(

@@ -186,22 +186,73 @@ def test_rows_gone_from_the_mes_are_deleted_and_their_history_closed(plant) -> N
     )
 
 
-def test_an_older_day_never_rolls_the_dimensions_back(plant) -> None:
-    """A backfill of day 1 after day 3: its snapshot is older, the merge is skipped (said in
-    the load's metadata), the other tables of day 1 are reloaded as always."""
+def test_an_older_snapshot_never_rolls_the_dimensions_back(plant) -> None:
+    """Day 2 again, after day 3: its product snapshot (the MES's products have not changed
+    since) is reused, read before day 3's, so the product merge is skipped and said so; its
+    route steps and tools changed since, so they are read again, now: what the MES holds
+    now is merged, which the tables already hold. Nothing moves."""
     before = {t: whole(plant, t) for t in DIMS}
-    result = run(plant, D1)
+    result = run(plant, D2)
     assert {t: whole(plant, t) for t in DIMS} == before
-    assert merges(plant, D1) == {t: (0, 0, 0) for t in DIMS}
-    skipped = {
-        event.asset_key.path[-1]: event.materialization.metadata["merge_skipped_for_newer_day"]
+    metadata = {
+        event.asset_key.path[-1]: event.materialization.metadata
         for event in result.get_asset_materialization_events()
         if event.asset_key.path[0] == "load" and event.asset_key.path[-1] in DIMS
     }
-    assert {t: v.value for t, v in skipped.items()} == {t: D3 for t in DIMS}
+    skipped = metadata["aps_dim_product"]["merge_skipped_for_newer_snapshot"].value
+    assert skipped.startswith("aps_input/product read at "), skipped
+    for table in ("aps_dim_route_step", "aps_dim_equipment"):
+        assert "merge_skipped_for_newer_snapshot" not in metadata[table]
+        assert metadata[table]["rows_updated"].value == 0, table
+    assert merges(plant, D2)["aps_dim_route_step"] == (0, 0, 0)
 
 
 def _key(table: str, row: dict[str, Any]) -> Any:
     if table == "aps_dim_route_step":
         return (row["route_id"], row["step_seq"])
     return row["product_id"] if table == "aps_dim_product" else row["equipment_id"]
+
+
+def test_shipped_changes_are_refused_when_the_table_moved_meanwhile(plant) -> None:
+    """The Trino path ships only the rows that differ from the table (merge.changes_fill_sql);
+    if another load merged the table after they were computed, or the table does not end
+    with the partition's rows, the merge raises MergeBasisChanged (transient: the retry
+    ships the whole partition) and nothing is merged. Here on PostgreSQL alone, the stage
+    made by hand as Trino would fill it."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    from aps_etl.defs.scenarios.aps_master.schema import APS_DIM_PRODUCT
+    from aps_etl.lib.warehouse import merge, stages
+
+    before = whole(plant, "aps_dim_product")
+    rows = len(before)
+    day = dt.date(2026, 11, 23)
+    stage = stages.new_stage_name(APS_DIM_PRODUCT, "2026-11-23")
+    with adbc.connect(plant["target"]) as conn:
+        stages.create_stage(conn, APS_DIM_PRODUCT, stage, partitioned=False)
+        with conn.cursor() as cur:  # one changed product: what Trino would ship
+            cur.execute(
+                f"insert into aps_stage.{stage} select $1::date, product_id, "
+                "product_name || ' (rev. C)', route_id, lot_size from aps_dim_product "
+                "order by product_id limit 1",
+                parameters=(day,),
+            )
+            basis = merge.last_merge_id(cur, APS_DIM_PRODUCT)
+        conn.commit()
+        for shipped, rows_after in (
+            (merge.Shipped(None, basis - 1), rows),  # another load merged meanwhile
+            (merge.Shipped(None, basis), rows + 1),  # the table lacks a row of the partition
+        ):
+            with conn.cursor() as cur, pytest.raises(merge.MergeBasisChanged):
+                merge.merge_rows(
+                    cur, APS_DIM_PRODUCT, stage, "2026-11-23", day, rows_after, shipped
+                )
+            conn.rollback()
+        with conn.cursor() as cur:  # the right basis and rows: merged, one row updated
+            counts = merge.merge_rows(
+                cur, APS_DIM_PRODUCT, stage, "2026-11-23", day, rows, merge.Shipped(None, basis), 1
+            )
+        conn.rollback()  # this test's merge is not kept
+        stages.drop_stage(conn, stage)
+    assert (counts.inserted, counts.updated, counts.deleted, counts.shipped) == (0, 1, 0, 1)
+    assert whole(plant, "aps_dim_product") == before

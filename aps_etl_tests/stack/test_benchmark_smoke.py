@@ -110,7 +110,7 @@ def test_the_merge_cases_ran_and_merged_exactly_the_changes(results) -> None:
     """benchmarks/test_merge.py: the pipeline's merge and Trino's MERGE change the same rows
     (1% updated, 0.1% new, 0.1% gone); the full replace rewrites every row."""
     merges = {m["tool"]: m for m in results["measurements"] if m["kind"] == "merge"}
-    assert set(merges) == {"ours", "trino_merge", "replace"}
+    assert set(merges) == {"ours_shipped", "ours", "trino_merge", "replace"}
     for way, m in merges.items():
         assert m["error"] is None and m["rounds"] and m["rounds"][0]["wall_s"] > 0, way
     rows = merges["ours"]["rows"]
@@ -119,6 +119,9 @@ def test_the_merge_cases_ran_and_merged_exactly_the_changes(results) -> None:
     updated = rows // step - gone // step
     ours = merges["ours"]["rounds"][0]["result"]
     assert ours == {"inserted": gone, "updated": updated, "deleted": gone}
+    # the pipeline's way: Trino wrote the new and changed rows only
+    shipped = merges["ours_shipped"]["rounds"][0]["result"]
+    assert shipped == {**ours, "shipped": gone + updated}
     trino = merges["trino_merge"]["rounds"][0]["result"]
     assert trino == {"merged": gone + updated, "deleted": gone}
 

@@ -167,7 +167,10 @@ def test_the_pipeline_user_writes_only_the_stage_schema(stack_settings: dict[str
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {STAGE_SCHEMA}")
         cur.execute(f"CREATE TABLE {STAGE_SCHEMA}.{stage} (a integer)")
         cur.execute(f"CREATE TABLE public.{stage} (a integer)")
+        cur.execute("CREATE TABLE IF NOT EXISTS public.aps_dim_acl_check (a integer)")
     try:
+        # the master dimensions may be read (a merge ships only what differs from them)
+        assert trino.execute("SELECT count(*) FROM aps.public.aps_dim_acl_check") == [[0]]
         # allowed: the stage schema, and the lake's tables (metadata: they are external)
         assert trino.execute(f"INSERT INTO aps.{STAGE_SCHEMA}.{stage} VALUES 1") == [[1]]
         trino.execute(f"CREATE SCHEMA lake.{schema} WITH (location = 's3://{bucket}/{schema}/')")
@@ -180,6 +183,8 @@ def test_the_pipeline_user_writes_only_the_stage_schema(stack_settings: dict[str
             (f"CREATE TABLE aps.public.acl_new_{tag} (a integer)", "Cannot create table"),
             (f"INSERT INTO aps.public.{stage} VALUES 1", "Cannot insert into table"),
             (f"SELECT * FROM aps.public.{stage}", "Cannot select from"),
+            ("INSERT INTO aps.public.aps_dim_acl_check VALUES 1", "Cannot insert into table"),
+            ("DELETE FROM aps.public.aps_dim_acl_check", "Cannot delete from table"),
             (f"CREATE TABLE aps.{STAGE_SCHEMA}.acl_new_{tag} (a integer)", "Cannot create"),
             (f"DELETE FROM lake.{schema}.t", "Cannot delete from table"),
             ("SELECT count(*) FROM mes.information_schema.tables", "Cannot access catalog mes"),
@@ -203,6 +208,7 @@ def test_the_pipeline_user_writes_only_the_stage_schema(stack_settings: dict[str
         with pg.cursor() as cur:
             cur.execute(f"DROP TABLE {STAGE_SCHEMA}.{stage}")
             cur.execute(f"DROP TABLE public.{stage}")
+            cur.execute("DROP TABLE public.aps_dim_acl_check")
         pg.close()
 
 

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
@@ -28,6 +28,7 @@ from aps_etl.lib.postgres import PostgresConnection
 from aps_etl.lib.warehouse import merge, stages, target
 from aps_etl.lib.warehouse.lake_catalog import TrinoLake
 from aps_etl.lib.warehouse.leftovers import kill_orphan_queries, owner_alive, query_source
+from aps_etl.lib.warehouse.load_reports import LoadReport, PartitionLoads
 from aps_etl.lib.warehouse.stages import StagedTable
 from aps_etl.lib.warehouse.swap import SwapPolicy, swap_partition_tables
 from aps_etl.lib.warehouse.trino import TrinoResource
@@ -36,66 +37,6 @@ log = logging.getLogger(__name__)
 
 # Below this many rows a Trino fill uses one writer: more only open more connections.
 SMALL_FILL_ROWS = 100_000
-
-
-@dataclass(frozen=True)
-class LoadReport:
-    table: str
-    partition: str
-    rows: int
-    seconds: float
-    loader: str
-    statement: str | None = None
-    snapshots: dict[str, Any] | None = None
-    swap_seconds: float = 0.0
-    swap_attempts: int = 0
-    merged: merge.MergeCounts | None = None  # a merge table's inserted/updated/deleted
-
-    def metadata(self) -> dict[str, Any]:
-        metadata: dict[str, Any] = {
-            "target_table": f"{target.TARGET_SCHEMA}.{self.table}",
-            "rows_loaded": dg.MetadataValue.int(self.rows),
-            "dagster/partition_row_count": dg.MetadataValue.int(self.rows),
-            "loader": self.loader,
-            "load_seconds": dg.MetadataValue.float(round(self.seconds, 3)),
-            "swap_seconds": dg.MetadataValue.float(round(self.swap_seconds, 3)),
-            "swap_attempts": dg.MetadataValue.int(self.swap_attempts),
-        }
-        if self.snapshots:
-            metadata["snapshot_versions"] = dg.MetadataValue.json(
-                {name: info.get("version") for name, info in sorted(self.snapshots.items())}
-            )
-        if self.merged is not None:
-            metadata["load_mode"] = "merge"
-            metadata.update(self.merged.metadata())
-        if self.statement:
-            metadata["load_sql"] = dg.MetadataValue.md(f"```sql\n{self.statement}\n```")
-        return metadata
-
-
-@dataclass
-class PartitionLoads:
-    """What load_partitions did: reports per table (a partition each), the partitions that
-    failed (nothing of them swapped) and the leftovers of dead runs it cleaned."""
-
-    reports: dict[str, list[LoadReport]] = field(default_factory=dict)
-    failures: dict[str, list[tuple[str, BaseException]]] = field(default_factory=dict)
-    dropped_stages: list[str] = field(default_factory=list)
-    killed_queries: list[str] = field(default_factory=list)
-
-    def errors(self) -> list[BaseException]:
-        return [exc for failures in self.failures.values() for _, exc in failures]
-
-    def raise_first(self) -> None:
-        if self.failures:
-            raise self.errors()[0]
-
-    def describe_failures(self) -> str:
-        return "\n".join(
-            f"{key} ({name}): {exc}"
-            for key, failures in sorted(self.failures.items())
-            for name, exc in failures
-        )
 
 
 def _partition_value(lake_table: LakeTable, key: str) -> Any:
@@ -124,6 +65,13 @@ class TargetLoader(dg.ConfigurableResource):
         default=120.0,
         description="how long the swap keeps retrying while readers hold the tables; then "
         "the load fails naming them, the previous version of the day intact",
+    )
+    ship_merge_changes: bool = Field(
+        default=False,
+        description="merge tables: Trino computes the partition's changes against the table "
+        "and ships only those (docs/loading.md). Off: measured at 1M rows, 1% changed, "
+        "shipping the changes took 5.3 s (Trino reads the table back through JDBC), "
+        "shipping every row then merging 4.6 s",
     )
     parallel_loads: int = Field(
         default=4,
@@ -159,11 +107,14 @@ class TargetLoader(dg.ConfigurableResource):
         job: str = "",
         run_id: str | None = None,
         is_live: Callable[[dict[str, Any]], bool] | None = None,
+        ship_changes: bool = True,
     ) -> PartitionLoads:
         """Fills and checks a stage per (table, partition), `parallel_loads` at a time,
         then swaps each partition's stages in together (swap.py): a partition is loaded
         whole or not at all. Stages of runs that died are dropped first (`is_live` tells
-        whether a stage's owner lives; by default its process on this host)."""
+        whether a stage's owner lives; by default its process on this host). A merge table
+        of a one-partition Trino load ships only the partition's changes (`ship_changes`;
+        a retry after MergeBasisChanged ships the whole partition)."""
         result = PartitionLoads()
         live = is_live or owner_alive
 
@@ -190,11 +141,19 @@ class TargetLoader(dg.ConfigurableResource):
                     result.failures.setdefault(key, []).append(("target", exc))
                 return result
         work = [(t, lt, key) for key in partition_keys for t, lt in tables]
+        # changes computed against the table as it is: one partition at a time only (a
+        # range's later days would be computed against the table before its earlier ones)
+        changes_only = (
+            self.ship_merge_changes
+            and ship_changes
+            and self.trino is not None
+            and len(partition_keys) == 1
+        )
         staged: dict[tuple[str, str], tuple[StagedTable, LoadReport]] = {}
         with ThreadPoolExecutor(max_workers=max(1, self.parallel_loads)) as pool:
             futures = {
                 (t.name, key): pool.submit(
-                    self._stage, t, lt, key, partitioned[t.name], job, run_id
+                    self._stage, t, lt, key, partitioned[t.name], job, run_id, changes_only
                 )
                 for t, lt, key in work
             }
@@ -237,6 +196,8 @@ class TargetLoader(dg.ConfigurableResource):
                     with self.target.connect() as connection:
                         for stage, _ in staged.values():
                             stages.drop_stage(connection, stage.stage)
+                            if stage.shipped and stage.shipped.gone:
+                                stages.drop_stage(connection, stage.shipped.gone)
                 except Exception as exc:  # the next load drops them (their owner is known)
                     log.warning("could not drop %d unswapped stages: %s", len(staged), exc)
         return result
@@ -252,6 +213,7 @@ class TargetLoader(dg.ConfigurableResource):
         partitioned: bool,
         job: str,
         run_id: str | None,
+        changes_only: bool = False,
     ) -> tuple[StagedTable, LoadReport]:
         started = time.perf_counter()
         value = _partition_value(lake_table, partition_key)
@@ -266,8 +228,13 @@ class TargetLoader(dg.ConfigurableResource):
         with self.target.connect() as connection:
             stage = stages.new_stage_name(table, partition_key)
             stages.create_stage(connection, table, stage, partitioned=partitioned, run_id=run_id)
+            shipped = None
             try:
-                if self.trino:
+                if self.trino and changes_only and merge.is_merge(table):
+                    shipped, statement = self._ship_changes(
+                        connection, table, lake_table, partition_key, stage, run_id, lake_rows
+                    )
+                elif self.trino:
                     statement = self._fill_with_trino(
                         table, lake_table, partition_key, stage, run_id, lake_rows
                     )
@@ -282,9 +249,12 @@ class TargetLoader(dg.ConfigurableResource):
                     partition_key=partition_key,
                     partitioned=partitioned,
                     log=entry,
+                    shipped=shipped,
                 )
             except BaseException:
                 stages.drop_stage(connection, stage)
+                if shipped is not None and shipped.gone:
+                    stages.drop_stage(connection, shipped.gone)
                 raise
         report = LoadReport(
             table.name,
@@ -310,6 +280,52 @@ class TargetLoader(dg.ConfigurableResource):
                 cursor.adbc_ingest(stage, batch, mode="append", db_schema_name=target.STAGE_SCHEMA)
         connection.commit()
 
+    def _ship_changes(
+        self,
+        connection: Any,
+        table: Any,
+        lake_table: LakeTable,
+        key: str,
+        stage: str,
+        run_id: str | None,
+        rows: int,
+    ) -> tuple[merge.Shipped, str]:
+        """Trino fills the stage with the partition's new and changed rows only, and a
+        second stage with the keys gone from it; merge.merge_rows applies both, after
+        checking that no other load merged the table meanwhile (`basis`)."""
+        assert self.trino is not None
+        with connection.cursor() as cursor:
+            basis = merge.last_merge_id(cursor, table)
+        connection.commit()
+        gone = None
+        if table.delete_missing:
+            gone = stage[:50] + "_gone"
+            stages.create_key_stage(connection, table, gone, tuple(table.merge_key), run_id)
+        source = TrinoLake(self.trino, self.lake).ensure_partition(table, lake_table, key)
+        catalog = self.trino.target_catalog
+        statements = [merge.changes_fill_sql(table, catalog, source, stage)]
+        if gone:
+            statements.append(merge.gone_fill_sql(table, catalog, source, gone))
+        shipped = merge.Shipped(gone, basis)
+        for statement in statements:
+            self.trino.execute(
+                statement,
+                session_properties=self._fill_properties(rows),
+                source=query_source(run_id),
+            )
+        return shipped, ";\n".join(statements)
+
+    def _fill_properties(self, rows: int) -> dict[str, str]:
+        assert self.trino is not None
+        return {
+            # Our own stage table gives atomicity; Trino's extra temp table would not.
+            f"{self.trino.target_catalog}.non_transactional_insert": "true",
+            f"{self.trino.target_catalog}.write_batch_size": str(self.batch_size),
+            # the stage is ours alone: several writers may fill it at once; a small
+            # partition gets one (each writer is a PostgreSQL connection to open)
+            "task_min_writer_count": str(self.writers if rows >= SMALL_FILL_ROWS else 1),
+        }
+
     def _fill_with_trino(
         self,
         table: Any,
@@ -327,15 +343,6 @@ class TargetLoader(dg.ConfigurableResource):
             f"({columns}) SELECT {columns} FROM {source}"
         )
         self.trino.execute(
-            statement,
-            session_properties={
-                # Our own stage table gives atomicity; Trino's extra temp table would not.
-                f"{self.trino.target_catalog}.non_transactional_insert": "true",
-                f"{self.trino.target_catalog}.write_batch_size": str(self.batch_size),
-                # the stage is ours alone: several writers may fill it at once; a small
-                # partition gets one (each writer is a PostgreSQL connection to open)
-                "task_min_writer_count": str(self.writers if rows >= SMALL_FILL_ROWS else 1),
-            },
-            source=query_source(run_id),
+            statement, session_properties=self._fill_properties(rows), source=query_source(run_id)
         )
         return statement

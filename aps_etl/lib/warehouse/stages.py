@@ -40,6 +40,9 @@ class StagedTable:
     rows: int
     partitioned: bool
     log: LoadLogEntry | None = None
+    # a merge table's stage of only the partition's changes (merge.Shipped), or None: the
+    # stage holds the whole partition
+    shipped: Any = None
 
 
 def _check_rows(
@@ -92,6 +95,26 @@ def create_stage(
             cursor.execute(f"alter table {ident(STAGE_SCHEMA, stage)} drop column updated_at")
         cursor.execute(
             f"comment on table {ident(STAGE_SCHEMA, stage)} is "
+            + exp.Literal.string(json.dumps(owner)).sql(dialect="postgres")
+        )
+    connection.commit()
+
+
+def create_key_stage(
+    connection: Any, table: TableDecl, name: str, keys: tuple[str, ...], run_id: str | None
+) -> None:
+    """A stage of keys only (a merge's keys to delete), owned like any stage."""
+    from aps_etl.lib.liveness import this_process
+
+    owner = {"run_id": run_id, **this_process().as_dict()}
+    columns = ", ".join(ident(c) for c in keys)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"create unlogged table {ident(STAGE_SCHEMA, name)} as select {columns} "
+            f"from {ident(TARGET_SCHEMA, table.name)} with no data"
+        )
+        cursor.execute(
+            f"comment on table {ident(STAGE_SCHEMA, name)} is "
             + exp.Literal.string(json.dumps(owner)).sql(dialect="postgres")
         )
     connection.commit()
@@ -192,6 +215,7 @@ def prepare_stage(
     partition_key: str | None = None,
     partitioned: bool = False,
     log: LoadLogEntry | None = None,
+    shipped: Any = None,
 ) -> Any:
     """Checks a filled stage and readies it for the swap, on the stage alone (nobody else
     sees it): every row is the partition's (for a partitioned target, a CHECK constraint
@@ -228,9 +252,10 @@ def prepare_stage(
         cursor.execute(f"select count(*) from {staged}")
         (rows,) = cursor.fetchone()
         try:
-            _check_rows(table, key, int(rows), log)
+            if shipped is None:  # a stage of changes only: the merge checks the rows
+                _check_rows(table, key, int(rows), log)
         except RowCountMismatch:
             connection.rollback()
             raise
     connection.commit()
-    return StagedTable(table, partition_value, key, stage, int(rows), partitioned, log)
+    return StagedTable(table, partition_value, key, stage, int(rows), partitioned, log, shipped)

@@ -242,12 +242,23 @@ def _swap_once(
         for index, s in enumerate(staged):
             changed = None
             if is_merge(s.table):
+                partition_rows = s.log.rows if s.log is not None else s.rows
                 counts = merge_rows(
-                    cursor, s.table, s.stage, s.partition_key, s.partition_value, s.rows
+                    cursor,
+                    s.table,
+                    s.stage,
+                    s.partition_key,
+                    s.partition_value,
+                    partition_rows,
+                    s.shipped,
+                    s.rows,
+                    s.log.snapshots if s.log is not None else None,
                 )
                 merges[s.table.name], rows[s.table.name] = counts, counts.rows
                 changed = (counts.inserted, counts.updated, counts.deleted)
-                cursor.execute(f"drop table {ident(STAGE_SCHEMA, s.stage)}")
+                for used in (s.stage, s.shipped.gone if s.shipped else None):
+                    if used:
+                        cursor.execute(f"drop table {ident(STAGE_SCHEMA, used)}")
             elif s.partitioned:
                 rows[s.table.name] = _attach(cursor, s)
             else:
