@@ -256,3 +256,24 @@ def test_shipped_changes_are_refused_when_the_table_moved_meanwhile(plant) -> No
         stages.drop_stage(conn, stage)
     assert (counts.inserted, counts.updated, counts.deleted, counts.shipped) == (0, 1, 0, 1)
     assert whole(plant, "aps_dim_product") == before
+
+
+def test_a_row_deleted_from_the_table_by_hand_comes_back_and_its_history_stays_whole(plant):
+    """Someone deletes a route step from the target (the benchmark's clean-up did): the next
+    merge inserts it again; its history's open version is closed or replaced, not doubled."""
+    step = whole(plant, "aps_dim_route_step")[0]
+    key = (step["route_id"], step["step_seq"])
+    execute(
+        plant["target"],
+        f"delete from aps_dim_route_step where route_id = '{key[0]}' and step_seq = {key[1]}",
+    )
+    run(plant, D2)  # its route-step snapshot is the one merged last: merged again
+    assert merges(plant, D2)["aps_dim_route_step"] == (1, 0, 0)
+    assert_dims_are_the_source(plant)
+    open_versions = fetch(
+        plant["target"],
+        "select valid_from from aps_dim_route_step_history "
+        "where route_id = $1 and step_seq = $2 and valid_to is null",
+        *key,
+    )
+    assert len(open_versions) == 1
