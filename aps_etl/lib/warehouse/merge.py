@@ -311,16 +311,17 @@ def _apply_history(
     history = ident(TARGET_SCHEMA, table.name + HISTORY_SUFFIX)
     start, end = ident(table.partition_column), ident(VALID_TO)
     matched = _on("h", "c", key)
-    # Every changed key (an insert too: its row may have been deleted from the table by
-    # hand, its version left open): a version opened by an earlier run of this same day is
-    # replaced, not closed at once; any other open version is closed at the day.
+    # For every changed key (an insert too: its row may have been deleted from the table by
+    # hand, its version left open): the history from the day on is what the MES says now.
+    # Versions starting on or after the day are replaced (a rerun of the day; an older day
+    # merged from a newer snapshot), a version running past the day ends at it.
     cursor.execute(
-        f"delete from {history} h using {changes} c "
-        f"where {matched} and h.{end} is null and h.{start} = $1",
+        f"delete from {history} h using {changes} c where {matched} and h.{start} >= $1",
         parameters=(day,),
     )
     cursor.execute(
-        f"update {history} h set {end} = $1 from {changes} c where {matched} and h.{end} is null",
+        f"update {history} h set {end} = $1 from {changes} c "
+        f"where {matched} and h.{start} < $1 and (h.{end} is null or h.{end} > $1)",
         parameters=(day,),
     )
     columns = ", ".join(ident(c) for c in names)
