@@ -277,3 +277,31 @@ def test_a_row_deleted_from_the_table_by_hand_comes_back_and_its_history_stays_w
         *key,
     )
     assert len(open_versions) == 1
+
+
+def test_an_older_day_read_again_rewrites_the_history_from_that_day(plant) -> None:
+    """The MES changes a route step that already has two versions (day 1, then day 2), and
+    day 1 is run again: its snapshot is read now, the newest, so it is merged. The history
+    from day 1 on is what the MES says now: one open version from day 1, no version left
+    that starts later or ends before it starts."""
+    (step,) = fetch(
+        plant["target"],
+        "select route_id, step_seq from aps_dim_route_step_history "
+        "group by route_id, step_seq having count(*) >= 2 order by 1, 2 limit 1",
+    )
+    key = (step["route_id"], step["step_seq"])
+    execute(
+        plant["source"],
+        f"update route_step set std_cycle_min = std_cycle_min + 0.5 "
+        f"where route_id = '{key[0]}' and step_seq = {key[1]}",
+    )
+    run(plant, D1)
+    assert merges(plant, D1)["aps_dim_route_step"] == (0, 1, 0)
+    assert_dims_are_the_source(plant)
+    versions = fetch(
+        plant["target"],
+        "select valid_from, valid_to from aps_dim_route_step_history "
+        "where route_id = $1 and step_seq = $2 order by valid_from",
+        *key,
+    )
+    assert versions == [{"valid_from": START, "valid_to": None}]
