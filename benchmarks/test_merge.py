@@ -33,7 +33,7 @@ import pytest
 
 from aps_etl.lib.warehouse import merge, stages, target
 from aps_etl.lib.warehouse.target import STAGE_SCHEMA, TARGET_SCHEMA, ident
-from benchmarks import harness
+from benchmarks import data, harness
 from benchmarks.conftest import Bench
 from benchmarks.machine import load_average
 
@@ -78,24 +78,13 @@ VALUES = (
 )
 
 
-def _exec(uri: str, *statements: str) -> list[tuple]:
-    with adbc.connect(uri) as conn, conn.cursor() as cur:
-        out: list[tuple] = []
-        for sql in statements:
-            cur.execute(sql)
-            if cur.description:
-                out = cur.fetchall()
-        conn.commit()
-        return out
-
-
 def _reset(uri: str, rows: int) -> None:
     """The target at version 1 (as merged on DAY1), the day's snapshot beside it."""
     dim, columns = ident(TARGET_SCHEMA, DIM.name), ", ".join(ident(c.name) for c in DIM.columns)
     with adbc.connect(uri) as conn:
         target.ensure_target(conn, DIM, merge.target_tables(DIM))
     changed = max(1, rows // 100)
-    _exec(
+    data._execute(
         uri,
         f"truncate {dim}",
         f"insert into {dim} ({columns}, updated_at) "
@@ -112,9 +101,8 @@ def _reset(uri: str, rows: int) -> None:
         f"create table {ident(STAGE_SCHEMA, TRINO_TARGET)} as select * from {dim}",
         f"alter table {ident(STAGE_SCHEMA, TRINO_TARGET)} add primary key (id)",
     )
-    with adbc.connect(uri, autocommit=True) as conn, conn.cursor() as cur:
-        for table in (dim, ident(STAGE_SCHEMA, SOURCE), ident(STAGE_SCHEMA, TRINO_TARGET)):
-            cur.execute(f"vacuum analyze {table}")
+    tables = (dim, ident(STAGE_SCHEMA, SOURCE), ident(STAGE_SCHEMA, TRINO_TARGET))
+    data._execute(uri, *(f"vacuum analyze {t}" for t in tables), autocommit=True)
 
 
 def _trino(bench: Bench, *, fill: bool = True) -> Any:
@@ -218,7 +206,7 @@ def _replace(bench: Bench, uri: str) -> dict[str, Any]:
     _fill(bench, stage)
     columns = ", ".join(ident(c.name) for c in DIM.columns)
     dim = ident(TARGET_SCHEMA, DIM.name)
-    _exec(
+    data._execute(
         uri,
         f"delete from {dim}",
         f"insert into {dim} ({columns}, updated_at) select {columns}, now() "
@@ -264,7 +252,7 @@ def test_merging_a_dimension_with_one_percent_changed(bench: Bench, way: str, be
         m.error = str(exc)[:500]
         raise
     finally:
-        _exec(
+        data._execute(
             uri,
             *(
                 f"drop table if exists {ident(schema, name)}"
