@@ -44,10 +44,17 @@ PROJECT = f"aps-etl-test-{os.getpid()}"
 DAY = "2026-11-20"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """Distinct free ports: every socket stays bound until all are picked, because the
+    kernel hands a just-closed port out again (CI saw the web port equal another's)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _docker(*args: str, check: bool = True, timeout: float = 600) -> str:
@@ -115,11 +122,10 @@ def deployment(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "APS_TRINO_S3_SECRET_KEY": secrets.token_urlsafe(24),
         "APS_TRINO_PASSWORD": secrets.token_urlsafe(18),
         "APS_TRINO_SHARED_SECRET_KEY": secrets.token_urlsafe(32),
-        "APS_COMPOSE_PG_PORT": str(_free_port()),
-        "APS_COMPOSE_MINIO_PORT": str(_free_port()),
-        "APS_COMPOSE_TRINO_PORT": str(_free_port()),
-        "APS_COMPOSE_WEB_PORT": str(_free_port()),
     }
+    ports = _free_ports(4)
+    for name, port in zip(("PG", "MINIO", "TRINO", "WEB"), ports, strict=True):
+        env[f"APS_COMPOSE_{name}_PORT"] = str(port)
     folder = tmp_path_factory.mktemp("compose")
     env_file = folder / "compose.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
