@@ -333,5 +333,7 @@ def _merge_lines(results: dict[str, Any]) -> list[str]:
             continue
         median = rounds[(len(rounds) - 1) // 2]
         changed = ", ".join(f"{k} {v:,}" for k, v in median["result"].items()) or "all rows"
-        lines.append(f"| {m['tool']} | {_rows(m['rows'])} | {_s(median['wall_s'])} | {changed} |")
+        _, marker, settings = m["label"].partition(" (Trino writes: ")
+        way = f"{m['tool']} ({settings}" if marker else m["tool"]
+        lines.append(f"| {way} | {_rows(m['rows'])} | {_s(median['wall_s'])} | {changed} |")
     return lines

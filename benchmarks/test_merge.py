@@ -24,6 +24,7 @@ changed. docs/loading.md reads them.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -111,10 +112,21 @@ def _trino(bench: Bench, *, fill: bool = True) -> Any:
     ("Output table handle's pageSinkIdColumn is empty"): it gets the batch size only."""
     from aps_etl.env.stack import trino_connect
 
-    properties = {"aps.write_batch_size": "10000", "task_min_writer_count": "4"}
+    # the loader's knobs (aps_etl.env.settings), for benchmarks/results/trino_write/'s tries
+    properties = {
+        "aps.write_batch_size": os.environ.get("APS_LOAD_BATCH_SIZE", "10000"),
+        "task_min_writer_count": os.environ.get("APS_LOAD_WRITERS", "4"),
+    }
     if fill:
         properties["aps.non_transactional_insert"] = "true"
     return trino_connect(bench.stack.settings, session_properties=properties)
+
+
+def _write_settings() -> str:
+    return (
+        f"batch {os.environ.get('APS_LOAD_BATCH_SIZE', '10000')}, "
+        f"{os.environ.get('APS_LOAD_WRITERS', '4')} writers"
+    )
 
 
 def _fill(bench: Bench, stage: str) -> None:
@@ -226,7 +238,7 @@ def test_merging_a_dimension_with_one_percent_changed(bench: Bench, way: str, be
     uri = bench.stack.target_uri()
     m = harness.Measurement(
         key=f"merge/{way}", kind="merge", tool=way,
-        label=f"a {rows:,}-row dimension, 1% changed: {way}",
+        label=f"a {rows:,}-row dimension, 1% changed: {way} (Trino writes: {_write_settings()})",
         dataset="merge", server="stack", rows=rows,
     )  # fmt: skip
     bench.measurements.append(m)

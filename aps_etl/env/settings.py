@@ -237,6 +237,7 @@ def resources_for(env: str | None = None) -> dict[str, Any]:
             lake=lake,
             trino=trino,
             batch_size=batch,
+            writers=int(os.environ.get("APS_LOAD_WRITERS", "4")),
             # how long a reload waits for readers (docs/reliability.md)
             lock_timeout_ms=int(os.environ.get("APS_SWAP_LOCK_TIMEOUT_MS", "2000")),
             swap_budget_s=float(os.environ.get("APS_SWAP_BUDGET_S", "120")),
