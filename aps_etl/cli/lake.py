@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from aps_etl.cli.params import env_option, environment, option, resolved
+from aps_etl.cli.params import Refused, env_option, environment, option, resolved
 
 
 @click.group(
@@ -29,12 +29,18 @@ def group() -> None:
 def history(env: str | None, job: str, table: str, partition_name: str, partition: str) -> int:
     """Every snapshot of one extract partition, oldest first."""
     from aps_etl.lib.lake import snapshots
-    from aps_etl.lib.lake.layout import LakeTable
+    from aps_etl.lib.lake.layout import LakeTable, check_partition_key
 
+    # Checked before anything is read: each becomes a segment of a lake path.
+    try:
+        lake_table = LakeTable("extract", job, table, partition_name=partition_name)
+    except ValueError as exc:
+        raise Refused(
+            f"--job/--table/--partition-name: {exc}: expected letters, digits, '_', '.', '-'"
+        ) from None
+    check_partition_key(partition_name, partition)  # PartitionKeyError: one line, exit 2
     lake = resolved(environment(env))["lake"]
-    found = snapshots.history(
-        lake, LakeTable("extract", job, table, partition_name=partition_name), partition
-    )
+    found = snapshots.history(lake, lake_table, partition)
     if not found:
         print(f"no snapshot of {job}/{table} for {partition} in {lake.root}")
         return 1

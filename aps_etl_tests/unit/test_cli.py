@@ -131,3 +131,29 @@ def test_run_keeps_a_source_seeded_earlier_unless_asked(
     out = capsys.readouterr().out
     assert "kept" in out and "partition 2026-11-21 succeeded" in out
     assert fetch(uri, count) == after
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--job", "bad/../x", "--table", "process_result", "2026-11-21"], "'bad/../x'"),
+        (["--job", "aps_input", "--table", "../etc", "2026-11-21"], "'../etc'"),
+        (["--job", "aps_input", "--table", "process_result", "2026-11-31"], "'2026-11-31'"),
+        (
+            ["--job", "aps_plan", "--table", "plan_production", "--partition-name", "run_id"]
+            + ["R 1/../x"],
+            "'R 1/../x'",
+        ),
+    ],
+)
+def test_lake_history_refuses_a_path_segment_by_name_before_reading(
+    argv: list[str],
+    named: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APS_LOCAL_HOME", str(tmp_path))
+    err = _refused(["lake", "history", *argv], capsys)
+    assert err.startswith("aps-etl lake: ") and named in err, err
+    assert not any(tmp_path.iterdir())  # no embedded database started, no lake touched
