@@ -32,10 +32,17 @@ from aps_etl.cli.params import (
 def command(env: str | None, days: int, until: dt.date | None, dry_run: bool) -> int:
     from aps_etl.defs.source_change_sensor import source_states
     from aps_etl.lib.business_days import business_days, last_complete_day
+    from aps_etl.lib.partitions import first_day
 
     env = use_environment(env)
     last = dt.date.fromisoformat(check_partition(until.isoformat())) if until else None
-    window = business_days(last or last_complete_day(), days)
+    # never before the plant's first business day (APS_FIRST_DAY): those days are no
+    # partitions, and running one would write a day the UI cannot show
+    window = [
+        d
+        for d in business_days(last or last_complete_day(), days)
+        if dt.date.fromisoformat(d) >= first_day()
+    ]
     found = resolved(env)
     source, lake, target = found["source"], found["lake"], found["target"]
     states = source_states(source, lake, target, window)

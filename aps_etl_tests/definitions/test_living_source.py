@@ -22,6 +22,7 @@ import pytest
 
 from aps_etl.cli.main import main as cli
 from aps_etl.definitions import build_defs
+from aps_etl.defs.alerts import AlertSettings
 from aps_etl.defs.extract import extract_table
 from aps_etl.defs.scenarios.aps_input.assets import DAILY_SPECS
 from aps_etl.defs.source_change_sensor import build_source_change_sensor
@@ -127,7 +128,12 @@ def tick(plant: dict) -> list[dg.RunRequest]:
     res = plant["resources"]
     with dg.build_sensor_context(
         instance=plant["instance"],
-        resources={"source": res["source"], "lake": res["lake"], "loader": res["loader"]},
+        resources={
+            "source": res["source"],
+            "lake": res["lake"],
+            "loader": res["loader"],
+            "alert_settings": AlertSettings(),
+        },
         definitions=defs,
     ) as context:
         out = sensor(context)
@@ -359,6 +365,17 @@ def test_reconcile_brings_changed_days_back(plant, living, capsys) -> None:
         after = snapshots.history(lake_of(plant), extract_table_named("process_result"), day)
         assert [s.uri for s in after[:-1]] == [s.uri for s in before[day]]
         assert len(after) == len(before[day]) + 1
+
+
+def test_reconcile_never_reaches_before_the_first_business_day(plant, capsys, monkeypatch) -> None:
+    """--days 7 from the last day, with the plant's history starting two days before it:
+    only the days from APS_FIRST_DAY on are compared (and would be run)."""
+    monkeypatch.setenv("APS_FIRST_DAY", DAYS[-3])
+    args = ["reconcile", "--env", plant["kind"], "--until", DAYS[-1], "--days", "7"]
+    cli([*args, "--dry-run"])
+    out = capsys.readouterr().out
+    assert f", {DAYS[-3]}..{DAYS[-1]}\n" in out, out
+    assert all(f"  {day}  " not in out for day in DAYS[:-3]), out
 
 
 def test_a_forced_full_snapshot_run_takes_every_table_again(plant, living) -> None:
