@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
+from aps_etl.env.transport import plaintext_settings
+
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: a restart policy will not make it go away
 
 # Every Dagster process loads the instance: its storage, and the compute logs' bucket.
@@ -153,6 +155,9 @@ def check_settings(command: Sequence[str], env: Mapping[str, str]) -> str:
     if missing:
         names = ", ".join(m.replace("|", " or ") for m in missing)
         raise StartRefused(f"the {role} container needs {names}: not set")
+    found = plaintext_settings(env) if aps_env == "prod" else []
+    if found:
+        raise StartRefused("APS_ENV=prod refuses unencrypted connections: " + "; ".join(found))
     for name in ("APS_DAGSTER_PG_SSLROOTCERT",):
         path = env.get(name)
         if path and not Path(path).is_file():

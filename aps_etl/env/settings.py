@@ -18,6 +18,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from aps_etl.env.embedded import SOURCE_DB, TARGET_DB, local_home
+from aps_etl.env.transport import refuse_plaintext_in_prod
 from aps_etl.lib.errors import ConfigurationError
 from aps_etl.lib.lake import LakeIOManagerFactory, LakeResource
 from aps_etl.lib.postgres import PostgresConnection
@@ -209,6 +210,8 @@ def resources_for(env: str | None = None) -> dict[str, Any]:
             from aps_etl.env.stack import export_stack_env
 
             export_stack_env()
+        else:  # prod: nothing crosses the network in the clear (env/transport.py)
+            refuse_plaintext_in_prod({**os.environ, "APS_ENV": "prod"})
         lake = LakeResource(
             # APS_LAKE_ROOT may add a prefix inside the bucket (tests use their own).
             root=os.environ.get("APS_LAKE_ROOT") or "s3://" + _required("APS_S3_BUCKET"),

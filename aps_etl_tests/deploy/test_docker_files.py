@@ -179,3 +179,23 @@ def test_deploy_writes_a_private_settings_file_with_fresh_secrets(tmp_path: Path
         capture_output=True,
     )
     assert env_file.read_text() == kept
+
+
+@pytest.mark.tools
+def test_compose_hands_the_alert_settings_to_the_code_location_and_limits_memory(
+    tmp_path: Path,
+) -> None:
+    """Alerts run as sensors in the code location: its environment gets infra/.env's
+    APS_ALERT_*; every long-running container has a memory limit."""
+    env_file = _filled_env(tmp_path)
+    with env_file.open("a") as out:
+        out.write("APS_ALERT_SLACK_TOKEN=xoxb-from-env\nAPS_ALERT_SLACK_CHANNEL=#aps\n")
+    result = _compose_config(env_file)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    environment = services["code-location"]["environment"]
+    assert environment["APS_ALERT_SLACK_TOKEN"] == "xoxb-from-env"
+    assert environment["APS_ALERT_SLACK_CHANNEL"] == "#aps"
+    assert "APS_ALERT_SLACK_TOKEN" not in services["webserver"]["environment"]
+    for name, service in services.items():
+        assert service.get("mem_limit"), f"{name} has no memory limit"

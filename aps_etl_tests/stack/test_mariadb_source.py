@@ -211,6 +211,15 @@ def test_the_reader_reads_only(stack_settings: dict[str, str]) -> None:
                     reader.execute(statement)
 
 
+def test_the_readers_statements_are_bounded(stack_settings: dict[str, str]) -> None:
+    with connect(target(stack_settings, "reader")) as reader:
+        (row,) = query(reader, "SELECT @@max_statement_time")
+    assert float(row[0]) == 1800  # infra/dev_stack/config.py READER_STATEMENT_TIMEOUT_S
+    with connect(target(stack_settings, "owner")) as owner:
+        (row,) = query(owner, "SELECT @@max_statement_time")
+    assert float(row[0]) == 0  # the seeder's bulk loads are not bounded
+
+
 def test_tls_is_required_and_a_wrong_password_is_named(stack_settings: dict[str, str]) -> None:
     reader = target(stack_settings, "reader")
     plain = MariaDBTarget(**{**reader.__dict__, "sslrootcert": None})

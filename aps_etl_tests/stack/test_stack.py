@@ -134,6 +134,20 @@ def test_mes_reader_can_read_but_not_write(settings: dict[str, str]) -> None:
         owner.close()
 
 
+def test_mes_reader_sessions_are_bounded_whoever_connects(settings: dict[str, str]) -> None:
+    """The reader role carries the bounds (infra/dev_stack/config.py), so a planner's
+    tool connecting as the reader cannot hold the MES either."""
+    reader = psycopg2.connect(postgres_uri(settings, "mes", "mes_reader"))
+    try:
+        with reader.cursor() as cur:
+            cur.execute("SHOW statement_timeout")
+            assert cur.fetchone() == ("30min",)
+            cur.execute("SHOW idle_in_transaction_session_timeout")
+            assert cur.fetchone() == ("5min",)
+    finally:
+        reader.close()
+
+
 def test_aps_loader_cannot_touch_mes_and_mes_roles_cannot_touch_aps(
     settings: dict[str, str],
 ) -> None:

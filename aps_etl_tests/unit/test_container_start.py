@@ -28,7 +28,11 @@ STORAGE = {
     "APS_S3_ENDPOINT": "http://minio:9000",
     "APS_S3_REGION": "us-east-1",
     "APS_S3_BUCKET": "data-lake",
+    "APS_S3_ALLOW_HTTP": "true",
+    "APS_DAGSTER_PG_SSLMODE": "require",
 }
+# prod refuses a plain-text database connection (aps_etl/env/transport.py)
+TLS = {"APS_PG_SSLMODE": "require", "APS_DAGSTER_PG_SSLMODE": "verify-full"}
 
 
 @pytest.mark.parametrize(
@@ -65,7 +69,7 @@ def test_each_missing_setting_is_named(role: str) -> None:
         "run": ["dagster", "api", "execute_run"],
         "code-server": ["dagster", "code-server", "start"],
     }[role]
-    full = {n.split("|")[0]: "x" for n in role_needs(role, {})} | {"APS_ENV": "prod"}
+    full = {n.split("|")[0]: "x" for n in role_needs(role, {})} | {"APS_ENV": "prod"} | TLS
     assert check_settings(command, full) == role
     for name in role_needs(role, {}):
         first = name.split("|")[0]
@@ -80,7 +84,7 @@ def test_a_mariadb_source_needs_its_own_settings_not_postgresqls() -> None:
     env = {"APS_ENV": "prod", "APS_SOURCE_ENGINE": "mariadb"}
     needs = role_needs("run", env)
     assert "APS_SOURCE_PASSWORD" in needs and "APS_MES_READER_PASSWORD" not in needs
-    full = {n.split("|")[0]: "x" for n in needs} | env
+    full = {n.split("|")[0]: "x" for n in needs} | env | TLS
     assert check_settings(command, full) == "run"
     with pytest.raises(StartRefused, match="needs APS_SOURCE_HOST"):
         check_settings(command, {k: v for k, v in full.items() if k != "APS_SOURCE_HOST"})
@@ -90,6 +94,7 @@ def test_a_mariadb_source_needs_its_own_settings_not_postgresqls() -> None:
 def test_the_shared_host_stands_in_for_the_source_and_target_hosts() -> None:
     needs = [n for n in role_needs("run", {}) if "|" not in n]
     env = {n: "x" for n in needs} | {"APS_ENV": "prod", "APS_PG_HOST": "pg", "APS_PG_PORT": "1"}
+    env |= TLS
     assert check_settings(["dagster", "api", "execute_run"], env) == "run"
 
 

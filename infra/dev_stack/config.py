@@ -236,6 +236,13 @@ APS_LOADER = Role("aps_loader", "APS_APS_LOADER_USER", "APS_APS_LOADER_PASSWORD"
 DAGSTER = Role("dagster", "APS_DAGSTER_PG_USER", "APS_DAGSTER_PG_PASSWORD")
 ROLES = (MES_OWNER, MES_READER, APS_LOADER, DAGSTER)
 
+# What one read of the MES may cost it: the longest statement the pipeline runs there (a
+# 10M-row day's extract takes about 20 s on 2 cores), and how long a session may hold a
+# transaction open doing nothing (holding back the MES's vacuum). The reader role carries
+# them, so they bind whatever connects as the reader, not only this code.
+READER_STATEMENT_TIMEOUT_S = 1800
+READER_IDLE_IN_TRANSACTION_S = 300
+
 
 @dataclass(frozen=True)
 class Generated:
@@ -285,6 +292,9 @@ def postgres_setup() -> list[tuple[str, list[Statement]]]:
         f"GRANT CONNECT, TEMPORARY ON DATABASE {MES_DB} TO {{mes_owner}}",
         f"GRANT CONNECT ON DATABASE {MES_DB} TO {{mes_reader}}",
         "ALTER ROLE {mes_reader} SET default_transaction_read_only = on",
+        f"ALTER ROLE {{mes_reader}} SET statement_timeout = '{READER_STATEMENT_TIMEOUT_S}s'",
+        "ALTER ROLE {mes_reader} SET idle_in_transaction_session_timeout = "
+        f"'{READER_IDLE_IN_TRANSACTION_S}s'",
         f"ALTER ROLE {{mes_owner}} IN DATABASE {MES_DB} SET search_path = mes, public",
         f"ALTER ROLE {{mes_reader}} IN DATABASE {MES_DB} SET search_path = mes, public",
     ]

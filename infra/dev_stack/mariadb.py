@@ -33,7 +33,7 @@ from .common import (
     wait_until,
     write_private,
 )
-from .config import MES_DB, MES_OWNER, MES_READER
+from .config import MES_DB, MES_OWNER, MES_READER, READER_STATEMENT_TIMEOUT_S
 from .state import Stack, server_certificate
 
 MARIADBD = Path("/usr/sbin/mariadbd")
@@ -205,15 +205,19 @@ require-secure-transport = ON
             f"CREATE DATABASE IF NOT EXISTS {MES_DB} CHARACTER SET {CHARSET} COLLATE {COLLATION};",
             f"ALTER DATABASE {MES_DB} CHARACTER SET {CHARSET} COLLATE {COLLATION};",
         ]
-        for role, password_var, privileges in (
-            (MES_OWNER, "APS_MARIADB_OWNER_PASSWORD", "ALL PRIVILEGES"),
-            (MES_READER, "APS_MARIADB_READER_PASSWORD", "SELECT, SHOW VIEW"),
-        ):
+        for role, password_var, privileges, limit in (
+            (MES_OWNER, "APS_MARIADB_OWNER_PASSWORD", "ALL PRIVILEGES", 0),
+            # the reader's statements bounded as on PostgreSQL (config.py); MariaDB has no
+            # per-user limit on an idle transaction
+            (MES_READER, "APS_MARIADB_READER_PASSWORD", "SELECT, SHOW VIEW",
+             READER_STATEMENT_TIMEOUT_S),
+        ):  # fmt: skip
             account = f"{sql_literal(role.name)}@{sql_literal(HOST)}"
             password = sql_literal(env[password_var])
             script += [
                 f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {password} REQUIRE SSL;",
-                f"ALTER USER {account} IDENTIFIED BY {password} REQUIRE SSL;",
+                f"ALTER USER {account} IDENTIFIED BY {password} REQUIRE SSL "
+                f"WITH MAX_STATEMENT_TIME {limit};",
                 # Exactly these rights, also when someone granted more by hand.
                 f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {account};",
                 f"GRANT {privileges} ON {MES_DB}.* TO {account};",

@@ -35,6 +35,8 @@ REVOKE ALL ON DATABASE dagster FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE mes TO :"mes_owner";
 GRANT CONNECT ON DATABASE mes TO :"mes_reader";
 ALTER ROLE :"mes_reader" SET default_transaction_read_only = on;
+ALTER ROLE :"mes_reader" SET statement_timeout = '1800s';
+ALTER ROLE :"mes_reader" SET idle_in_transaction_session_timeout = '300s';
 ALTER ROLE :"mes_owner" IN DATABASE mes SET search_path = mes, public;
 ALTER ROLE :"mes_reader" IN DATABASE mes SET search_path = mes, public;
 \connect mes
