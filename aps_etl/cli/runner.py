@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import threading
 import time
@@ -249,6 +250,16 @@ def print_report(
             if event.is_step_failure:
                 error = event.step_failure_data.error
                 print(f"  step {event.step_key} failed: {error.message.strip() if error else ''}")
+            elif event.event_type_value == "RESOURCE_INIT_FAILURE":
+                # e.g. the day's run lock held by another run (lib/run_lock.py): the cause
+                # at the bottom of Dagster's "Error executing resource_fn" chain
+                error = getattr(event.event_specific_data, "error", None)
+                while error is not None and error.cause is not None:
+                    error = error.cause
+                cause = error.message.strip() if error else "see the run's events"
+                head, sep, rest = cause.partition(": ")  # "module.ErrorClass: what"
+                cause = rest if sep and re.fullmatch(r"[\w.]+", head) else cause
+                print(f"  the run did not start: {cause}")
 
 
 def target_rows(partition_key: str) -> dict[str, int]:

@@ -22,6 +22,7 @@ from aps_etl.env.transport import refuse_plaintext_in_prod
 from aps_etl.lib.errors import ConfigurationError
 from aps_etl.lib.lake import LakeIOManagerFactory, LakeResource
 from aps_etl.lib.postgres import PostgresConnection
+from aps_etl.lib.run_lock import RunLock
 from aps_etl.lib.sources.database import SourceDatabase
 from aps_etl.lib.warehouse.loaders import TargetLoader
 from aps_etl.lib.warehouse.trino import TrinoResource
@@ -233,7 +234,7 @@ def resources_for(env: str | None = None) -> dict[str, Any]:
         # The plan-vs-actual joins run in an in-process DuckDB reading the lake in place.
         "duckdb": DuckDBResource(database=":memory:"),
         "lake": lake,
-        "io_manager": LakeIOManagerFactory(lake=lake),
+        "io_manager": LakeIOManagerFactory(lake=lake, run_lock=RunLock(target=target)),
         "source": source,
         "loader": TargetLoader(
             target=target,

@@ -93,12 +93,17 @@ class PostgresConnection(dg.ConfigurableResource):
         tls = f" (sslmode={self.sslmode})" if self.sslmode else ""
         return f"PostgreSQL database {self.database!r} at {self.host}:{self.port}{tls}"
 
-    def open(self) -> Any:
-        """A new ADBC connection; errors name the database, never the credentials."""
+    def open(self, application_name: str | None = None, autocommit: bool = False) -> Any:
+        """A new ADBC connection; errors name the database, never the credentials.
+        `application_name` is what pg_stat_activity shows of the session."""
         import adbc_driver_postgresql.dbapi as adbc
 
+        uri = self.uri()
+        if application_name:
+            sep = "&" if "?" in uri else "?"
+            uri += f"{sep}application_name={quote(application_name[:63], safe='')}"
         try:
-            return adbc.connect(self.uri())
+            return adbc.connect(uri, autocommit=autocommit)
         except Exception as exc:  # the driver's message may echo the URI: never re-raise it
             message = redact(str(exc), [self.password])
             # A refused or lost connection may heal; wrong credentials or a missing

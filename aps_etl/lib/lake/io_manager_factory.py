@@ -12,12 +12,16 @@ from typing import Any
 import dagster as dg
 
 from aps_etl.lib.lake.storage import LakeResource
+from aps_etl.lib.run_lock import RunLock
 
 
 class LakeIOManagerFactory(dg.ConfigurableIOManagerFactory):
     """Polars frames as Hive-partitioned Parquet in the lake (LakeIOManager)."""
 
     lake: LakeResource
+    # One run per (job, partition) at a time: held from the run's set-up to its end
+    # (lib/run_lock.py). Every step writes through this factory, so every run takes it.
+    run_lock: RunLock | None = None
 
     def create_io_manager(self, context: dg.InitResourceContext) -> Any:
         from aps_etl.lib.lake.io_manager import LakeIOManager
