@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from aps_etl.env.stack import REPO_ROOT as REPO
 
 if str(REPO / "infra") not in sys.path:
@@ -95,3 +97,26 @@ def test_the_postgres_statements_render_for_each_target() -> None:
             compose = config.render_statement(text, compose=True)
             assert "{" not in dev and ":'" not in dev and ':"' not in dev, (database, dev)
             assert "%(" not in compose and "{" not in compose, (database, compose)
+
+
+def test_trino_runs_on_the_newest_lts_jdk(tmp_path) -> None:
+    """Not the oldest JDK that starts Trino: the newest long-term-support one (security
+    updates), a newer short-term one only when no LTS >= 24 is there."""
+    from dev_stack.trino_install import StackError, java_home
+
+    def jdk(name: str, version: str) -> None:
+        home = tmp_path / name
+        (home / "bin").mkdir(parents=True)
+        (home / "bin" / "java").write_text("")
+        (home / "release").write_text(f'JAVA_VERSION="{version}"\n')
+
+    with pytest.raises(StackError, match="needs a JDK >= 24"):
+        java_home(tmp_path)
+    jdk("openjdk-17", "17.0.12")
+    jdk("temurin-24", "24.0.2")
+    assert java_home(tmp_path).name == "temurin-24"  # the only one Trino 476 starts on
+    jdk("temurin-26", "26.0.1")
+    jdk("temurin-25", "25.0.1")
+    assert java_home(tmp_path).name == "temurin-25"  # LTS over a newer short-term release
+    jdk("temurin-29", "29")
+    assert java_home(tmp_path).name == "temurin-29"

@@ -24,20 +24,28 @@ TRINO_PLUGINS = ("hive", "postgresql", "mariadb", "geospatial", "password-authen
 TRINO_MIN_JAVA = 24
 
 
-def java_home() -> Path:
-    """The oldest JDK >= 24 under /usr/lib/jvm (Trino 476 is tested on 24)."""
-    found: list[tuple[int, Path]] = []
-    for release in Path("/usr/lib/jvm").glob("*/release"):
+def is_lts(feature: int) -> bool:
+    """Java's long-term-support releases: 21, 25, then every fourth (two years)."""
+    return feature >= 21 and (feature - 21) % 4 == 0
+
+
+def java_home(root: Path = Path("/usr/lib/jvm")) -> Path:
+    """The JDK Trino runs on (here and in the compose image): the newest long-term-support
+    JDK >= 24 under `root` (Trino 476 needs 24; 25 is the LTS that gets updates), else the
+    newest JDK >= 24."""
+    found: list[tuple[bool, int, Path]] = []
+    for release in root.glob("*/release"):
         match = re.search(r'^JAVA_VERSION="(\d+)', release.read_text(), re.M)
         home = release.parent
         if match and int(match[1]) >= TRINO_MIN_JAVA and (home / "bin/java").exists():
-            found.append((int(match[1]), home))
+            feature = int(match[1])
+            found.append((is_lts(feature), feature, home))
     if not found:
         raise StackError(
-            f"trino: Trino {TRINO_VERSION} needs a JDK >= {TRINO_MIN_JAVA} under /usr/lib/jvm "
-            "(e.g. Temurin 24/25); none found"
+            f"trino: Trino {TRINO_VERSION} needs a JDK >= {TRINO_MIN_JAVA} under {root} "
+            "(e.g. Temurin 25); none found"
         )
-    return min(found)[1]
+    return max(found)[2]
 
 
 def install(cache: Path) -> Path:
