@@ -127,9 +127,24 @@ def command(
     if timeout is not None or url:
         raise Refused(f"--{'timeout' if timeout is not None else 'url'} applies to --policy "
                       "(a Dagster backfill)")  # fmt: skip
+    import dagster as dg
+
+    from aps_etl.lib.partitions import DAILY, chunks, single_run_max_days
+
+    days = DAILY.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+    parts = chunks(list(days), single_run_max_days())
     instance = runner.dagster_instance()
-    started = time.perf_counter()
-    print(f"job aps_daily for {start}...{end} in one run: steps as they finish")
-    result = runner.run_job(start, instance, last_partition=end, progress=print)
-    runner.print_report(result, instance, f"{start}...{end}", time.perf_counter() - started)
-    return 0 if result.success else 1
+    for number, part in enumerate(parts, 1):
+        first, last = part[0], part[-1]
+        of = f" (run {number} of {len(parts)}: at most {len(parts[0])} days a run, " \
+            "APS_SINGLE_RUN_MAX_DAYS)" if len(parts) > 1 else ""  # fmt: skip
+        started = time.perf_counter()
+        print(f"job aps_daily for {first}...{last} in one run{of}: steps as they finish")
+        result = runner.run_job(first, instance, last_partition=last, progress=print)
+        runner.print_report(result, instance, f"{first}...{last}", time.perf_counter() - started)
+        if not result.success:
+            # later days wait: the master dimensions merge forward, day after day
+            if number < len(parts):
+                print(f"stopped: {parts[number][0]}...{parts[-1][-1]} not run")
+            return 1
+    return 0

@@ -44,7 +44,7 @@ def dagster_backfill(start: str, end: str, timeout_s: float | None, url: str | N
     policy = configured_backfill_policy()  # refused by name before anything starts
     days = backfills.daily_partitions(start, end)
     per_run = policy.max_partitions_per_run or len(days)
-    how = f"runs of at most {per_run} day(s)" if policy.max_partitions_per_run else "one run"
+    how = "one run" if per_run >= len(days) else f"runs of at most {per_run} day(s)"
     expected = math.ceil(len(days) / per_run)
     title = f"aps_daily {start}...{end}"
     if url:

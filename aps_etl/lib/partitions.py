@@ -41,6 +41,12 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`")
 
 BACKFILL_POLICY_VARIABLE = "APS_BACKFILL_POLICY"
 MAX_PARTITIONS_VARIABLE = "APS_BACKFILL_MAX_PARTITIONS_PER_RUN"
+# The most days one run takes with single_run: a single run holds each day's frames at
+# once, so a range of years in one run would hold years of rows. A longer range is split
+# into runs of at most this many days, one after another (the in-process CLI) or side by
+# side (the daemon's backfill, up to the queue's limits).
+SINGLE_RUN_MAX_DAYS_VARIABLE = "APS_SINGLE_RUN_MAX_DAYS"
+DEFAULT_SINGLE_RUN_MAX_DAYS = 31
 BACKFILL_POLICIES = ("single_run", "multi_run")
 
 
@@ -52,7 +58,9 @@ def configured_backfill_policy() -> dg.BackfillPolicy:
     """How a backfill of daily partitions is split into runs, from the deployment's
     settings (read when the definitions load):
 
-    - APS_BACKFILL_POLICY=single_run (default): the whole range in one run;
+    - APS_BACKFILL_POLICY=single_run (default): the whole range in one run, up to
+      APS_SINGLE_RUN_MAX_DAYS days (default 31); a longer range in runs of that many days
+      (Dagster's multi_run policy with that count: a range within the cap is one run);
     - APS_BACKFILL_POLICY=multi_run: runs of at most APS_BACKFILL_MAX_PARTITIONS_PER_RUN
       days (default 1), which the queue runs side by side (dagster.yaml's run_coordinator).
     """
@@ -69,7 +77,7 @@ def configured_backfill_policy() -> dg.BackfillPolicy:
                 f"{MAX_PARTITIONS_VARIABLE}={count!r} applies to "
                 f"{BACKFILL_POLICY_VARIABLE}=multi_run only (it is {raw!r})"
             )
-        return dg.BackfillPolicy.single_run()
+        return dg.BackfillPolicy.multi_run(single_run_max_days())
     try:
         per_run = int(count or "1")
     except ValueError:
@@ -79,6 +87,25 @@ def configured_backfill_policy() -> dg.BackfillPolicy:
             f"{MAX_PARTITIONS_VARIABLE}={count!r}: a whole number of days of at least 1"
         )
     return dg.BackfillPolicy.multi_run(per_run)
+
+
+def single_run_max_days() -> int:
+    """APS_SINGLE_RUN_MAX_DAYS, checked: the most days one run takes."""
+    raw = os.environ.get(SINGLE_RUN_MAX_DAYS_VARIABLE, "").strip()
+    try:
+        days = int(raw or DEFAULT_SINGLE_RUN_MAX_DAYS)
+    except ValueError:
+        days = 0
+    if days < 1:
+        raise BackfillPolicyError(
+            f"{SINGLE_RUN_MAX_DAYS_VARIABLE}={raw!r}: a whole number of days of at least 1"
+        )
+    return days
+
+
+def chunks(days: list[str], size: int) -> list[list[str]]:
+    """`days` in consecutive runs of at most `size` days."""
+    return [days[i : i + size] for i in range(0, len(days), size)]
 
 
 def backfill_policy(partitions_def: dg.PartitionsDefinition) -> dg.BackfillPolicy | None:

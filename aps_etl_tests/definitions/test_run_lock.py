@@ -1,7 +1,8 @@
-"""One run per (job, day) at a time, whatever started it (aps_etl/lib/run_lock.py): a run
-of a day another run holds does not start, says which run holds it, and writes nothing;
-the lock goes with the holder's process, killed or not. On the embedded default, with the
-CLI's own in-process runs, which the run queue never sees."""
+"""Bounds on what one run takes, on the embedded default with the CLI's own in-process
+runs, which the run queue never sees: one run per day at a time, whatever started it
+(aps_etl/lib/run_lock.py; a run of a day another run holds does not start, says which run
+holds it, and writes nothing; the lock goes with the holder's process, killed or not), and
+at most APS_SINGLE_RUN_MAX_DAYS days a run."""
 
 from __future__ import annotations
 
@@ -122,3 +123,19 @@ def test_the_lock_is_the_partitions_whatever_job_runs_it() -> None:
     assert lock_name("aps_plan_snapshot", "APS-20261121-0524") != lock_name(
         "aps_daily", "2026-11-21"
     )
+
+
+def test_a_range_longer_than_the_cap_runs_in_runs_of_at_most_that_many_days(
+    plant, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("APS_SINGLE_RUN_MAX_DAYS", "1")
+    before = _loads(plant)
+    assert cli(["backfill", "--from", DAYS[0], "--to", DAYS[1]]) == 0
+    out = capsys.readouterr().out
+    for number, day in enumerate(DAYS, 1):
+        assert f"job aps_daily for {day}...{day} in one run (run {number} of 2:" in out, out
+    assert out.count("succeeded in") == 2, out
+    assert _loads(plant) > before
+    monkeypatch.setenv("APS_SINGLE_RUN_MAX_DAYS", "a month")
+    assert cli(["backfill", "--from", DAYS[0], "--to", DAYS[1]]) == 2
+    assert "APS_SINGLE_RUN_MAX_DAYS='a month'" in capsys.readouterr().err

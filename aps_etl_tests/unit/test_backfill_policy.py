@@ -39,7 +39,11 @@ print(json.dumps(found))
 
 
 def _policies(**settings: str) -> dict[str, list]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APS_BACKFILL_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("APS_BACKFILL_", "APS_SINGLE_RUN_"))
+    }
     done = subprocess.run(
         [sys.executable, "-c", POLICIES],
         env={**env, "APS_ENV": "local", **settings},
@@ -59,12 +63,16 @@ def test_every_daily_asset_takes_the_configured_backfill_policy() -> None:
     assert len(daily) >= 20, multi  # extracts, transforms, gate and loads of every scenario
     assert default.keys() == multi.keys()
     for key in daily:
-        assert default[key][1:] == ["SINGLE_RUN", None], key
+        # single_run: a range in one run up to APS_SINGLE_RUN_MAX_DAYS (31), longer ranges
+        # in runs of that many days
+        assert default[key][1:] == ["MULTI_RUN", 31], key
         assert multi[key][1:] == ["MULTI_RUN", 3], key
     # plan runs (dynamic partitions) are one run per run_id whatever the setting
     for key, (kind, policy, _) in multi.items():
         if kind != "DailyPartitionsDefinition":
             assert policy is None, key
+    capped = _policies(APS_SINGLE_RUN_MAX_DAYS="5")
+    assert {tuple(capped[key][1:]) for key in daily} == {("MULTI_RUN", 5)}
     one = _policies(APS_BACKFILL_POLICY="multi-run")  # N defaults to 1
     assert {tuple(one[key][1:]) for key in daily} == {("MULTI_RUN", 1)}
 
@@ -82,6 +90,7 @@ def test_every_daily_asset_takes_the_configured_backfill_policy() -> None:
             "APS_BACKFILL_MAX_PARTITIONS_PER_RUN='two'",
         ),
         ({"APS_BACKFILL_MAX_PARTITIONS_PER_RUN": "5"}, "applies to APS_BACKFILL_POLICY=multi_run"),
+        ({"APS_SINGLE_RUN_MAX_DAYS": "0"}, "APS_SINGLE_RUN_MAX_DAYS='0'"),
     ],
 )
 def test_a_bad_backfill_setting_stops_the_definitions_by_name(
