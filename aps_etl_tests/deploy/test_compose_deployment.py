@@ -348,3 +348,60 @@ def test_image_runs_as_non_root_with_no_secret_in_its_layers(images: None) -> No
     assert not [e for e in config["Env"] if any(w in e for w in ("PASSWORD", "SECRET"))]
     history = _docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", "aps-etl:latest")
     assert "PASSWORD" not in history and "SECRET" not in history
+
+
+def test_postgres_applies_changed_passwords_at_restart_and_serves_without_them(
+    deployment: dict[str, Any],
+) -> None:
+    """Last of the deployment's tests: it recreates the database's container. A password
+    changed in infra/.env takes effect with the restart (the entry point applies the roles
+    and passwords at every start, not only the first), and the server process itself holds
+    no password in its environment."""
+    from aps_etl_tests.pipeline_harness import fetch
+
+    env, env_file = deployment["env"], deployment["env_file"]
+    container = _compose(env_file, "ps", "-q", "postgres").stdout.split()[0]
+    server_env = _docker("exec", container, "cat", "/proc/1/environ").split("\0")
+    assert not [e for e in server_env if "PASSWORD" in e], "the server holds a password"
+    assert any(e.startswith("PGDATA=") for e in server_env)  # it is the server's environment
+
+    old = dict(env)
+    env["APS_PG_SUPERUSER_PASSWORD"] = secrets.token_urlsafe(18)
+    env["APS_MES_OWNER_PASSWORD"] = secrets.token_urlsafe(18)
+    text = env_file.read_text()
+    for name in ("APS_PG_SUPERUSER_PASSWORD", "APS_MES_OWNER_PASSWORD"):
+        text = text.replace(f"{name}={old[name]}\n", f"{name}={env[name]}\n")
+    env_file.write_text(text)
+    # as infra/docker/deploy runs compose: its TLS folder and the project's network by name
+    command = [
+        str(shutil.which("docker-compose")), "-p", PROJECT, "--env-file", str(env_file),
+        "-f", str(COMPOSE), "up", "-d", "--no-deps", "postgres",
+    ]  # fmt: skip
+    recreated = subprocess.run(
+        command,
+        env={
+            **os.environ,
+            "APS_COMPOSE_TLS_DIR": str(deployment["tls"]),
+            "APS_COMPOSE_PROJECT": PROJECT,
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert recreated.returncode == 0, recreated.stderr[-2000:]
+    deadline = time.monotonic() + 180
+    container = _compose(env_file, "ps", "-q", "postgres").stdout.split()[0]
+    health = ""
+    while time.monotonic() < deadline and health != "healthy":
+        time.sleep(2)
+        health = _docker("inspect", "-f", "{{.State.Health.Status}}", container).strip()
+    assert health == "healthy", _compose(env_file, "logs", "--tail", "30", "postgres").stdout
+
+    for user, var, database in (
+        ("postgres", "APS_PG_SUPERUSER_PASSWORD", "postgres"),
+        ("mes_owner", "APS_MES_OWNER_PASSWORD", "mes"),
+    ):
+        assert fetch(_uri(env, user, var, database) + "?sslmode=require", "select 1 as one")
+        with pytest.raises(Exception, match="password authentication failed"):
+            fetch(_uri(old, user, var, database) + "?sslmode=require", "select 1")
