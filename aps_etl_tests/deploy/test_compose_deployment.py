@@ -195,7 +195,11 @@ def test_daily_run_in_its_own_container_loads_the_contract(deployment: dict[str,
     # The run had a container of its own (DockerRunLauncher), not the code location's.
     containers = _docker("ps", "-a", "--filter", f"label=dagster/run_id={run_id}", "-q").split()
     assert len(containers) == 1, f"run {run_id}: containers {containers}"
-    run_env = json.loads(_docker("inspect", containers[0]))[0]["Config"]["Env"]
+    run_config = json.loads(_docker("inspect", containers[0]))[0]["Config"]
+    # on the image of the build deploy runs, by its code's commit, not aps-etl:latest
+    tag = (REPO / ".docker" / "image-tag").read_text().strip()
+    assert run_config["Image"] == f"aps-etl:{tag}", run_config["Image"]
+    run_env = run_config["Env"]
     assert "APS_ENV=prod" in run_env
     names = {e.split("=", 1)[0] for e in run_env}
     assert not names & {"APS_PG_SUPERUSER_PASSWORD", "APS_MES_OWNER_PASSWORD"}, names

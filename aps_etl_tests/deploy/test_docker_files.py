@@ -199,3 +199,28 @@ def test_compose_hands_the_alert_settings_to_the_code_location_and_limits_memory
     assert "APS_ALERT_SLACK_TOKEN" not in services["webserver"]["environment"]
     for name, service in services.items():
         assert service.get("mem_limit"), f"{name} has no memory limit"
+
+
+@pytest.mark.tools
+def test_the_dagster_services_and_their_runs_take_the_image_of_the_commit(
+    tmp_path: Path,
+) -> None:
+    """deploy sets APS_IMAGE_TAG to the last build's commit tag (infra/docker/code-tag):
+    the services run that image and the daemon launches every run on it."""
+    env_file = _filled_env(tmp_path)
+    with env_file.open("a") as out:
+        out.write("APS_IMAGE_TAG=0123456789ab\n")
+    result = _compose_config(env_file)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    for name in ("code-location", "webserver", "daemon", "minio-init"):
+        assert services[name]["image"] == "aps-etl:0123456789ab", name
+    environment = services["code-location"]["environment"]
+    assert environment["DAGSTER_CURRENT_IMAGE"] == "aps-etl:0123456789ab"
+    tag = subprocess.run(
+        [str(REPO / "infra" / "docker" / "code-tag")], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    assert tag.removesuffix("-dirty") == head
