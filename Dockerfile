@@ -26,7 +26,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheelhouse \
-        -r /tmp/requirements-runtime.lock \
+        --require-hashes -r /tmp/requirements-runtime.lock \
     && /opt/venv/bin/pip install --no-cache-dir --no-index --no-deps /tmp/app/*.whl
 
 # Only the virtualenv reaches the image: no wheelhouse, compiler or pip cache.

@@ -60,5 +60,5 @@ lint:
 # runtime lock the Dockerfile installs, resolved together.
 lock:
 	@scripts/bootstrap
-	@.venv/bin/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
-	@.venv/bin/uv pip compile -q pyproject.toml --python-version 3.11 -o requirements-runtime.lock
+	@.venv/bin/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+	@.venv/bin/uv pip compile -q pyproject.toml --python-version 3.11 --generate-hashes -o requirements-runtime.lock
