@@ -32,6 +32,9 @@ STACK_VARIABLES = (
     "APS_APS_DB",
     "APS_APS_LOADER_USER",
     "APS_APS_LOADER_PASSWORD",
+    # the planners' tools: SELECT on the target's tables, nothing else
+    "APS_APS_READER_USER",
+    "APS_APS_READER_PASSWORD",
     # The MariaDB source (infra/stack's mariadb): database `mes` with the same two roles,
     # TLS only, its server certificate signed by the stack's CA (APS_MARIADB_SSLROOTCERT).
     "APS_MARIADB_HOST",
@@ -154,7 +157,7 @@ def trino_connect(values: Mapping[str, str], **kwargs: Any) -> Any:
 
 def postgres_uri(values: Mapping[str, str], database: str, role: str) -> str:
     """libpq URI for `role` in ('superuser', 'mes_owner', 'mes_reader', 'aps_loader',
-    'dagster')."""
+    'dagster', 'aps_reader')."""
     from urllib.parse import quote
 
     user_key, password_key = {
@@ -163,6 +166,7 @@ def postgres_uri(values: Mapping[str, str], database: str, role: str) -> str:
         "mes_reader": ("APS_MES_READER_USER", "APS_MES_READER_PASSWORD"),
         "aps_loader": ("APS_APS_LOADER_USER", "APS_APS_LOADER_PASSWORD"),
         "dagster": ("APS_DAGSTER_PG_USER", "APS_DAGSTER_PG_PASSWORD"),
+        "aps_reader": ("APS_APS_READER_USER", "APS_APS_READER_PASSWORD"),
     }[role]
     return (
         f"postgresql://{quote(values[user_key], safe='')}:{quote(values[password_key], safe='')}"

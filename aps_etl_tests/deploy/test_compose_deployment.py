@@ -114,6 +114,7 @@ def deployment(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "APS_MES_READER_PASSWORD": secrets.token_urlsafe(18),
         "APS_APS_LOADER_PASSWORD": secrets.token_urlsafe(18),
         "APS_DAGSTER_PG_PASSWORD": secrets.token_urlsafe(18),
+        "APS_APS_READER_PASSWORD": secrets.token_urlsafe(18),
         "APS_MINIO_ROOT_USER": "root" + secrets.token_hex(4),
         "APS_MINIO_ROOT_PASSWORD": secrets.token_urlsafe(24),
         "APS_S3_ACCESS_KEY": "aps" + secrets.token_hex(6),

@@ -148,6 +148,45 @@ def test_mes_reader_sessions_are_bounded_whoever_connects(settings: dict[str, st
         reader.close()
 
 
+def test_aps_reader_reads_the_output_tables_and_nothing_else(settings: dict[str, str]) -> None:
+    """The planners' tools' role: SELECT on the APS tables (made later by the loader too),
+    never a write, a stage table, the MES or Dagster's storage."""
+    table = f"public.stack_test_{uuid.uuid4().hex[:10]}"
+    stage = f"aps_stage.stack_test_{uuid.uuid4().hex[:10]}"
+    loader = psycopg2.connect(postgres_uri(settings, "aps", "aps_loader"))
+    loader.autocommit = True
+    with loader.cursor() as cur:
+        cur.execute("CREATE SCHEMA IF NOT EXISTS aps_stage")
+        for name in (table, stage):
+            cur.execute(f"CREATE TABLE {name} (id int)")
+            cur.execute(f"INSERT INTO {name} VALUES (1)")
+    try:
+        reader = psycopg2.connect(postgres_uri(settings, "aps", "aps_reader"))
+        reader.autocommit = True
+        with reader.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM {table}")
+            assert cur.fetchone() == (1,)
+            cur.execute("SHOW statement_timeout")
+            assert cur.fetchone() == ("30min",)
+            for statement in (
+                f"SELECT count(*) FROM {stage}",
+                f"INSERT INTO {table} VALUES (2)",
+                f"DELETE FROM {table}",
+                "CREATE TABLE public.stack_test_reader (id int)",
+            ):
+                with pytest.raises(psycopg2.Error):
+                    cur.execute(statement)
+        reader.close()
+        for database in ("mes", "dagster"):
+            with pytest.raises(psycopg2.OperationalError, match="permission denied"):
+                psycopg2.connect(postgres_uri(settings, database, "aps_reader")).close()
+    finally:
+        with loader.cursor() as cur:
+            cur.execute(f"DROP TABLE {table}")
+            cur.execute(f"DROP TABLE {stage}")
+        loader.close()
+
+
 def test_aps_loader_cannot_touch_mes_and_mes_roles_cannot_touch_aps(
     settings: dict[str, str],
 ) -> None:

@@ -234,7 +234,9 @@ MES_OWNER = Role("mes_owner", "APS_MES_OWNER_USER", "APS_MES_OWNER_PASSWORD")
 MES_READER = Role("mes_reader", "APS_MES_READER_USER", "APS_MES_READER_PASSWORD")
 APS_LOADER = Role("aps_loader", "APS_APS_LOADER_USER", "APS_APS_LOADER_PASSWORD")
 DAGSTER = Role("dagster", "APS_DAGSTER_PG_USER", "APS_DAGSTER_PG_PASSWORD")
-ROLES = (MES_OWNER, MES_READER, APS_LOADER, DAGSTER)
+# The planners' tools (BI, spreadsheets): read the APS tables, nothing else
+APS_READER = Role("aps_reader", "APS_APS_READER_USER", "APS_APS_READER_PASSWORD")
+ROLES = (MES_OWNER, MES_READER, APS_LOADER, DAGSTER, APS_READER)
 
 # What one read of the MES may cost it: the longest statement the pipeline runs there (a
 # 10M-row day's extract takes about 20 s on 2 cores), and how long a session may hold a
@@ -295,6 +297,12 @@ def postgres_setup() -> list[tuple[str, list[Statement]]]:
         f"ALTER ROLE {{mes_reader}} SET statement_timeout = '{READER_STATEMENT_TIMEOUT_S}s'",
         "ALTER ROLE {mes_reader} SET idle_in_transaction_session_timeout = "
         f"'{READER_IDLE_IN_TRANSACTION_S}s'",
+        f"GRANT CONNECT ON DATABASE {APS_DB} TO {{aps_reader}}",
+        # a planner's query may not hold the APS tables' swaps for long either
+        "ALTER ROLE {aps_reader} SET default_transaction_read_only = on",
+        f"ALTER ROLE {{aps_reader}} SET statement_timeout = '{READER_STATEMENT_TIMEOUT_S}s'",
+        "ALTER ROLE {aps_reader} SET idle_in_transaction_session_timeout = "
+        f"'{READER_IDLE_IN_TRANSACTION_S}s'",
         f"ALTER ROLE {{mes_owner}} IN DATABASE {MES_DB} SET search_path = mes, public",
         f"ALTER ROLE {{mes_reader}} IN DATABASE {MES_DB} SET search_path = mes, public",
     ]
@@ -308,7 +316,14 @@ def postgres_setup() -> list[tuple[str, list[Statement]]]:
         "GRANT SELECT ON TABLES TO {mes_reader}",
     ]
     dagster: list[Statement] = ["REVOKE CREATE ON SCHEMA public FROM PUBLIC"]  # the owner only
-    return [("postgres", cluster), (MES_DB, mes), (DAGSTER_DB, dagster)]
+    # aps: the loader owns it; the reader sees the output tables (public), not the stages
+    aps: list[Statement] = [
+        "GRANT USAGE ON SCHEMA public TO {aps_reader}",
+        "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {aps_reader}",
+        "ALTER DEFAULT PRIVILEGES FOR ROLE {aps_loader} IN SCHEMA public "
+        "GRANT SELECT ON TABLES TO {aps_reader}",
+    ]
+    return [("postgres", cluster), (MES_DB, mes), (DAGSTER_DB, dagster), (APS_DB, aps)]
 
 
 class RolePlaceholder:

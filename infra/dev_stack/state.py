@@ -28,6 +28,7 @@ from .common import (
 from .config import (
     APS_DB,
     APS_LOADER,
+    APS_READER,
     BUCKET,
     DAGSTER,
     MES_DB,
@@ -100,6 +101,7 @@ def write_env(stack: Stack) -> None:
         "APS_MES_READER_USER": MES_READER.name,
         "APS_APS_DB": APS_DB,
         "APS_APS_LOADER_USER": APS_LOADER.name,
+        "APS_APS_READER_USER": APS_READER.name,
         "APS_MARIADB_HOST": HOST,
         "APS_MARIADB_PORT": str(p["mariadb"]),
         "APS_MARIADB_DB": MES_DB,

@@ -9,11 +9,13 @@ psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
   -v mes_owner="$APS_MES_OWNER_USER" \
   -v mes_reader="$APS_MES_READER_USER" \
   -v aps_loader="$APS_APS_LOADER_USER" \
-  -v dagster="$APS_DAGSTER_PG_USER" <<'SQL'
+  -v dagster="$APS_DAGSTER_PG_USER" \
+  -v aps_reader="$APS_APS_READER_USER" <<'SQL'
 \getenv mes_owner_pw APS_MES_OWNER_PASSWORD
 \getenv mes_reader_pw APS_MES_READER_PASSWORD
 \getenv aps_loader_pw APS_APS_LOADER_PASSWORD
 \getenv dagster_pw APS_DAGSTER_PG_PASSWORD
+\getenv aps_reader_pw APS_APS_READER_PASSWORD
 SET log_min_error_statement = panic;
 SELECT format('CREATE ROLE %I', :'mes_owner') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'mes_owner') \gexec
 ALTER ROLE :"mes_owner" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'mes_owner_pw';
@@ -23,6 +25,8 @@ SELECT format('CREATE ROLE %I', :'aps_loader') WHERE NOT EXISTS (SELECT FROM pg_
 ALTER ROLE :"aps_loader" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'aps_loader_pw';
 SELECT format('CREATE ROLE %I', :'dagster') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'dagster') \gexec
 ALTER ROLE :"dagster" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'dagster_pw';
+SELECT format('CREATE ROLE %I', :'aps_reader') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'aps_reader') \gexec
+ALTER ROLE :"aps_reader" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'aps_reader_pw';
 SELECT 'CREATE DATABASE mes' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'mes') \gexec
 ALTER DATABASE mes OWNER TO CURRENT_USER;
 REVOKE ALL ON DATABASE mes FROM PUBLIC;
@@ -37,6 +41,10 @@ GRANT CONNECT ON DATABASE mes TO :"mes_reader";
 ALTER ROLE :"mes_reader" SET default_transaction_read_only = on;
 ALTER ROLE :"mes_reader" SET statement_timeout = '1800s';
 ALTER ROLE :"mes_reader" SET idle_in_transaction_session_timeout = '300s';
+GRANT CONNECT ON DATABASE aps TO :"aps_reader";
+ALTER ROLE :"aps_reader" SET default_transaction_read_only = on;
+ALTER ROLE :"aps_reader" SET statement_timeout = '1800s';
+ALTER ROLE :"aps_reader" SET idle_in_transaction_session_timeout = '300s';
 ALTER ROLE :"mes_owner" IN DATABASE mes SET search_path = mes, public;
 ALTER ROLE :"mes_reader" IN DATABASE mes SET search_path = mes, public;
 \connect mes
@@ -50,4 +58,9 @@ ALTER DEFAULT PRIVILEGES FOR ROLE :"mes_owner" IN SCHEMA mes GRANT SELECT ON TAB
 \connect dagster
 SET log_min_error_statement = panic;
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+\connect aps
+SET log_min_error_statement = panic;
+GRANT USAGE ON SCHEMA public TO :"aps_reader";
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO :"aps_reader";
+ALTER DEFAULT PRIVILEGES FOR ROLE :"aps_loader" IN SCHEMA public GRANT SELECT ON TABLES TO :"aps_reader";
 SQL
