@@ -41,10 +41,9 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`")
 
 BACKFILL_POLICY_VARIABLE = "APS_BACKFILL_POLICY"
 MAX_PARTITIONS_VARIABLE = "APS_BACKFILL_MAX_PARTITIONS_PER_RUN"
-# The most days one run takes with single_run: a single run holds each day's frames at
-# once, so a range of years in one run would hold years of rows. A longer range is split
-# into runs of at most this many days, one after another (the in-process CLI) or side by
-# side (the daemon's backfill, up to the queue's limits).
+# The most days one run takes: a single run holds each day's frames at once, so a range of
+# years in one run would hold years of rows. A run of a longer range is refused when it
+# starts (lib/run_lock.py); `aps-etl backfill` splits a range into runs of this size.
 SINGLE_RUN_MAX_DAYS_VARIABLE = "APS_SINGLE_RUN_MAX_DAYS"
 DEFAULT_SINGLE_RUN_MAX_DAYS = 31
 BACKFILL_POLICIES = ("single_run", "multi_run")
@@ -59,8 +58,8 @@ def configured_backfill_policy() -> dg.BackfillPolicy:
     settings (read when the definitions load):
 
     - APS_BACKFILL_POLICY=single_run (default): the whole range in one run, up to
-      APS_SINGLE_RUN_MAX_DAYS days (default 31); a longer range in runs of that many days
-      (Dagster's multi_run policy with that count: a range within the cap is one run);
+      APS_SINGLE_RUN_MAX_DAYS days (default 31): a run of a longer range is refused when it
+      starts, naming the cap (`aps-etl backfill` splits the range into runs of that size);
     - APS_BACKFILL_POLICY=multi_run: runs of at most APS_BACKFILL_MAX_PARTITIONS_PER_RUN
       days (default 1), which the queue runs side by side (dagster.yaml's run_coordinator).
     """
@@ -77,7 +76,10 @@ def configured_backfill_policy() -> dg.BackfillPolicy:
                 f"{MAX_PARTITIONS_VARIABLE}={count!r} applies to "
                 f"{BACKFILL_POLICY_VARIABLE}=multi_run only (it is {raw!r})"
             )
-        return dg.BackfillPolicy.multi_run(single_run_max_days())
+        single_run_max_days()  # a bad APS_SINGLE_RUN_MAX_DAYS stops the definitions, named
+        # Dagster's single_run (its CLI's --partition-range needs it); the cap is checked
+        # when a run starts (lib/run_lock.py) and `aps-etl backfill` splits by it
+        return dg.BackfillPolicy.single_run()
     try:
         per_run = int(count or "1")
     except ValueError:

@@ -10,7 +10,10 @@ which run holds it and since when. A run whose process dies loses its session, a
 its locks: nothing is left to clean up.
 
 Taken by the lake IO manager's factory (every step of both jobs writes through it), which
-Dagster sets up once per run for the in-process executor both jobs use.
+Dagster sets up once per run for the in-process executor both jobs use. The same set-up
+refuses a run of more days than APS_SINGLE_RUN_MAX_DAYS. A target that cannot be reached
+at the run's start (a transient failure) leaves the run without the lock, with a warning,
+rather than failing it: its steps' retries ride the outage out, as they did before.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 import dagster as dg
 
-from aps_etl.lib.postgres import PostgresConnection
+from aps_etl.lib.postgres import DatabaseError, PostgresConnection
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -43,6 +46,10 @@ HOLDER_SQL = (
 
 class RunLockHeld(RuntimeError):
     """Another run holds a partition this run covers."""
+
+
+class RunTooLong(RuntimeError):
+    """A run covers more days than APS_SINGLE_RUN_MAX_DAYS."""
 
 
 def lock_name(job: str, partition: str) -> str:
@@ -83,8 +90,19 @@ class RunLock(dg.ConfigurableResource):
         if run is None:
             return
         keys = run_partitions(run)
-        if keys:
+        if not keys:
+            return
+        _check_size(keys)
+        try:
             self._connection = self.take(run.job_name, keys, run.run_id)
+        except DatabaseError as exc:
+            if not exc.transient:
+                raise
+            # The target is down at the run's start: the run goes on without the lock, as
+            # before it, so its steps' retries can ride the outage out (a load cannot run
+            # without the target anyway; its swaps serialize on their own locks).
+            if context.log:
+                context.log.warning(f"run lock not taken, the run goes on without it: {exc}")
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._connection is not None:
@@ -108,6 +126,19 @@ class RunLock(dg.ConfigurableResource):
             with suppress(Exception):
                 connection.close()
             raise
+
+
+def _check_size(keys: list[str]) -> None:
+    from aps_etl.lib.partitions import SINGLE_RUN_MAX_DAYS_VARIABLE, single_run_max_days
+
+    most = single_run_max_days()
+    if len(keys) > most:
+        raise RunTooLong(
+            f"this run covers {len(keys)} days ({keys[0]}...{keys[-1]}); a run takes at most "
+            f"{most} ({SINGLE_RUN_MAX_DAYS_VARIABLE}): backfill it with "
+            "APS_BACKFILL_POLICY=multi_run, or in ranges of at most that many days "
+            "(`aps-etl backfill` splits it so)"
+        )
 
 
 def _held_message(cursor: Any, job: str, key: str, name: str) -> str:

@@ -139,3 +139,23 @@ def test_a_range_longer_than_the_cap_runs_in_runs_of_at_most_that_many_days(
     monkeypatch.setenv("APS_SINGLE_RUN_MAX_DAYS", "a month")
     assert cli(["backfill", "--from", DAYS[0], "--to", DAYS[1]]) == 2
     assert "APS_SINGLE_RUN_MAX_DAYS='a month'" in capsys.readouterr().err
+
+
+def test_a_run_over_more_days_than_the_cap_does_not_start(plant, monkeypatch) -> None:
+    """A range run as Dagster's single_run backfill or `dagster asset materialize
+    --partition-range` makes it: refused when it starts, naming the cap, nothing written."""
+    from aps_etl.cli.runner import dagster_instance, run_job
+
+    monkeypatch.setenv("APS_SINGLE_RUN_MAX_DAYS", "1")
+    before = _loads(plant)
+    result = run_job(DAYS[0], dagster_instance(), last_partition=DAYS[1])
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
+    error = failure.event_specific_data.error
+    while error.cause is not None:
+        error = error.cause
+    assert f"this run covers 2 days ({DAYS[0]}...{DAYS[1]}); a run takes at most 1" in (
+        error.message
+    )
+    assert "APS_SINGLE_RUN_MAX_DAYS" in error.message
+    assert _loads(plant) == before

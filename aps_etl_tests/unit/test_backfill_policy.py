@@ -63,16 +63,12 @@ def test_every_daily_asset_takes_the_configured_backfill_policy() -> None:
     assert len(daily) >= 20, multi  # extracts, transforms, gate and loads of every scenario
     assert default.keys() == multi.keys()
     for key in daily:
-        # single_run: a range in one run up to APS_SINGLE_RUN_MAX_DAYS (31), longer ranges
-        # in runs of that many days
-        assert default[key][1:] == ["MULTI_RUN", 31], key
+        assert default[key][1:] == ["SINGLE_RUN", None], key
         assert multi[key][1:] == ["MULTI_RUN", 3], key
     # plan runs (dynamic partitions) are one run per run_id whatever the setting
     for key, (kind, policy, _) in multi.items():
         if kind != "DailyPartitionsDefinition":
             assert policy is None, key
-    capped = _policies(APS_SINGLE_RUN_MAX_DAYS="5")
-    assert {tuple(capped[key][1:]) for key in daily} == {("MULTI_RUN", 5)}
     one = _policies(APS_BACKFILL_POLICY="multi-run")  # N defaults to 1
     assert {tuple(one[key][1:]) for key in daily} == {("MULTI_RUN", 1)}
 
