@@ -99,10 +99,8 @@ def test_an_unsafe_plan_run_id_is_refused_named_and_alerted_once(plant, slack) -
     assert set(instance.get_dynamic_partitions(PLAN_RUNS_NAME)) == set(known)
 
 
-def test_a_hostile_partition_added_before_does_not_fail_the_change_sensor(plant, slack) -> None:
-    """As an older version would have left it: the key is left out, the tick runs."""
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(PLAN_RUNS_NAME, [HOSTILE[1]])
+def _change_sensor(plant: dict, slack: Any) -> tuple[dg.SensorDefinition, dict[str, Any]]:
+    """The source-change sensor over one day, and the resources of a healthy tick."""
     defs = plant["defs"]
     sensor = build_source_change_sensor(
         [defs.resolve_job_def("aps_daily"), defs.resolve_job_def("aps_plan_snapshot")],
@@ -116,6 +114,14 @@ def test_a_hostile_partition_added_before_does_not_fail_the_change_sensor(plant,
         "loader": res["loader"],
         "alert_settings": _settings(slack),
     }
+    return sensor, resources
+
+
+def test_a_hostile_partition_added_before_does_not_fail_the_change_sensor(plant, slack) -> None:
+    """As an older version would have left it: the key is left out, the tick runs."""
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(PLAN_RUNS_NAME, [HOSTILE[1]])
+    sensor, resources = _change_sensor(plant, slack)
     out = _tick(sensor, instance, resources)
     requests = [] if isinstance(out, dg.SkipReason) else list(out)
     assert HOSTILE[1] not in {r.partition_key for r in requests}
@@ -126,19 +132,7 @@ def test_a_failing_tick_of_the_change_sensor_alerts_once_then_clears(plant, slac
     from aps_etl.lib.sources.database import SourceDatabase, SourceError
 
     instance = dg.DagsterInstance.ephemeral()
-    defs = plant["defs"]
-    sensor = build_source_change_sensor(
-        [defs.resolve_job_def("aps_daily"), defs.resolve_job_def("aps_plan_snapshot")],
-        days=1,
-        last_day=lambda: START,
-    )
-    res = plant["resources"]
-    good = {
-        "source": res["source"],
-        "lake": res["lake"],
-        "loader": res["loader"],
-        "alert_settings": _settings(slack),
-    }
+    sensor, good = _change_sensor(plant, slack)
     # a MES that does not answer: nothing listens on port 9 here
     down = {
         **good,
