@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from aps_etl.lib.business_days import PartitionKeyError
-from aps_etl.lib.lake import LakeResource, LakeTable, snapshots
+from aps_etl.lib.lake import LakeResource, LakeTable, lineage, snapshots
 from aps_etl.lib.lake.atomic import write_parquet
 from aps_etl.lib.lake.io_manager import LakeIOManager
 from aps_etl.lib.lake.snapshots import SnapshotConflict
@@ -389,3 +389,55 @@ def test_inputs_load_as_annotated_and_outputs_carry_dagster_polars_metadata(
     assert meta["dagster/partition_row_count"] == meta["row_count"] == 1
     assert {"table", "dagster/column_schema", "estimated_size_mb"} <= set(meta)
     assert "stats" not in meta  # describe(): 3% of a 1M-row day (LakeIOManager.get_metadata)
+
+
+@dg.asset(partitions_def=DAILY, metadata=TRANSFORM.as_metadata(), name="summary")
+def summary_overtaken(
+    context: dg.AssetExecutionContext, lake: LakeResource, things: pl.LazyFrame
+) -> pl.LazyFrame:
+    """`summary` in a run that loses a race: its input (v1) is read, then the source
+    changes (v2) and a newer run rebuilds the partition from v2 before this one writes."""
+    key = context.partition_key
+    newer = snapshots.write(
+        lake, EXTRACT, key, pl.DataFrame({"i": [1, 2, 3]}), version=2, fingerprint=_fp(3, "9")
+    )
+    write_parquet(
+        lake,
+        TRANSFORM.file_parts(key),
+        pl.DataFrame({"n": [3]}),
+        immutable=False,
+        metadata=lineage.footer(lineage.of_snapshot(EXTRACT, newer)),
+    )
+    day = dt.date.fromisoformat(key)
+    # built from v1, as `summary` computes it
+    return things.select(n=pl.len(), total=pl.col("i").sum()).with_columns(base_date=pl.lit(day))
+
+
+def test_a_transform_never_replaces_a_partition_built_from_newer_snapshots(
+    lake: LakeResource,
+) -> None:
+    key = "2026-11-20"
+    snapshots.write(
+        lake, EXTRACT, key, pl.DataFrame({"i": [1, 2]}), version=1, fingerprint=_fp(2, "7")
+    )
+    uri = lake.uri(*TRANSFORM.file_parts(key))
+    late = dg.materialize(
+        [things.to_source_asset(), summary_overtaken],
+        partition_key=key,
+        resources={"io_manager": LakeIOManager(lake=lake), "lake": lake},
+        raise_on_error=False,
+    )
+    assert not late.success
+    (failure,) = [e for e in late.all_events if e.is_step_failure]
+    message = failure.step_failure_data.error.cause.message
+    assert "OlderInputsError" in message and uri in message
+    assert "aps_input/things v2 (this run read v1)" in message
+    # the newer run's partition is in place, not rolled back
+    read = pl.read_parquet(uri, storage_options=lake.polars_storage_options())
+    assert (
+        read["n"].to_list() == [3]
+        and lineage.read_file(lake, uri)[1]["aps_input/things"]["version"] == 2
+    )
+    # a run that reads the newest snapshot (the same as the partition's) replaces it
+    assert materialize(lake, [things.to_source_asset(), summary], key).success
+    assert lineage.read_file(lake, uri)[1]["aps_input/things"]["version"] == 2

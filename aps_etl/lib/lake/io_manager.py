@@ -181,6 +181,9 @@ class LakeIOManager(BasePolarsUPathIOManager):
         written: dict[str, WrittenFile] = {}
         for key, part in parts.items():
             uri = self.lake.uri(*table.file_parts(key))
+            if not table.immutable:
+                # never roll a partition back to older snapshots than it was built from
+                lineages.refuse_older(self.lake, uri, lineage_of[key])
             self._footers[uri] = lineages.footer(lineage_of[key]) if lineage_of[key] else None
             try:
                 # dagster-polars: the output's annotation picks write (eager) or sink (lazy)
