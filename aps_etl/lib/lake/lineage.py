@@ -72,9 +72,13 @@ def newer_in(existing: Lineage, mine: Lineage) -> list[str]:
 def refuse_older(lake: LakeResource, uri: str, mine: Lineage) -> None:
     """Raises OlderInputsError if the file at `uri` was built from newer snapshots than
     `mine`. One footer read; nothing in place (or no lineage) passes."""
-    if not mine or not lake.fs.exists(uri):
+    if not mine:
         return
-    newer = newer_in(read_file(lake, uri)[1], mine)
+    try:
+        existing = read_file(lake, uri)[1]
+    except FileNotFoundError:  # the partition's first build
+        return
+    newer = newer_in(existing, mine)
     if newer:
         raise OlderInputsError(
             f"{uri} was built from newer snapshots ({', '.join(newer)}); not replaced. "
