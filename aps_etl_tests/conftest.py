@@ -66,6 +66,9 @@ ORDER = {"faults": 0, "deploy": 2}  # after the stack group; every other folder:
 # The stack's tests share its `mes`, `aps` and `dagster` databases: one worker runs them,
 # one after another. They live in stack/, but for these (a faults/ module on the stack).
 STACK_FILES = ("aps_etl_tests/faults/test_faults.py",)
+# The compose deployment's files share one deployment (aps_etl_tests/deploy/conftest.py):
+# one worker runs them all, so it is started once.
+COMPOSE_FILES = "aps_etl_tests/deploy/test_compose_"
 
 
 def _tier(item: pytest.Item) -> str | None:
@@ -74,8 +77,11 @@ def _tier(item: pytest.Item) -> str | None:
 
 def group_of(nodeid: str) -> str:
     """The worker group of a test, from its id alone (pytest-xdist's controller sees ids,
-    not items): "stack" for the stack's tests, else its file (module fixtures made once)."""
+    not items): "stack" for the stack's tests, "compose" for the compose deployment's, else
+    its file (module fixtures made once)."""
     path = nodeid.split("::")[0]
+    if path.startswith(COMPOSE_FILES):
+        return "compose"
     return "stack" if path.startswith("aps_etl_tests/stack/") or path in STACK_FILES else path
 
 

@@ -6,16 +6,12 @@ contract's reference SQL on the source."""
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +19,7 @@ import s3fs
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from aps_etl.devdata import seed_source
-from aps_etl.env.stack import REPO_ROOT
+from aps_etl_tests.deploy.deployment import COMPOSE, PROJECT, REPO, compose, docker
 from aps_etl_tests.pipeline_harness import (
     DAILY_TABLES,
     JOB,
@@ -34,123 +30,7 @@ from aps_etl_tests.pipeline_harness import (
 
 pytestmark = pytest.mark.docker
 
-REPO = REPO_ROOT
-COMPOSE = REPO / "infra" / "docker-compose.yml"
-DEPLOY = REPO / "infra" / "docker" / "deploy"
-IMAGES = ("aps-etl:latest", "aps-etl/postgres:15", "aps-etl/minio:latest", "aps-etl/trino:476")
-# its own project (so its own network and CA volume): a deployment on the same engine, or
-# another checkout's test, is left alone
-PROJECT = f"aps-etl-test-{os.getpid()}"
 DAY = "2026-11-20"
-
-
-def _free_ports(count: int) -> list[int]:
-    """Distinct free ports: every socket stays bound until all are picked, because the
-    kernel hands a just-closed port out again (CI saw the web port equal another's)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def _docker(*args: str, check: bool = True, timeout: float = 600) -> str:
-    result = subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args[:3])}: {result.stderr[-2000:]}")
-    return result.stdout
-
-
-def _compose(env_file: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    command = shutil.which("docker-compose")
-    assert command, "docker-compose is missing: infra/docker/engine up installs it"
-    return subprocess.run(
-        [command, "-p", PROJECT, "--env-file", str(env_file), "-f", str(COMPOSE), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def _wait_for_a_build_in_progress(timeout_s: float = 1800) -> None:
-    """make test builds the images beside the suite (scripts/test-suite): wait until that
-    build, holding infra/docker/build's lock, is done."""
-    lock = REPO / ".docker" / "build.lock"
-    if not lock.exists():
-        return
-    deadline = time.monotonic() + timeout_s
-    with lock.open() as fd:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                assert time.monotonic() < deadline, (
-                    f"infra/docker/build still running after {timeout_s} s"
-                )
-                time.sleep(2)
-
-
-@pytest.fixture(scope="module")
-def images() -> None:
-    """The images `make images` builds; an error naming the command when one is missing."""
-    _wait_for_a_build_in_progress()
-    for image in IMAGES:
-        result = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
-        assert result.returncode == 0, f"image {image} is missing: run `make images`"
-
-
-@pytest.fixture(scope="module")
-def deployment(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    env = {
-        "APS_PG_SUPERUSER_PASSWORD": secrets.token_urlsafe(18),
-        "APS_MES_OWNER_PASSWORD": secrets.token_urlsafe(18),
-        "APS_MES_READER_PASSWORD": secrets.token_urlsafe(18),
-        "APS_APS_LOADER_PASSWORD": secrets.token_urlsafe(18),
-        "APS_DAGSTER_PG_PASSWORD": secrets.token_urlsafe(18),
-        "APS_APS_READER_PASSWORD": secrets.token_urlsafe(18),
-        "APS_MINIO_ROOT_USER": "root" + secrets.token_hex(4),
-        "APS_MINIO_ROOT_PASSWORD": secrets.token_urlsafe(24),
-        "APS_S3_ACCESS_KEY": "aps" + secrets.token_hex(6),
-        "APS_S3_SECRET_KEY": secrets.token_urlsafe(24),
-        "APS_TRINO_S3_ACCESS_KEY": "trino" + secrets.token_hex(6),
-        "APS_TRINO_S3_SECRET_KEY": secrets.token_urlsafe(24),
-        "APS_TRINO_PASSWORD": secrets.token_urlsafe(18),
-        "APS_TRINO_SHARED_SECRET_KEY": secrets.token_urlsafe(32),
-    }
-    ports = _free_ports(4)
-    for name, port in zip(("PG", "MINIO", "TRINO", "WEB"), ports, strict=True):
-        env[f"APS_COMPOSE_{name}_PORT"] = str(port)
-    folder = tmp_path_factory.mktemp("compose")
-    env_file = folder / "compose.env"
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-    env_file.chmod(0o600)
-    deploy_env = {
-        **os.environ,
-        "APS_COMPOSE_ENV_FILE": str(env_file),
-        "APS_COMPOSE_PROJECT": PROJECT,
-        "APS_COMPOSE_TLS_DIR": str(folder / "tls"),
-    }
-
-    def deploy(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(DEPLOY), *args], env=deploy_env, capture_output=True, text=True, timeout=900
-        )
-
-    deploy("down", "--volumes")  # a previous run's leftovers
-    up = deploy("up")  # the README's command, as an operator runs it
-    try:
-        assert up.returncode == 0, f"infra/docker/deploy up failed:\n{up.stderr[-4000:]}"
-        yield {"env": env, "env_file": env_file, "tls": folder / "tls"}
-    finally:
-        down = deploy("down", "--volumes")
-        assert down.returncode == 0, down.stderr[-2000:]
 
 
 def _uri(env: dict[str, str], user: str, password_var: str, database: str) -> str:
@@ -173,10 +53,10 @@ def _wait_for_run(client: DagsterGraphQLClient, run_id: str, timeout: float) -> 
 def _run_logs(run_id: str, deployment: dict[str, Any]) -> str:
     """The run container's and the daemon's last lines, for a failure message."""
     out = []
-    for container in _docker("ps", "-aq", "--filter", f"label=dagster/run_id={run_id}").split():
+    for container in docker("ps", "-aq", "--filter", f"label=dagster/run_id={run_id}").split():
         logs = subprocess.run(["docker", "logs", "--tail", "60", container], capture_output=True)
         out.append((logs.stdout + logs.stderr).decode(errors="replace"))
-    daemon = _compose(deployment["env_file"], "logs", "--tail", "30", "daemon").stdout
+    daemon = compose(deployment["env_file"], "logs", "--tail", "30", "daemon").stdout
     return "\n".join(out) + "\n--- daemon ---\n" + daemon
 
 
@@ -194,9 +74,9 @@ def test_daily_run_in_its_own_container_loads_the_contract(deployment: dict[str,
     assert status == "SUCCESS", f"run {run_id}: {status}\n{_run_logs(run_id, deployment)}"
 
     # The run had a container of its own (DockerRunLauncher), not the code location's.
-    containers = _docker("ps", "-a", "--filter", f"label=dagster/run_id={run_id}", "-q").split()
+    containers = docker("ps", "-a", "--filter", f"label=dagster/run_id={run_id}", "-q").split()
     assert len(containers) == 1, f"run {run_id}: containers {containers}"
-    run_config = json.loads(_docker("inspect", containers[0]))[0]["Config"]
+    run_config = json.loads(docker("inspect", containers[0]))[0]["Config"]
     # on the image of the build deploy runs, by its code's commit, not aps-etl:latest
     tag = (REPO / ".docker" / "image-tag").read_text().strip()
     assert run_config["Image"] == f"aps-etl:{tag}", run_config["Image"]
@@ -230,8 +110,8 @@ def test_dagster_containers_hold_only_their_secrets(deployment: dict[str, Any]) 
     pipeline = {"APS_MES_READER_PASSWORD", "APS_APS_LOADER_PASSWORD"}
     root = deployment["env"]["APS_MINIO_ROOT_PASSWORD"]
     for service in ("code-location", "webserver", "daemon", "trino"):
-        container = _compose(env_file, "ps", "-q", service).stdout.split()[0]
-        values = json.loads(_docker("inspect", container))[0]["Config"]["Env"]
+        container = compose(env_file, "ps", "-q", service).stdout.split()[0]
+        values = json.loads(docker("inspect", container))[0]["Config"]["Env"]
         names = {e.split("=", 1)[0] for e in values}
         assert not names & owner_only, f"{service}: {names & owner_only}"
         assert not [v for v in values if root in v], f"{service} holds MinIO's root password"
@@ -348,10 +228,10 @@ def test_image_reads_a_mariadb_source_through_its_odbc_driver(images: None) -> N
 
 
 def test_image_runs_as_non_root_with_no_secret_in_its_layers(images: None) -> None:
-    config = json.loads(_docker("image", "inspect", "aps-etl:latest"))[0]["Config"]
+    config = json.loads(docker("image", "inspect", "aps-etl:latest"))[0]["Config"]
     assert config["User"] not in ("", "0", "root")
     assert not [e for e in config["Env"] if any(w in e for w in ("PASSWORD", "SECRET"))]
-    history = _docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", "aps-etl:latest")
+    history = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", "aps-etl:latest")
     assert "PASSWORD" not in history and "SECRET" not in history
 
 
@@ -365,8 +245,8 @@ def test_postgres_applies_changed_passwords_at_restart_and_serves_without_them(
     from aps_etl_tests.pipeline_harness import fetch
 
     env, env_file = deployment["env"], deployment["env_file"]
-    container = _compose(env_file, "ps", "-q", "postgres").stdout.split()[0]
-    server_env = _docker("exec", container, "cat", "/proc/1/environ").split("\0")
+    container = compose(env_file, "ps", "-q", "postgres").stdout.split()[0]
+    server_env = docker("exec", container, "cat", "/proc/1/environ").split("\0")
     assert not [e for e in server_env if "PASSWORD" in e], "the server holds a password"
     assert any(e.startswith("PGDATA=") for e in server_env)  # it is the server's environment
 
@@ -396,12 +276,12 @@ def test_postgres_applies_changed_passwords_at_restart_and_serves_without_them(
     )
     assert recreated.returncode == 0, recreated.stderr[-2000:]
     deadline = time.monotonic() + 180
-    container = _compose(env_file, "ps", "-q", "postgres").stdout.split()[0]
+    container = compose(env_file, "ps", "-q", "postgres").stdout.split()[0]
     health = ""
     while time.monotonic() < deadline and health != "healthy":
         time.sleep(2)
-        health = _docker("inspect", "-f", "{{.State.Health.Status}}", container).strip()
-    assert health == "healthy", _compose(env_file, "logs", "--tail", "30", "postgres").stdout
+        health = docker("inspect", "-f", "{{.State.Health.Status}}", container).strip()
+    assert health == "healthy", compose(env_file, "logs", "--tail", "30", "postgres").stdout
 
     for user, var, database in (
         ("postgres", "APS_PG_SUPERUSER_PASSWORD", "postgres"),
