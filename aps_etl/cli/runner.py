@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import dagster as dg
 from dagster._core.errors import DagsterHomeNotSetError
@@ -104,7 +104,7 @@ def run_job(
         else None
     )
     try:
-        return job.execute_in_process(
+        result = job.execute_in_process(
             **target,
             instance=instance,
             run_id=run_id,
@@ -116,6 +116,31 @@ def run_job(
     finally:
         if watcher:
             watcher.stop()
+    # an infrastructure failure is re-executed from the failure, as the daemon would
+    from aps_etl.cli import run_retry
+
+    steps = len(job.nodes_in_topological_order)
+
+    def watch(attempt: str, execute: Callable[[], dg.JobExecutionResult]) -> Any:
+        if not progress:
+            return execute()
+        child = StepProgress(instance, _run_tagged(instance, attempt), steps, progress)
+        try:
+            return execute()
+        finally:
+            child.stop()
+
+    return run_retry.retried(result, instance, say=progress or print, watch=watch)
+
+
+def _run_tagged(instance: dg.DagsterInstance, attempt: str) -> Callable[[], str | None]:
+    """The id of the run tagged `aps_etl/attempt=<attempt>`, once it exists."""
+
+    def find() -> str | None:
+        runs = instance.get_run_ids(dg.RunsFilter(tags={"aps_etl/attempt": attempt}), limit=1)
+        return runs[0] if runs else None
+
+    return find
 
 
 class StepProgress:
@@ -126,9 +151,16 @@ class StepProgress:
     KINDS = ("STEP_SUCCESS", "STEP_FAILURE", "STEP_UP_FOR_RETRY", "ASSET_MATERIALIZATION")
 
     def __init__(
-        self, instance: dg.DagsterInstance, run_id: str, steps: int, out: Callable[[str], None]
+        self,
+        instance: dg.DagsterInstance,
+        run_id: str | Callable[[], str | None],
+        steps: int,
+        out: Callable[[str], None],
     ) -> None:
-        self._instance, self._run_id, self._steps, self._out = instance, run_id, steps, out
+        # a run id, or how to find it once it exists (a re-execution's: run_retry.py)
+        self._instance, self._steps, self._out = instance, steps, out
+        self._run_id = run_id if isinstance(run_id, str) else None
+        self._find = None if isinstance(run_id, str) else run_id
         self._done = 0
         self._cursor: str | None = None
         self._materialized: Counter[str] = Counter()
@@ -146,6 +178,10 @@ class StepProgress:
         from dagster._core.events import DagsterEventType
 
         types = {DagsterEventType(kind) for kind in self.KINDS}
+        if self._run_id is None and self._find is not None:
+            self._run_id = self._find()
+        if self._run_id is None:
+            return
         try:
             records = self._instance.get_records_for_run(
                 self._run_id, cursor=self._cursor, of_type=types

@@ -39,6 +39,8 @@ SENSOR_NAME = "run_failure_alerts"
 RESOURCE_KEY = "alert_settings"
 SMTP_TIMEOUT_SECONDS = 15
 SLACK_TIMEOUT_SECONDS = 15
+# Dagster sets it on a failed run it will run again (run_retries; our CLI follows it too)
+WILL_RETRY_TAG = "dagster/will_retry"
 
 
 class AlertDeliveryError(RuntimeError):
@@ -251,6 +253,14 @@ def build_alert_sensor(name: str = SENSOR_NAME) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def run_failure_alerts(context: dg.RunFailureSensorContext, alert_settings: AlertSettings):
+        # as stored now: Dagster tags a run it will retry just after its failure event
+        run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
+        if run.tags.get(WILL_RETRY_TAG) == "true":
+            # an infrastructure failure Dagster (or the CLI) runs again: the alert comes if
+            # the last attempt fails too (its will_retry is false)
+            message = f"run {run.run_id} failed and will be run again: no alert yet"
+            context.log.info(message)
+            return dg.SkipReason(message)
         settings = alert_settings
         problems = settings.problems()
         if not (settings.slack_enabled or settings.email_enabled or problems):

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from aps_etl.defs.registry import DAILY_RUN, PLAN_RUN, of_run, outputs_of_run
+from aps_etl.defs.retry_hook import mark_failure_kind
 from aps_etl.lib.tags import PLAN_LANE_TAG
 
 # the name Dagster gives a time-partition freshness check
@@ -42,6 +43,8 @@ aps_daily = dg.define_asset_job(
     # inside (extracts, loads), and a process per step costs each step Python's start and
     # the project's imports (a demo day: 25 s launched multiprocess, see README).
     executor_def=dg.in_process_executor,
+    # a run whose step failures were all the infrastructure's is run again (retry_hook.py)
+    hooks={mark_failure_kind},
 )
 
 # Runs at 02:00 Asia/Seoul for the day that just ended (D-1): the last complete partition.
@@ -63,4 +66,5 @@ aps_plan_snapshot = dg.define_asset_job(
     # The queue runs plan snapshots one at a time, oldest first: a sensor that finds many
     # plan runs does not start them all at once (each diffs against the run before it).
     tags={PLAN_LANE_TAG: "plan_snapshot"},
+    hooks={mark_failure_kind},
 )

@@ -617,3 +617,57 @@ def test_an_overdue_daily_load_is_checked_and_alerted(
     schedule = defs.resolve_schedule_def("daily_freshness_checks_schedule")
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 6 * * *", "Asia/Seoul")
     assert schedule.tags[FRESHNESS_TAG] == "true"
+
+
+# --- a failure that will be run again -----------------------------------------------------
+
+
+def _run_failing_with(error: Exception) -> tuple[dg.DagsterInstance, Any]:
+    """A partitioned run of a job with the project's failure hook (defs/retry_hook.py) on an
+    instance whose run retries are on, as the project's dagster.yaml files have them."""
+    from aps_etl.defs.retry_hook import mark_failure_kind
+
+    @dg.asset(partitions_def=DAILY)
+    def extract_orders() -> None:
+        raise error
+
+    job = dg.define_asset_job("orders", hooks={mark_failure_kind})
+    defs = dg.Definitions(assets=[extract_orders], jobs=[job])
+    instance = dg.DagsterInstance.ephemeral(
+        settings={"run_retries": {"enabled": True, "max_retries": 2}}
+    )
+    result = defs.resolve_job_def("orders").execute_in_process(
+        partition_key=PARTITION, instance=instance, raise_on_error=False
+    )
+    assert not result.success
+    return instance, result
+
+
+def test_a_run_that_will_be_retried_is_alerted_only_when_retries_are_over(
+    clean_env: pytest.MonkeyPatch, slack: SlackStandIn
+) -> None:
+    from aps_etl.lib.failure_kind import FAILURE_KIND_TAG
+
+    _configure_slack(clean_env, slack)
+    # the infrastructure's failure: Dagster (or the CLI) runs it again, no alert yet
+    instance, result = _run_failing_with(ConnectionResetError("connection reset by peer"))
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None and run.tags[FAILURE_KIND_TAG] == "transient"
+    assert run.tags["dagster/will_retry"] == "true"
+    skipped = _invoke_sensor(instance, result, alert_resources_from_env())
+    assert isinstance(skipped, dg.SkipReason) and "will be run again" in str(skipped.skip_message)
+    assert slack.requests == []
+    # its last attempt failed too (will_retry false): alerted
+    instance.add_run_tags(result.run_id, {"dagster/will_retry": "false"})
+    assert _invoke_sensor(instance, result, alert_resources_from_env()) is None
+    assert len(slack.requests) == 1
+
+    # the data's failure: never retried, alerted at once
+    instance, result = _run_failing_with(
+        dg.Failure(description="42 rows break the contract", allow_retries=False)
+    )
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None and run.tags[FAILURE_KIND_TAG] == "permanent"
+    assert run.tags["dagster/will_retry"] == "false"
+    assert _invoke_sensor(instance, result, alert_resources_from_env()) is None
+    assert len(slack.requests) == 2
