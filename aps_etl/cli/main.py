@@ -2,6 +2,9 @@
 statuses.
 
 - 0 done; 1 a run (or a check) failed; 130 interrupted (`backfill --policy`: Ctrl-C, SIGTERM);
+- 3 a service's fault: a database, the lake, Trino or Dagster's own storage unreachable or
+  dropping the connection after the retries (a run that failed only on such faults, or the
+  command's own query): one line naming the service and the cause (faults.py);
 - 2 bad input. Click's own usage errors (an unknown option, a malformed date, a value not
   among the choices) in click's format, as SystemExit(2); the input a command refuses on
   the project's terms (a day outside the plant's history, an unknown APS_ENV, a bad
@@ -103,6 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Exit as exc:  # a command's --help
         raise SystemExit(exc.exit_code) from None
     except Exception as exc:
+        from aps_etl.cli.faults import FAULT_EXIT, describe
+
+        fault = describe(exc)
+        if fault:
+            print(f"aps-etl {ctx.invoked_subcommand}: {fault}", file=sys.stderr)
+            return FAULT_EXIT
         if _refusal(exc):
             # the cause in one line, not a traceback (the services' errors name no secret)
             message = exc.message if isinstance(exc, click.ClickException) else str(exc)

@@ -78,7 +78,7 @@ def command(env: str | None, date: str | None, seed: int, reseed: bool) -> int:
         for table, rows in counts.items():
             print(f"  {table:<28} {rows:>9,} rows")
         print(f"lake: {runner.lake_root()}   Dagster instance: {os.environ['DAGSTER_HOME']}")
-    return 0 if result.success else 1
+    return runner.exit_status(result, instance)
 
 
 def _source_days(uri: str) -> tuple[dt.date, dt.date] | None:

@@ -10,6 +10,7 @@ not be re-executed after all (Ctrl-C during the pause) is unmarked, so its alert
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,7 +45,10 @@ def first_failure(result: Any) -> str:
             while error is not None and error.cause is not None:
                 error = error.cause
             lines = (error.message.strip() if error else "").splitlines()
-            return f"step {event.step_key}: {lines[0][:200] if lines else 'failed'}"
+            cause = lines[0] if lines else "failed"
+            head, sep, rest = cause.partition(": ")  # "module.ErrorClass: what"
+            cause = rest if sep and re.fullmatch(r"[\w.]+", head) else cause
+            return f"step {event.step_key}: {cause[:200]}"
     return "the run failed outside its steps"
 
 

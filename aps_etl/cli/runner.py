@@ -9,6 +9,7 @@ Runs are recorded in a persistent Dagster instance (`$DAGSTER_HOME`, default
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 import shutil
@@ -109,9 +110,10 @@ def run_job(
             instance=instance,
             run_id=run_id,
             raise_on_error=False,
-            # Every event is in the instance for the UI; the console gets warnings, the
-            # steps as they finish (`progress`) and the report printed after the run.
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            # Every event is in the instance for the UI; the console gets the steps as
+            # they finish and each warning in one line (`progress`), and the report after
+            # the run: not Dagster's console lines, whose errors carry stack traces.
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         )
     finally:
         if watcher:
@@ -177,21 +179,28 @@ class StepProgress:
     def _poll(self) -> None:
         from dagster._core.events import DagsterEventType
 
-        types = {DagsterEventType(kind) for kind in self.KINDS}
+        types = {DagsterEventType(kind).value for kind in self.KINDS}
         if self._run_id is None and self._find is not None:
             self._run_id = self._find()
         if self._run_id is None:
             return
         try:
-            records = self._instance.get_records_for_run(
-                self._run_id, cursor=self._cursor, of_type=types
-            )
+            records = self._instance.get_records_for_run(self._run_id, cursor=self._cursor)
         except Exception:  # the run may not be stored yet: try again at the next tick
             return
         self._cursor = records.cursor or self._cursor
         for record in records.records:
-            event = record.event_log_entry.dagster_event
-            if event is None or event.step_key is None:
+            entry = record.event_log_entry
+            event = entry.dagster_event
+            level = entry.level
+            if isinstance(level, str):
+                level = logging.getLevelName(level.upper())
+            if event is None and isinstance(level, int) and level >= logging.WARNING:
+                # a warning of the run (the project's loggers, Dagster's): its first line
+                lines = (entry.user_message or "").strip().splitlines()
+                self._out(f"  warning: {lines[0][:240] if lines else ''}")
+                continue
+            if event is None or event.step_key is None or event.event_type_value not in types:
                 continue
             kind = event.event_type_value
             if kind == "ASSET_MATERIALIZATION":
@@ -296,6 +305,17 @@ def print_report(
                 head, sep, rest = cause.partition(": ")  # "module.ErrorClass: what"
                 cause = rest if sep and re.fullmatch(r"[\w.]+", head) else cause
                 print(f"  the run did not start: {cause}")
+
+
+def exit_status(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) -> int:
+    """0 succeeded; 3 failed only on services' faults (retries spent); 1 otherwise."""
+    if result.success:
+        return 0
+    from aps_etl.cli.faults import FAULT_EXIT
+    from aps_etl.lib.failure_kind import FAILURE_KIND_TAG
+
+    run = instance.get_run_by_id(result.run_id)
+    return FAULT_EXIT if run and run.tags.get(FAILURE_KIND_TAG) == "transient" else 1
 
 
 def target_rows(partition_key: str) -> dict[str, int]:

@@ -97,8 +97,9 @@ def test_aps_etl_run_reexecutes_a_run_the_infrastructure_failed(tmp_path: Path) 
     assert status == 0, text
     retry_lines = [line for line in output if "re-executing it from the failure" in line]
     assert len(retry_lines) == 1 and "(retry 1 of 2)" in retry_lines[0], text
-    assert "failed on the infrastructure (step load" in retry_lines[0], text
-    assert "Traceback" not in text
+    assert "failed on the infrastructure (step load__aps_daily: cannot connect to" in retry_lines[0]
+    assert "Traceback" not in text and "Stack Trace" not in text
+    assert "  warning: could not drop 11 unswapped stages" in text  # one line
 
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
         runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": DAY}))
@@ -142,3 +143,34 @@ def test_a_run_its_data_failed_is_not_reexecuted(tmp_path: Path) -> None:
         assert len(runs) == 1, text
         assert runs[0].tags.get(FAILURE_KIND_TAG) == "permanent", runs[0].tags
         assert runs[0].tags.get("dagster/will_retry") == "false"
+
+
+def test_a_fault_that_outlasts_the_retries_ends_in_exit_status_3(tmp_path: Path) -> None:
+    """The target stays away: the run is re-executed twice (run_retries.max_retries), then
+    the command ends with exit status 3, a service's fault, and the last attempt is marked
+    for its alert (will_retry false)."""
+    from aps_etl.devdata import seed_source
+    from aps_etl.env.embedded import SOURCE_DB, TARGET_DB, start_embedded_postgres
+
+    home = tmp_path / "local"
+    pg = start_embedded_postgres(home / "postgres")
+    seed_source(pg.uri(SOURCE_DB), start_date=START, days=3, lots=50, progress=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APS_", "DAGSTER_HOME"))}
+    env.update(APS_LOCAL_HOME=str(home), APS_RETRY_DELAY_S="0.2")
+    _admin(pg.uri(SOURCE_DB), f"alter database {TARGET_DB} allow_connections false")
+    try:
+        done = subprocess.run(
+            [str(BIN / "aps-etl"), "run", "--date", DAY],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    finally:
+        _admin(pg.uri(SOURCE_DB), f"alter database {TARGET_DB} allow_connections true")
+    text = done.stdout + done.stderr
+    assert done.returncode == 3, text
+    assert "(retry 1 of 2)" in text and "(retry 2 of 2)" in text and "retry 3" not in text
+    assert "Traceback" not in text and "Stack Trace" not in text
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": DAY}))
+        assert [r.status for r in runs] == [dg.DagsterRunStatus.FAILURE] * 3
+        assert runs[0].tags.get("dagster/will_retry") == "false"  # the last: alerted
+        assert all(r.tags.get("dagster/will_retry") == "true" for r in runs[1:])
