@@ -320,7 +320,21 @@ def exit_status(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance)
 
 def target_rows(partition_key: str) -> dict[str, int]:
     """Rows per target table for the partition, read back from PostgreSQL; a merged table
-    (the master dimensions) counts all its rows, "(all)" after its name."""
+    (the master dimensions) counts all its rows, "(all)" after its name. A dropped
+    connection is tried again (the run's outcome is what counts, not the report's)."""
+    from aps_etl.lib.failure_kind import kind_of
+
+    for attempt in range(4):
+        try:
+            return _target_rows(partition_key)
+        except Exception as exc:
+            if kind_of(exc) != "transient" or attempt == 3:
+                raise
+            time.sleep(2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _target_rows(partition_key: str) -> dict[str, int]:
     from aps_etl.defs.registry import DAILY_RUN, outputs_of_run
     from aps_etl.env.settings import resources_for
     from aps_etl.lib.warehouse.merge import is_merge

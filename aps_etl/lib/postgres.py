@@ -34,6 +34,24 @@ PERMANENT_CONNECT_MARKERS = (
     "root certificate file",
 )
 
+# A lost or refused connection, in any of libpq's attempts: transient whatever a later
+# attempt says (with sslmode=prefer, a reset TLS attempt is followed by a plain one that
+# pg_hba refuses: the reset is the cause).
+TRANSIENT_CONNECT_MARKERS = (
+    "server closed the connection unexpectedly",
+    "Connection refused",
+    "Connection reset",
+    "SSL SYSCALL error",
+    "timeout expired",
+    "could not receive data",
+    "could not send",
+    "not currently accepting connections",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "terminating connection",
+)
+
 
 class DatabaseError(RuntimeError):
     """A database problem with its cause named (missing table, unreachable server, ...).
@@ -108,7 +126,9 @@ class PostgresConnection(dg.ConfigurableResource):
             message = redact(str(exc), [self.password])
             # A refused or lost connection may heal; wrong credentials or a missing
             # database will not, so they are not retried.
-            permanent = any(marker in message for marker in PERMANENT_CONNECT_MARKERS)
+            permanent = any(marker in message for marker in PERMANENT_CONNECT_MARKERS) and not any(
+                marker in message for marker in TRANSIENT_CONNECT_MARKERS
+            )
             raise DatabaseError(
                 f"cannot connect to {self.describe()}: {message}", transient=not permanent
             ) from None

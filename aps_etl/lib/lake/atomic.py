@@ -71,6 +71,7 @@ def write_parquet(
             rows = _sink(frame, tmp, metadata)
             _check_rows(uri, rows, expected_rows)
             failpoint("lake.publish")  # a kill here: written, not published
+            failpoint(f"lake.publish.{parts[0]}")  # the same, of one stage (extract, transform)
             size = tmp.stat().st_size
             if not immutable:
                 fs.put_file(str(tmp), uri)
@@ -93,6 +94,7 @@ def write_parquet(
         rows = _sink(frame, tmp, metadata)
         _check_rows(uri, rows, expected_rows)
         failpoint("lake.publish")  # a kill here: written, not published
+        failpoint(f"lake.publish.{parts[0]}")  # the same, of one stage (extract, transform)
         size = tmp.stat().st_size
         if immutable:
             try:

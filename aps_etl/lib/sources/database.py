@@ -18,7 +18,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field, PrivateAttr
 
-from aps_etl.lib.postgres import DatabaseError, PostgresConnection
+from aps_etl.lib.postgres import TRANSIENT_CONNECT_MARKERS, DatabaseError, PostgresConnection
 from aps_etl.lib.redaction import redact
 from aps_etl.lib.sources.dialect import SqlDialect
 from aps_etl.lib.sources.engines.base import Endpoint, Session, SourceEngine
@@ -115,7 +115,10 @@ class SourceDatabase(PostgresConnection):
             ) from None
         except Exception as exc:  # the driver's message may echo the URI: never re-raise it
             message = redact(str(exc), [self.password])
-            permanent = any(m in message for m in engine.permanent_connect_markers)
+            # a lost or refused attempt is the cause, whatever a later attempt says
+            permanent = any(m in message for m in engine.permanent_connect_markers) and not any(
+                m in message for m in TRANSIENT_CONNECT_MARKERS
+            )
             first = " ".join(message.split())
             raise DatabaseError(
                 f"cannot connect to {self.describe()}: {first}", transient=not permanent
