@@ -32,14 +32,14 @@ from aps_etl.env.transport import plaintext_settings
 
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: a restart policy will not make it go away
 
-# Every Dagster process loads the instance: its storage, and the compute logs' bucket.
+# Every Dagster process loads the instance: its storage, and where the compute logs' bucket
+# is (its name is dagster.yaml's own).
 DAGSTER_STORAGE = (
     "APS_DAGSTER_PG_HOST",
     "APS_DAGSTER_PG_USER",
     "APS_DAGSTER_PG_PASSWORD",
     "APS_S3_ENDPOINT",
     "APS_S3_REGION",
-    "APS_S3_BUCKET",
 )
 # Where the pipeline's systems are: the definitions need these to load ("A|B": either).
 ENDPOINTS = (
@@ -95,6 +95,7 @@ FORBIDDEN = (
     "MINIO_ROOT_PASSWORD",
     # Trino's own: with the nodes' shared secret a process could sign internal requests
     "APS_TRINO_SHARED_SECRET_KEY",
+    "APS_APS_STAGE_WRITER_PASSWORD",
 )
 
 

@@ -35,6 +35,9 @@ STACK_VARIABLES = (
     # the planners' tools: SELECT on the target's tables, nothing else
     "APS_APS_READER_USER",
     "APS_APS_READER_PASSWORD",
+    # Trino's `aps` catalog: writes the stages, reads the master dimensions (Trino's only)
+    "APS_APS_STAGE_WRITER_USER",
+    "APS_APS_STAGE_WRITER_PASSWORD",
     # The MariaDB source (infra/stack's mariadb): database `mes` with the same two roles,
     # TLS only, its server certificate signed by the stack's CA (APS_MARIADB_SSLROOTCERT).
     "APS_MARIADB_HOST",
@@ -114,7 +117,12 @@ def load_stack_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 # Trino's own secrets: only its processes get them (infra/stack), never a Dagster process.
-TRINO_ONLY = ("APS_TRINO_SHARED_SECRET_KEY", "APS_TRINO_S3_ACCESS_KEY", "APS_TRINO_S3_SECRET_KEY")
+TRINO_ONLY = (
+    "APS_TRINO_SHARED_SECRET_KEY",
+    "APS_TRINO_S3_ACCESS_KEY",
+    "APS_TRINO_S3_SECRET_KEY",
+    "APS_APS_STAGE_WRITER_PASSWORD",
+)
 
 
 def export_stack_env() -> dict[str, str]:
@@ -157,7 +165,7 @@ def trino_connect(values: Mapping[str, str], **kwargs: Any) -> Any:
 
 def postgres_uri(values: Mapping[str, str], database: str, role: str) -> str:
     """libpq URI for `role` in ('superuser', 'mes_owner', 'mes_reader', 'aps_loader',
-    'dagster', 'aps_reader')."""
+    'dagster', 'aps_reader', 'aps_stage_writer')."""
     from urllib.parse import quote
 
     user_key, password_key = {
@@ -167,6 +175,7 @@ def postgres_uri(values: Mapping[str, str], database: str, role: str) -> str:
         "aps_loader": ("APS_APS_LOADER_USER", "APS_APS_LOADER_PASSWORD"),
         "dagster": ("APS_DAGSTER_PG_USER", "APS_DAGSTER_PG_PASSWORD"),
         "aps_reader": ("APS_APS_READER_USER", "APS_APS_READER_PASSWORD"),
+        "aps_stage_writer": ("APS_APS_STAGE_WRITER_USER", "APS_APS_STAGE_WRITER_PASSWORD"),
     }[role]
     return (
         f"postgresql://{quote(values[user_key], safe='')}:{quote(values[password_key], safe='')}"

@@ -24,7 +24,13 @@ import s3fs
 from aps_etl.definitions import build_defs
 from aps_etl.devdata import seed_source
 from aps_etl.env.settings import resources_for
-from aps_etl.env.stack import postgres_uri, stack_home, trino_connect, trino_settings
+from aps_etl.env.stack import (
+    parse_env_file,
+    postgres_uri,
+    stack_home,
+    trino_connect,
+    trino_settings,
+)
 from aps_etl.lib.warehouse.target import STAGE_SCHEMA
 from aps_etl.lib.warehouse.trino import TrinoError, TrinoResource
 from aps_etl_tests.pipeline_harness import run_daily, step_failures
@@ -217,7 +223,7 @@ def test_the_pipeline_user_writes_only_the_stage_schema(stack_settings: dict[str
 
 def test_trino_reads_the_lake_with_a_read_only_minio_user(stack_settings: dict[str, str]) -> None:
     bucket, key = stack_settings["APS_S3_BUCKET"], f"tests/minio-ro-{uuid.uuid4().hex[:8]}"
-    root = s3fs.S3FileSystem(
+    pipeline = s3fs.S3FileSystem(
         key=stack_settings["APS_S3_ACCESS_KEY"],
         secret=stack_settings["APS_S3_SECRET_KEY"],
         endpoint_url=stack_settings["APS_S3_ENDPOINT"],
@@ -229,7 +235,7 @@ def test_trino_reads_the_lake_with_a_read_only_minio_user(stack_settings: dict[s
         endpoint_url=stack_settings["APS_S3_ENDPOINT"],
         skip_instance_cache=True,
     )
-    root.pipe(f"{bucket}/{key}/data.txt", b"lake")
+    pipeline.pipe(f"{bucket}/{key}/data.txt", b"lake")
     metastore_probe = f"{bucket}/_trino_metastore/{key.replace('/', '-')}"
     try:
         assert reader.cat(f"{bucket}/{key}/data.txt") == b"lake"  # Get and List allowed
@@ -240,18 +246,20 @@ def test_trino_reads_the_lake_with_a_read_only_minio_user(stack_settings: dict[s
         # (s3fs's bulk delete does not raise on a refused key: what counts is what is left)
         with contextlib.suppress(PermissionError):
             reader.rm(f"{bucket}/{key}/data.txt")
-        assert root.cat(f"{bucket}/{key}/data.txt") == b"lake"
+        assert pipeline.cat(f"{bucket}/{key}/data.txt") == b"lake"
         # the one prefix it may write: Trino's file metastore
         reader.pipe(metastore_probe, b"ok")
         reader.rm(metastore_probe)
     finally:
-        root.rm(f"{bucket}/{key}", recursive=True)
-    # and the Trino processes hold its keys, not MinIO's root keys
+        pipeline.rm(f"{bucket}/{key}", recursive=True)
+    # and the Trino processes hold its keys, neither the pipeline's nor MinIO's root keys
+    root_password = parse_env_file(stack_home() / "minio" / "root.env")["APS_MINIO_ROOT_PASSWORD"]
     for pid_file in stack_home().glob("trino/**/trino.pid"):
         environ = Path(f"/proc/{pid_file.read_text().split()[0]}/environ").read_bytes()
         variables = dict(v.split(b"=", 1) for v in environ.split(b"\0") if b"=" in v)
         assert variables[b"AWS_ACCESS_KEY_ID"].decode() == stack_settings["APS_TRINO_S3_ACCESS_KEY"]
         assert stack_settings["APS_S3_SECRET_KEY"].encode() not in environ
+        assert root_password.encode() not in environ
 
 
 # ------------------------------------------------------------------ the cluster

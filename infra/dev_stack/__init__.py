@@ -13,7 +13,8 @@ passwords reach the services through files with mode 600 or the environment, nev
 
 Modules: common (constants, messages, processes and ports), state (the state folder,
 stack.env, its lock, the TLS CA), config (Trino's and PostgreSQL's configuration for the
-dev stack and the compose deployment), postgres, mariadb (the MariaDB form of the source),
+dev stack and the compose deployment; grants: the target database's grants beyond its
+owner's), postgres, mariadb (the MariaDB form of the source),
 minio, trino (one server each), cli (the commands). Importing it stays light: no Dagster,
 only aps_etl.env.stack and aps_etl.lib.trino_session.
 """

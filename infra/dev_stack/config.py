@@ -13,13 +13,16 @@ render from it:
   aps_etl_tests/deploy/test_stack_config.py fails when they differ from what this module renders.
 
 No secret is ever rendered: passwords stay placeholders, or psycopg2 parameters on the dev
-stack. Nothing here touches a server, so it imports nothing but the standard library.
+stack. Nothing here touches a server, so it imports nothing but the standard library (and
+grants.py: the statement kinds, and the grants of `aps` beyond its owner's).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from .grants import Generated, Statement, aps_grants
 
 BUCKET = "data-lake"
 TRINO_USER = "aps_etl"
@@ -54,7 +57,7 @@ class TrinoNodeConfig:
     postgres_url: str  # jdbc:postgresql://host:port, the database appended
     postgres_options: str  # appended to each PostgreSQL catalog's URL
     mes_reader_user: str
-    aps_loader_user: str
+    aps_stage_writer_user: str
     aps_write_batch_size: int | None
     # jdbc:mariadb://host:port?TLS options of the MariaDB source (catalog mes_mariadb), or
     # None: no such catalog (the compose deployment has no MariaDB)
@@ -132,10 +135,12 @@ connection-url={node.postgres_url}/{MES_DB}{node.postgres_options}
 connection-user={node.mes_reader_user}
 connection-password=${{ENV:APS_MES_READER_PASSWORD}}
 """,
+        # As the stage writer (postgres_setup): it fills the stages and reads the master
+        # dimensions; the loader, owner of `aps`, swaps them in over its own connection.
         "catalog/aps.properties": f"""connector.name=postgresql
 connection-url={node.postgres_url}/{APS_DB}{node.postgres_options}
-connection-user={node.aps_loader_user}
-connection-password=${{ENV:APS_APS_LOADER_PASSWORD}}
+connection-user={node.aps_stage_writer_user}
+connection-password=${{ENV:APS_APS_STAGE_WRITER_PASSWORD}}
 """
         + (f"write.batch-size={node.aps_write_batch_size}\n" if node.aps_write_batch_size else ""),
         **(
@@ -206,7 +211,7 @@ COMPOSE_TRINO = TrinoNodeConfig(
     postgres_url="jdbc:postgresql://postgres:5432",
     postgres_options="?sslmode=verify-full&sslrootcert=/tls/ca.crt",
     mes_reader_user="${ENV:APS_MES_READER_USER}",
-    aps_loader_user="${ENV:APS_APS_LOADER_USER}",
+    aps_stage_writer_user="${ENV:APS_APS_STAGE_WRITER_USER}",
     aps_write_batch_size=10000,
     mariadb_url=None,
     mariadb_reader_user="",
@@ -236,7 +241,11 @@ APS_LOADER = Role("aps_loader", "APS_APS_LOADER_USER", "APS_APS_LOADER_PASSWORD"
 DAGSTER = Role("dagster", "APS_DAGSTER_PG_USER", "APS_DAGSTER_PG_PASSWORD")
 # The planners' tools (BI, spreadsheets): read the APS tables, nothing else
 APS_READER = Role("aps_reader", "APS_APS_READER_USER", "APS_APS_READER_PASSWORD")
-ROLES = (MES_OWNER, MES_READER, APS_LOADER, DAGSTER, APS_READER)
+# Trino's `aps` catalog: fills the stages, reads the master dimensions, nothing else
+APS_STAGE_WRITER = Role(
+    "aps_stage_writer", "APS_APS_STAGE_WRITER_USER", "APS_APS_STAGE_WRITER_PASSWORD"
+)
+ROLES = (MES_OWNER, MES_READER, APS_LOADER, DAGSTER, APS_READER, APS_STAGE_WRITER)
 
 # What one read of the MES may cost it: the longest statement the pipeline runs there (a
 # 10M-row day's extract takes about 20 s on 2 cores), and how long a session may hold a
@@ -244,17 +253,6 @@ ROLES = (MES_OWNER, MES_READER, APS_LOADER, DAGSTER, APS_READER)
 # them, so they bind whatever connects as the reader, not only this code.
 READER_STATEMENT_TIMEOUT_S = 1800
 READER_IDLE_IN_TRANSACTION_S = 300
-
-
-@dataclass(frozen=True)
-class Generated:
-    """A query whose rows are the statements to run next (psql's \\gexec): CREATE ROLE and
-    CREATE DATABASE only when missing, so the setup is idempotent on both targets."""
-
-    query: str
-
-
-Statement = str | Generated
 
 
 def postgres_setup() -> list[tuple[str, list[Statement]]]:
@@ -298,6 +296,10 @@ def postgres_setup() -> list[tuple[str, list[Statement]]]:
         "ALTER ROLE {mes_reader} SET idle_in_transaction_session_timeout = "
         f"'{READER_IDLE_IN_TRANSACTION_S}s'",
         f"GRANT CONNECT ON DATABASE {APS_DB} TO {{aps_reader}}",
+        f"GRANT CONNECT ON DATABASE {APS_DB} TO {{aps_stage_writer}}",
+        # The loader may read, drop or move the tables Trino's writes leave in the stages (a
+        # table is its owner's to drop); as owner of `aps` it has every right they give.
+        "GRANT {aps_stage_writer} TO {aps_loader}",
         # a planner's query may not hold the APS tables' swaps for long either
         "ALTER ROLE {aps_reader} SET default_transaction_read_only = on",
         f"ALTER ROLE {{aps_reader}} SET statement_timeout = '{READER_STATEMENT_TIMEOUT_S}s'",
@@ -316,14 +318,7 @@ def postgres_setup() -> list[tuple[str, list[Statement]]]:
         "GRANT SELECT ON TABLES TO {mes_reader}",
     ]
     dagster: list[Statement] = ["REVOKE CREATE ON SCHEMA public FROM PUBLIC"]  # the owner only
-    # aps: the loader owns it; the reader sees the output tables (public), not the stages
-    aps: list[Statement] = [
-        "GRANT USAGE ON SCHEMA public TO {aps_reader}",
-        "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {aps_reader}",
-        "ALTER DEFAULT PRIVILEGES FOR ROLE {aps_loader} IN SCHEMA public "
-        "GRANT SELECT ON TABLES TO {aps_reader}",
-    ]
-    return [("postgres", cluster), (MES_DB, mes), (DAGSTER_DB, dagster), (APS_DB, aps)]
+    return [("postgres", cluster), (MES_DB, mes), (DAGSTER_DB, dagster), (APS_DB, aps_grants())]
 
 
 class RolePlaceholder:

@@ -1,13 +1,20 @@
 """MinIO, the lake's object store: built once from its Go module into the cache, run from
-the state folder with the stack's bucket and the read-only user Trino reads the lake as."""
+the state folder with root keys of its own (minio/root.env), set up as the compose
+deployment's is (infra/docker/minio-init.py): the bucket, versioned under extract/, the
+pipeline's user (the keys of stack.env) and the read-only user Trino reads the lake as."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
+import sys
+from functools import cache
+from types import ModuleType
 from typing import TYPE_CHECKING
 
+from . import REPO
 from .common import (
     HOST,
     INFRA_TRINO,
@@ -22,7 +29,7 @@ from .common import (
     wait_until,
 )
 from .config import BUCKET
-from .state import Stack
+from .state import Stack, minio_root
 
 if TYPE_CHECKING:
     import s3fs
@@ -33,7 +40,21 @@ if TYPE_CHECKING:
 # archive commit of 2026-02-12. No prebuilt binary can be downloaded here, hence the build.
 MINIO_MODULE = "github.com/minio/minio"
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
-LAKE_READER_POLICY = "aps-trino-lake-reader"
+MINIO_INIT = REPO / "infra" / "docker" / "minio-init.py"
+PIPELINE_POLICY = REPO / "infra" / "docker" / "lake-pipeline-policy.json"
+LAKE_READER_POLICY = INFRA_TRINO / "lake-reader-policy.json"
+
+
+@cache
+def minio_init() -> ModuleType:
+    """infra/docker/minio-init.py, compose's MinIO setup, as a module: the dev stack's
+    MinIO is set up by the same functions."""
+    spec = importlib.util.spec_from_file_location("minio_init", MINIO_INIT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 class Minio:
@@ -81,9 +102,10 @@ class Minio:
         self.data.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o700)
         env = base_env()
+        root_user, root_password = minio_root(self.stack)
         env.update(
-            MINIO_ROOT_USER=self.stack.env["APS_S3_ACCESS_KEY"],
-            MINIO_ROOT_PASSWORD=self.stack.env["APS_S3_SECRET_KEY"],
+            MINIO_ROOT_USER=root_user,
+            MINIO_ROOT_PASSWORD=root_password,
             MINIO_UPDATE="off",
         )
         port, console = self.stack.ports["minio"], self.stack.ports["console"]
@@ -107,32 +129,27 @@ class Minio:
         self.setup()
 
     def setup(self) -> None:
-        fs = self.fs()
-        if not fs.exists(BUCKET):
-            fs.mkdir(BUCKET)
-        self.lake_reader()
-
-    def lake_reader(self) -> None:
-        """The MinIO user Trino reads the lake as (APS_TRINO_S3_ACCESS_KEY), never the root
-        keys. Its policy (infra/trino/lake-reader-policy.json) allows Get and List on the
-        bucket; writes only under _trino_metastore/, because Trino's file metastore keeps
-        the lake tables' schemas, tables and registered partitions there (CREATE SCHEMA,
-        CREATE TABLE and register_partition write those files). Idempotent."""
-        from minio import MinioAdmin
-        from minio.credentials import StaticProvider
-
-        env = self.stack.env
-        policy = INFRA_TRINO / "lake-reader-policy.json"
-        if f"arn:aws:s3:::{BUCKET}" not in policy.read_text():
-            raise StackError(f"minio: {policy} is not about bucket {BUCKET}")
-        admin = MinioAdmin(
-            endpoint=f"{HOST}:{self.stack.ports['minio']}",
-            credentials=StaticProvider(env["APS_S3_ACCESS_KEY"], env["APS_S3_SECRET_KEY"]),
-            secure=False,
-        )
-        admin.policy_add(LAKE_READER_POLICY, policy_file=policy)
-        admin.user_add(env["APS_TRINO_S3_ACCESS_KEY"], env["APS_TRINO_S3_SECRET_KEY"])
-        admin.policy_set(LAKE_READER_POLICY, user=env["APS_TRINO_S3_ACCESS_KEY"])
+        """As MinIO's root, with compose's minio-init functions: the bucket, versioned but
+        for its prefixes other than extract/; the pipeline's user (APS_S3_ACCESS_KEY, the
+        compose pipeline's policy: read and write the lake, delete no extract) and Trino's
+        (APS_TRINO_S3_ACCESS_KEY, infra/trino/lake-reader-policy.json: read the lake, write
+        only its file metastore under _trino_metastore/). No logs bucket: the dev instance
+        keeps its compute logs under DAGSTER_HOME (infra/dagster-dev.yaml). Idempotent."""
+        init, env = minio_init(), self.stack.env
+        policies = (PIPELINE_POLICY, LAKE_READER_POLICY)
+        if init.LAKE_BUCKET != BUCKET or any(f":::{BUCKET}" not in p.read_text() for p in policies):
+            raise StackError(f"minio: {MINIO_INIT} and the policies must be about bucket {BUCKET}")
+        init.setup(
+            f"{HOST}:{self.stack.ports['minio']}",
+            *minio_root(self.stack),
+            [
+                init.User("aps-lake-pipeline", PIPELINE_POLICY,
+                          env["APS_S3_ACCESS_KEY"], env["APS_S3_SECRET_KEY"]),
+                init.User("aps-trino-lake-reader", LAKE_READER_POLICY,
+                          env["APS_TRINO_S3_ACCESS_KEY"], env["APS_TRINO_S3_SECRET_KEY"]),
+            ],
+            logs_bucket=False,
+        )  # fmt: skip
 
     def fs(self) -> s3fs.S3FileSystem:
         import s3fs  # here, not at the top: it is slow to import and only `up`/`status` need it

@@ -173,6 +173,7 @@ ssl_key_file = '{key}'
             ("mes", "mes_owner"),
             ("mes", "mes_reader"),
             ("aps", "aps_loader"),
+            ("aps", "aps_stage_writer"),
             (DAGSTER_DB, DAGSTER.name),
         ):
             conn = psycopg2.connect(postgres_uri(env, db, role), connect_timeout=5)
@@ -180,7 +181,9 @@ ssl_key_file = '{key}'
                 conn.cursor().execute("SELECT 1")
             finally:
                 conn.close()
-        return "mes (mes_owner, mes_reader), aps (aps_loader), dagster (dagster) ok"
+        return (
+            "mes (mes_owner, mes_reader), aps (aps_loader, aps_stage_writer), dagster (dagster) ok"
+        )
 
     def address(self) -> str:
         return f"{HOST}:{self.stack.ports['pg']}"

@@ -38,7 +38,7 @@ from .state import Stack, server_certificate
 # their internal requests with (the S3 keys go in as AWS_* variables, see Trino.launch).
 TRINO_SECRETS = (
     "APS_MES_READER_PASSWORD",
-    "APS_APS_LOADER_PASSWORD",
+    "APS_APS_STAGE_WRITER_PASSWORD",
     "APS_MARIADB_READER_PASSWORD",
     "APS_TRINO_SHARED_SECRET_KEY",
 )
@@ -199,7 +199,7 @@ class Trino:
                 postgres_url=f"jdbc:postgresql://{HOST}:{p['pg']}",
                 postgres_options="",
                 mes_reader_user=env["APS_MES_READER_USER"],
-                aps_loader_user=env["APS_APS_LOADER_USER"],
+                aps_stage_writer_user=env["APS_APS_STAGE_WRITER_USER"],
                 aps_write_batch_size=None,  # Trino's default, 1000
                 # MariaDB Connector/J 3: TLS, the certificate checked against the stack's CA
                 # and for the host name (127.0.0.1 is in its subjectAltName).

@@ -9,7 +9,8 @@ set -euo pipefail
 : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is not set}"
 for var in APS_MES_OWNER_USER APS_MES_OWNER_PASSWORD APS_MES_READER_USER APS_MES_READER_PASSWORD \
            APS_APS_LOADER_USER APS_APS_LOADER_PASSWORD APS_DAGSTER_PG_USER APS_DAGSTER_PG_PASSWORD \
-           APS_APS_READER_USER APS_APS_READER_PASSWORD; do
+           APS_APS_READER_USER APS_APS_READER_PASSWORD \
+           APS_APS_STAGE_WRITER_USER APS_APS_STAGE_WRITER_PASSWORD; do
   [[ -n ${!var:-} ]] || { echo "postgres: $var is not set" >&2; exit 64; }
 done
 
@@ -49,5 +50,6 @@ install -m 600 /tls/server.key /tmp/server.key
 # the server itself holds no password: they were for the setup above
 exec env -u POSTGRES_PASSWORD -u APS_MES_OWNER_PASSWORD -u APS_MES_READER_PASSWORD \
   -u APS_APS_LOADER_PASSWORD -u APS_DAGSTER_PG_PASSWORD -u APS_APS_READER_PASSWORD \
+  -u APS_APS_STAGE_WRITER_PASSWORD \
   postgres -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories=/tmp \
   -c ssl=on -c ssl_cert_file=/tls/server.crt -c ssl_key_file=/tmp/server.key

@@ -10,12 +10,14 @@ psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
   -v mes_reader="$APS_MES_READER_USER" \
   -v aps_loader="$APS_APS_LOADER_USER" \
   -v dagster="$APS_DAGSTER_PG_USER" \
-  -v aps_reader="$APS_APS_READER_USER" <<'SQL'
+  -v aps_reader="$APS_APS_READER_USER" \
+  -v aps_stage_writer="$APS_APS_STAGE_WRITER_USER" <<'SQL'
 \getenv mes_owner_pw APS_MES_OWNER_PASSWORD
 \getenv mes_reader_pw APS_MES_READER_PASSWORD
 \getenv aps_loader_pw APS_APS_LOADER_PASSWORD
 \getenv dagster_pw APS_DAGSTER_PG_PASSWORD
 \getenv aps_reader_pw APS_APS_READER_PASSWORD
+\getenv aps_stage_writer_pw APS_APS_STAGE_WRITER_PASSWORD
 SET log_min_error_statement = panic;
 SELECT format('CREATE ROLE %I', :'mes_owner') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'mes_owner') \gexec
 ALTER ROLE :"mes_owner" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'mes_owner_pw';
@@ -27,6 +29,8 @@ SELECT format('CREATE ROLE %I', :'dagster') WHERE NOT EXISTS (SELECT FROM pg_rol
 ALTER ROLE :"dagster" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'dagster_pw';
 SELECT format('CREATE ROLE %I', :'aps_reader') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'aps_reader') \gexec
 ALTER ROLE :"aps_reader" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'aps_reader_pw';
+SELECT format('CREATE ROLE %I', :'aps_stage_writer') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'aps_stage_writer') \gexec
+ALTER ROLE :"aps_stage_writer" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'aps_stage_writer_pw';
 SELECT 'CREATE DATABASE mes' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'mes') \gexec
 ALTER DATABASE mes OWNER TO CURRENT_USER;
 REVOKE ALL ON DATABASE mes FROM PUBLIC;
@@ -42,6 +46,8 @@ ALTER ROLE :"mes_reader" SET default_transaction_read_only = on;
 ALTER ROLE :"mes_reader" SET statement_timeout = '1800s';
 ALTER ROLE :"mes_reader" SET idle_in_transaction_session_timeout = '300s';
 GRANT CONNECT ON DATABASE aps TO :"aps_reader";
+GRANT CONNECT ON DATABASE aps TO :"aps_stage_writer";
+GRANT :"aps_stage_writer" TO :"aps_loader";
 ALTER ROLE :"aps_reader" SET default_transaction_read_only = on;
 ALTER ROLE :"aps_reader" SET statement_timeout = '1800s';
 ALTER ROLE :"aps_reader" SET idle_in_transaction_session_timeout = '300s';
@@ -63,4 +69,12 @@ SET log_min_error_statement = panic;
 GRANT USAGE ON SCHEMA public TO :"aps_reader";
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO :"aps_reader";
 ALTER DEFAULT PRIVILEGES FOR ROLE :"aps_loader" IN SCHEMA public GRANT SELECT ON TABLES TO :"aps_reader";
+CREATE SCHEMA IF NOT EXISTS aps_stage AUTHORIZATION :"aps_loader";
+GRANT USAGE, CREATE ON SCHEMA aps_stage TO :"aps_stage_writer";
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA aps_stage TO :"aps_stage_writer";
+ALTER DEFAULT PRIVILEGES FOR ROLE :"aps_loader" IN SCHEMA aps_stage GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO :"aps_stage_writer";
+GRANT USAGE ON SCHEMA public TO :"aps_stage_writer";
+SELECT format('GRANT SELECT ON %s TO %I', c.oid::regclass, :'aps_stage_writer') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname LIKE 'aps\_dim\_%' \gexec
+SELECT format($sql$CREATE OR REPLACE FUNCTION public.aps_grant_dimensions() RETURNS event_trigger LANGUAGE plpgsql SET search_path = pg_catalog AS $body$ DECLARE made record; BEGIN FOR made IN SELECT objid FROM pg_event_trigger_ddl_commands() WHERE object_type = 'table' AND schema_name = 'public' LOOP IF (SELECT relname FROM pg_class WHERE oid = made.objid) LIKE 'aps\_dim\_%%' THEN EXECUTE format('GRANT SELECT ON %%s TO %%I', made.objid::regclass, %L); END IF; END LOOP; END $body$$sql$, :'aps_stage_writer') \gexec
+SELECT 'CREATE EVENT TRIGGER aps_grant_dimensions ON ddl_command_end WHEN TAG IN (''CREATE TABLE'', ''CREATE TABLE AS'') EXECUTE FUNCTION public.aps_grant_dimensions()' WHERE NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'aps_grant_dimensions') \gexec
 SQL
