@@ -47,6 +47,7 @@ pytestmark = pytest.mark.stack
 
 MINIO_INIT = REPO_ROOT / "infra" / "docker" / "minio-init.py"
 PIPELINE_POLICY = REPO_ROOT / "infra" / "docker" / "lake-pipeline-policy.json"
+DAGSTER_YAML = REPO_ROOT / "infra" / "docker" / "dagster.yaml"
 
 
 def _pg(settings: dict[str, str], role: str, database: str = "aps") -> Any:
@@ -358,12 +359,11 @@ def _minio_init() -> ModuleType:
     return module
 
 
-def test_minio_init_keeps_the_compute_logs_apart_for_a_read_only_user(
-    stack_settings: dict[str, str], tmp_path: Path
-) -> None:
-    """compose's MinIO setup, run against the dev stack's MinIO with users of the test's
-    own: the logs' bucket, written by the pipeline's user, read by the webserver's, never
-    reached by Trino's; logs an earlier version kept in the lake move there."""
+@pytest.fixture
+def compose_minio(stack_settings: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """compose's MinIO setup run against the dev stack's MinIO, with users (and keys) of
+    the test's own; a compute log an earlier version kept in the lake, planted first. The
+    users, the objects and (if it made it) the logs' bucket removed afterwards."""
     init = _minio_init()
     tag = uuid.uuid4().hex[:8]
     env = {
@@ -388,46 +388,120 @@ def test_minio_init_keeps_the_compute_logs_apart_for_a_read_only_user(
     root_keys = _root()
     root = _client(stack_settings, *root_keys)
     lake, logs = init.LAKE_BUCKET, init.LOGS_BUCKET
-    assert lake == stack_settings["APS_S3_BUCKET"]
     had_logs_bucket = root.bucket_exists(logs)
     old_log = f"{init.OLD_LOGS_PREFIX}storage/acl-{tag}/step.out"
     root.put_object(lake, old_log, io.BytesIO(b"step output"), 11)
-    moved = f"{init.LOGS_PREFIX}storage/acl-{tag}/step.out"
-    written = f"{init.LOGS_PREFIX}storage/acl-{tag}/written.err"
     try:
         for _ in range(2):  # idempotent
             init.setup(_endpoint(stack_settings), *root_keys, users, logs_bucket=True)
-        assert root.get_object(logs, moved).read() == b"step output"
-        assert not list(root.list_objects(lake, prefix=old_log))
 
         def client(kind: str) -> Minio:
             keys = env[f"APS_{kind}_ACCESS_KEY"], env[f"APS_{kind}_SECRET_KEY"]
             return _client(stack_settings, *keys)
 
-        pipeline, trino, reader = client("S3"), client("TRINO_S3"), client("LOGS_S3")
-        pipeline.put_object(logs, written, io.BytesIO(b"stderr"), 6)  # a run's upload
-        assert reader.get_object(logs, written).read() == b"stderr"
-        listed = reader.list_objects(logs, prefix=init.LOGS_PREFIX, recursive=True)
-        assert {moved, written} <= {o.object_name for o in listed}
-        denied = "AccessDenied|Access Denied"
-        for attempt in (
-            lambda: reader.put_object(logs, written, io.BytesIO(b"x"), 1),
-            lambda: reader.remove_object(logs, written),
-            lambda: reader.get_object(lake, "anything"),
-            lambda: list(reader.list_objects(lake)),
-            lambda: list(trino.list_objects(logs)),
-            lambda: trino.get_object(logs, written),
-            lambda: pipeline.remove_object(logs, written),  # logs are kept
-        ):
-            with pytest.raises(S3Error, match=denied):
-                attempt()
+        yield {
+            "init": init,
+            "env": env,
+            "tag": tag,
+            "root": root,
+            "old_log": old_log,
+            "pipeline": client("S3"),
+            "trino": client("TRINO_S3"),
+            "reader": client("LOGS_S3"),
+        }
     finally:
         admin = _admin(stack_settings, *root_keys)
         for user in users:
             with contextlib.suppress(MinioAdminException):  # not made: setup failed first
                 admin.user_remove(user.access_key)
-        for name in (moved, written):
-            root.remove_object(logs, name)
         root.remove_object(lake, old_log)
-        if not had_logs_bucket and not list(root.list_objects(logs, recursive=True)):
-            root.remove_bucket(logs)
+        if root.bucket_exists(logs):
+            prefix = f"{init.LOGS_PREFIX}storage/acl-{tag}"
+            for item in root.list_objects(logs, prefix=prefix, recursive=True):
+                root.remove_object(logs, item.object_name)
+            if not had_logs_bucket and not list(root.list_objects(logs, recursive=True)):
+                root.remove_bucket(logs)
+
+
+def test_minio_init_keeps_the_compute_logs_apart_for_a_read_only_user(
+    compose_minio: dict[str, Any], stack_settings: dict[str, str]
+) -> None:
+    """The logs' bucket: written by the pipeline's user, read by the webserver's, never
+    reached by Trino's; the logs an earlier version kept in the lake moved there."""
+    init, root, tag = compose_minio["init"], compose_minio["root"], compose_minio["tag"]
+    pipeline, trino, reader = (compose_minio[k] for k in ("pipeline", "trino", "reader"))
+    lake, logs = init.LAKE_BUCKET, init.LOGS_BUCKET
+    assert lake == stack_settings["APS_S3_BUCKET"]
+    moved = f"{init.LOGS_PREFIX}storage/acl-{tag}/step.out"
+    written = f"{init.LOGS_PREFIX}storage/acl-{tag}/written.err"
+    assert root.get_object(logs, moved).read() == b"step output"
+    assert not list(root.list_objects(lake, prefix=compose_minio["old_log"]))
+    pipeline.put_object(logs, written, io.BytesIO(b"stderr"), 6)  # a run's upload
+    assert reader.get_object(logs, written).read() == b"stderr"
+    listed = reader.list_objects(logs, prefix=init.LOGS_PREFIX, recursive=True)
+    assert {moved, written} <= {o.object_name for o in listed}
+    for attempt in (
+        lambda: reader.put_object(logs, written, io.BytesIO(b"x"), 1),
+        lambda: reader.remove_object(logs, written),
+        lambda: reader.get_object(lake, "anything"),
+        lambda: list(reader.list_objects(lake)),
+        lambda: list(trino.list_objects(logs)),
+        lambda: trino.get_object(logs, written),
+        lambda: pipeline.remove_object(logs, written),  # logs are kept
+    ):
+        with pytest.raises(S3Error, match="AccessDenied|Access Denied"):
+            attempt()
+
+
+def _compute_log_manager(
+    settings: dict[str, str], keys: tuple[str, str], local: Path, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """Dagster's compute log manager as infra/docker/dagster.yaml configures it, with these
+    keys in the environment (as compose gives them: AWS_ACCESS_KEY_ID, ...) and its local
+    copies in `local` (each container has its own)."""
+    import yaml
+    from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
+
+    section = yaml.safe_load(DAGSTER_YAML.read_text())["compute_logs"]
+    assert section["class"] == "S3ComputeLogManager"
+    names = {"APS_S3_ENDPOINT": settings["APS_S3_ENDPOINT"], "APS_S3_REGION": "us-east-1"}
+    config = {
+        key: names[value["env"]] if isinstance(value, dict) else value
+        for key, value in section["config"].items()
+    }
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", keys[0])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", keys[1])
+    return S3ComputeLogManager(**config, local_dir=str(local))
+
+
+def test_a_runs_compute_logs_reach_the_webserver_through_the_read_only_user(
+    compose_minio: dict[str, Any],
+    stack_settings: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """compose's compute log manager (infra/docker/dagster.yaml): a run uploads its step's
+    output with the pipeline's keys; the webserver finds and reads it with the logs
+    reader's, which may do nothing else."""
+    from dagster._core.storage.compute_log_manager import ComputeIOType
+
+    env, tag = compose_minio["env"], compose_minio["tag"]
+    log_key = ["storage", f"acl-{tag}", "compute_logs", "step"]
+    run = _compute_log_manager(
+        stack_settings,
+        (env["APS_S3_ACCESS_KEY"], env["APS_S3_SECRET_KEY"]),
+        tmp_path / "run",
+        monkeypatch,
+    )
+    with run.open_log_stream(log_key, ComputeIOType.STDOUT) as stream:
+        assert stream is not None
+        stream.write("step says hello\n")
+    web = _compute_log_manager(
+        stack_settings,
+        (env["APS_LOGS_S3_ACCESS_KEY"], env["APS_LOGS_S3_SECRET_KEY"]),
+        tmp_path / "web",
+        monkeypatch,
+    )
+    assert web.is_capture_complete(log_key)
+    data, _ = web.get_log_data_for_type(log_key, ComputeIOType.STDOUT, 0, None)
+    assert data == b"step says hello\n"
