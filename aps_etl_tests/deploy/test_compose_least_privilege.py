@@ -6,14 +6,12 @@ reads with a read-only user). The dev stack runs the same checks on its own serv
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import secrets
 import string
 import sys
 import uuid
-from types import ModuleType
 from typing import Any
 
 import psycopg2
@@ -23,20 +21,14 @@ from minio.error import S3Error
 
 from aps_etl_tests.deploy.deployment import REPO, container_of, docker
 
+if str(REPO / "infra") not in sys.path:
+    sys.path.insert(0, str(REPO / "infra"))
+
+from dev_stack.minio import minio_init  # noqa: E402  (infra/docker/minio-init.py)
+
 pytestmark = pytest.mark.docker
 
 DENIED = "AccessDenied|Access Denied"
-
-
-def _minio_init() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "minio_init_compose", REPO / "infra" / "docker" / "minio-init.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _pg(env: dict[str, str], role: str, database: str = "aps") -> Any:
@@ -118,7 +110,7 @@ def test_trino_reaches_aps_as_the_stage_writer(deployment: dict[str, Any]) -> No
 
 
 def test_minio_keeps_the_extracts_and_the_logs_apart(deployment: dict[str, Any]) -> None:
-    env, init = deployment["env"], _minio_init()
+    env, init = deployment["env"], minio_init()
     lake, logs = init.LAKE_BUCKET, init.LOGS_BUCKET
     root = _minio(env, env["APS_MINIO_ROOT_USER"], env["APS_MINIO_ROOT_PASSWORD"])
     pipeline = _minio(env, env["APS_S3_ACCESS_KEY"], env["APS_S3_SECRET_KEY"])

@@ -5,12 +5,10 @@ delete. The same MinIO setup runs on the dev stack: aps_etl_tests/stack/test_lea
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import yaml
@@ -24,6 +22,11 @@ PIPELINE = DOCKER / "lake-pipeline-policy.json"
 LOGS_READER = DOCKER / "logs-reader-policy.json"
 TRINO_READER = REPO / "infra" / "trino" / "lake-reader-policy.json"
 
+if str(REPO / "infra") not in sys.path:
+    sys.path.insert(0, str(REPO / "infra"))
+
+from dev_stack.minio import minio_init  # noqa: E402  (infra/docker/minio-init.py)
+
 
 def _services() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE.read_text())["services"]
@@ -32,15 +35,6 @@ def _services() -> dict[str, Any]:
 def _variables(value: object) -> set[str]:
     """The infra/.env variables a compose value reads (${NAME...})."""
     return set(re.findall(r"\$\{(\w+)", str(value)))
-
-
-def _minio_init() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("minio_init_files", DOCKER / "minio-init.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _statements(path: Path) -> list[dict[str, Any]]:
@@ -68,7 +62,7 @@ def test_trino_reaches_aps_as_the_stage_writer_not_its_owner() -> None:
 
 
 def test_the_compute_logs_have_a_bucket_of_their_own() -> None:
-    init = _minio_init()
+    init = minio_init()
     config = yaml.safe_load((DOCKER / "dagster.yaml").read_text())["compute_logs"]["config"]
     assert config["bucket"] == init.LOGS_BUCKET != init.LAKE_BUCKET
     assert config["prefix"] + "/" == init.LOGS_PREFIX
@@ -94,7 +88,7 @@ def test_the_webserver_reads_the_logs_with_a_read_only_user() -> None:
     init = services["minio-init"]
     assert {"APS_LOGS_S3_ACCESS_KEY", "APS_LOGS_S3_SECRET_KEY"} <= set(init["environment"])
     mounted = {v.split(":")[1]: v.split(":")[0] for v in init["volumes"]}
-    users = _minio_init().compose_users(
+    users = minio_init().compose_users(
         {name: "x" for name in init["environment"]}, Path("/policies")
     )
     for user in users:
@@ -103,7 +97,7 @@ def test_the_webserver_reads_the_logs_with_a_read_only_user() -> None:
 
 
 def test_the_policies_keep_each_user_to_its_bucket() -> None:
-    init = _minio_init()
+    init = minio_init()
     lake, logs = f"arn:aws:s3:::{init.LAKE_BUCKET}", f"arn:aws:s3:::{init.LOGS_BUCKET}"
     # the logs reader: list and read the logs' bucket, nothing else
     for statement in _statements(LOGS_READER):

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import secrets
@@ -22,7 +21,6 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import psycopg2
@@ -43,9 +41,13 @@ from aps_etl.env.stack import (
 from aps_etl.lib.warehouse.target import STAGE_SCHEMA
 from aps_etl.lib.warehouse.trino import TrinoError, TrinoResource
 
+if str(REPO_ROOT / "infra") not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT / "infra"))
+
+from dev_stack.minio import minio_init  # noqa: E402
+
 pytestmark = pytest.mark.stack
 
-MINIO_INIT = REPO_ROOT / "infra" / "docker" / "minio-init.py"
 PIPELINE_POLICY = REPO_ROOT / "infra" / "docker" / "lake-pipeline-policy.json"
 DAGSTER_YAML = REPO_ROOT / "infra" / "docker" / "dagster.yaml"
 
@@ -350,21 +352,12 @@ def test_outside_extracts_the_lake_is_not_versioned(stack_settings: dict[str, st
 # ------------------------------------------------------------------ compose's minio-init
 
 
-def _minio_init() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("minio_init_under_test", MINIO_INIT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def compose_minio(stack_settings: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
     """compose's MinIO setup run against the dev stack's MinIO, with users (and keys) of
     the test's own; a compute log an earlier version kept in the lake, planted first. The
     users, the objects and (if it made it) the logs' bucket removed afterwards."""
-    init = _minio_init()
+    init = minio_init()  # infra/docker/minio-init.py
     tag = uuid.uuid4().hex[:8]
     env = {
         name: f"acl{tag}{name.split('_')[1].lower()}" if name.endswith("ACCESS_KEY")

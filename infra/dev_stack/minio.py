@@ -142,14 +142,9 @@ class Minio:
         init.setup(
             f"{HOST}:{self.stack.ports['minio']}",
             *minio_root(self.stack),
-            [
-                init.User("aps-lake-pipeline", PIPELINE_POLICY,
-                          env["APS_S3_ACCESS_KEY"], env["APS_S3_SECRET_KEY"]),
-                init.User("aps-trino-lake-reader", LAKE_READER_POLICY,
-                          env["APS_TRINO_S3_ACCESS_KEY"], env["APS_TRINO_S3_SECRET_KEY"]),
-            ],
+            init.lake_users(env, PIPELINE_POLICY, LAKE_READER_POLICY),
             logs_bucket=False,
-        )  # fmt: skip
+        )
 
     def fs(self) -> s3fs.S3FileSystem:
         import s3fs  # here, not at the top: it is slow to import and only `up`/`status` need it

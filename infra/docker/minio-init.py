@@ -63,13 +63,22 @@ class User:
     secret_key: str
 
 
-def compose_users(env: Mapping[str, str], policies: Path) -> list[User]:
-    """The compose deployment's users, their keys from `env` (infra/.env)."""
+def lake_users(env: Mapping[str, str], pipeline_policy: Path, reader_policy: Path) -> list[User]:
+    """The pipeline's and Trino's users, in both deployments, their keys from `env`."""
     return [
-        User("aps-lake-pipeline", policies / "lake-pipeline-policy.json",
+        User("aps-lake-pipeline", pipeline_policy,
              env["APS_S3_ACCESS_KEY"], env["APS_S3_SECRET_KEY"]),
-        User("aps-trino-lake-reader", policies / "lake-reader-policy.json",
+        User("aps-trino-lake-reader", reader_policy,
              env["APS_TRINO_S3_ACCESS_KEY"], env["APS_TRINO_S3_SECRET_KEY"]),
+    ]  # fmt: skip
+
+
+def compose_users(env: Mapping[str, str], policies: Path) -> list[User]:
+    """The compose deployment's users, their keys from `env` (infra/.env), their policies
+    mounted in one folder: the lake's two and the webserver's logs reader."""
+    return [
+        *lake_users(env, policies / "lake-pipeline-policy.json",
+                    policies / "lake-reader-policy.json"),
         User("aps-logs-reader", policies / "logs-reader-policy.json",
              env["APS_LOGS_S3_ACCESS_KEY"], env["APS_LOGS_S3_SECRET_KEY"]),
     ]  # fmt: skip
