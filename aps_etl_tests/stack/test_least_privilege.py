@@ -479,7 +479,7 @@ def test_a_runs_compute_logs_reach_the_webserver_through_the_read_only_user(
     from dagster._core.storage.compute_log_manager import ComputeIOType
 
     env, tag = compose_minio["env"], compose_minio["tag"]
-    log_key = ["storage", f"acl-{tag}", "compute_logs", "step"]
+    log_key = [f"acl-{tag}", "compute_logs", "step"]  # under storage/acl-{tag}/
     run = _compute_log_manager(
         stack_settings,
         (env["APS_S3_ACCESS_KEY"], env["APS_S3_SECRET_KEY"]),
