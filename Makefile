@@ -1,5 +1,5 @@
 # The two entry points of the README. Both bootstrap .venv from requirements.lock first.
-.PHONY: run test unit lint lock bench typecheck images deploy
+.PHONY: run test unit lint lock bench soak typecheck images deploy
 
 # The main job on the embedded default: no services to install.
 run:
@@ -27,6 +27,14 @@ unit:
 	@.venv/bin/ruff format --check .
 	@.venv/bin/lint-imports --no-cache
 	@.venv/bin/pytest -m "not stack and not faults and not tools and not docker and not slow" -p no:cacheprovider -n 2 --dist loadgroup
+
+# The fault proxy's soak (issue 29): business days through Toxiproxy on the dev stack, 5% of
+# every connection reset and a service down for seconds every 12 s; writes
+# .aps-etl/fault-soak.json (a measured copy: benchmarks/results/fault_soak.json).
+soak:
+	@scripts/bootstrap
+	@infra/stack up
+	@.venv/bin/pytest -m soak aps_etl_tests/faults/test_network_faults.py -p no:cacheprovider
 
 # The benchmark suite (benchmarks/): our job at 1M and 10M source rows, stage by stage,
 # side by side with pandas, dlt and the ADBC floor on the same data. Writes

@@ -65,7 +65,10 @@ NO_SERVICE = ("unit", "definitions")
 ORDER = {"faults": 0, "deploy": 2}  # after the stack group; every other folder: 1
 # The stack's tests share its `mes`, `aps` and `dagster` databases: one worker runs them,
 # one after another. They live in stack/, but for these (a faults/ module on the stack).
-STACK_FILES = ("aps_etl_tests/faults/test_faults.py",)
+STACK_FILES = (
+    "aps_etl_tests/faults/test_faults.py",
+    "aps_etl_tests/faults/test_network_faults.py",
+)
 # The compose deployment's files share one deployment (aps_etl_tests/deploy/conftest.py):
 # one worker runs them all, so it is started once.
 COMPOSE_FILES = "aps_etl_tests/deploy/test_compose_"
