@@ -95,7 +95,9 @@ class Policy(click.ParamType):
     envvar="APS_DAGSTER_URL",
     help="with --policy: submit through this running Dagster webserver's GraphQL API "
     "(e.g. http://localhost:3000; env APS_DAGSTER_URL) and follow the backfill there; its "
-    "deployment runs it",
+    "deployment runs it. Behind the compose deployment's UI front: https://127.0.0.1:3443 "
+    "with APS_DAGSTER_PASSWORD (user APS_DAGSTER_USER, default admin) and "
+    "APS_DAGSTER_SSLROOTCERT=infra/.tls/ca.crt in the environment",
 )
 def command(
     env: str | None,

@@ -2,11 +2,19 @@
 running Dagster webserver through its GraphQL API, as its UI's "Materialize..." does
 (`launchPartitionBackfill` with the daily job's assets and the days), and followed there
 (`partitionBackfillOrError`: the backfill and its runs). The webserver's deployment runs it;
-this process needs no access to its instance, only to the URL."""
+this process needs no access to its instance, only to the URL.
+
+A webserver behind an authenticating front (the compose deployment's UI: HTTPS with the
+deployment's own CA, HTTP basic authentication) is reached with `APS_DAGSTER_USER` /
+`APS_DAGSTER_PASSWORD` and `APS_DAGSTER_SSLROOTCERT` (the CA file) from the environment:
+never in the URL, which the command prints."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -68,18 +76,32 @@ mutation Cancel($id: String!) {
 }"""
 
 
+def _front() -> tuple[dict[str, str], ssl.SSLContext | None]:
+    """The Authorization header and the TLS context an authenticating front asks for."""
+    headers = {}
+    password = os.environ.get("APS_DAGSTER_PASSWORD")
+    if password:
+        user = os.environ.get("APS_DAGSTER_USER") or "admin"
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    cafile = os.environ.get("APS_DAGSTER_SSLROOTCERT")
+    return headers, ssl.create_default_context(cafile=cafile) if cafile else None
+
+
 def call(url: str, query: str, variables: dict[str, Any], timeout_s: float = 60) -> dict:
     """One GraphQL request to the webserver at `url`: its data, or BackfillError."""
+    headers, context = _front()
     request = urllib.request.Request(
         url.rstrip("/") + "/graphql",
         data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **headers},
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:
             body = json.load(response)
     except urllib.error.HTTPError as exc:
-        raise BackfillError(f"the Dagster webserver at {url}: HTTP {exc.code}") from None
+        hint = " (set APS_DAGSTER_USER and APS_DAGSTER_PASSWORD)" if exc.code == 401 else ""
+        raise BackfillError(f"the Dagster webserver at {url}: HTTP {exc.code}{hint}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise BackfillError(f"the Dagster webserver at {url}: {exc}") from None
     if body.get("errors"):

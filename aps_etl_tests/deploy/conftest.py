@@ -4,6 +4,7 @@ volumes after the last."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 from collections.abc import Iterator
@@ -11,13 +12,34 @@ from typing import Any
 
 import pytest
 
+from aps_etl.devdata import seed_source
 from aps_etl_tests.deploy.deployment import (
     DEPLOY,
     IMAGES,
     PROJECT,
     free_ports,
+    pg_uri,
     wait_for_a_build_in_progress,
 )
+
+# Recreates the database's container with new passwords: run after every other test on the
+# deployment, whichever file it is in.
+RECREATES_POSTGRES = "test_postgres_applies_changed_passwords_at_restart_and_serves_without_them"
+
+# The synthetic MES every test of the package reads: two days (the second is the daily
+# run's, test_compose_deployment.py).
+SOURCE_START, SOURCE_DAYS = dt.date(2026, 11, 19), 2
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """RECREATES_POSTGRES just after the last other test that uses the deployment (not at the
+    very end: the package's deployment would be torn down and started again)."""
+    moved = [item for item in items if item.name == RECREATES_POSTGRES]
+    rest = [item for item in items if item.name != RECREATES_POSTGRES]
+    users = [n for n, item in enumerate(rest) if "deployment" in getattr(item, "fixturenames", ())]
+    at = users[-1] + 1 if users else len(rest)
+    items[:] = rest[:at] + moved + rest[at:]
 
 
 @pytest.fixture(scope="package")
@@ -51,7 +73,7 @@ def deployment(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     assert written.returncode == 0, written.stderr
     ports = free_ports(4)
     with env_file.open("a") as out:
-        for name, port in zip(("PG", "MINIO", "TRINO", "WEB"), ports, strict=True):
+        for name, port in zip(("PG", "MINIO", "TRINO", "UI"), ports, strict=True):
             out.write(f"APS_COMPOSE_{name}_PORT={port}\n")
     deploy("down", "--volumes")  # a previous run's leftovers
     up = deploy("up")  # the README's command, as an operator runs it
@@ -67,3 +89,13 @@ def deployment(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     finally:
         down = deploy("down", "--volumes")
         assert down.returncode == 0, down.stderr[-2000:]
+
+
+@pytest.fixture(scope="package")
+def mes_source(deployment: dict[str, Any]) -> str:
+    """The deployment's `mes` (its owner's URI), seeded once for the package: its plan runs
+    become snapshots in the lake as soon as the plan sensor sees them, so a second, different
+    seed would leave the lake's plans disagreeing with the source's."""
+    uri = pg_uri(deployment["env"], "mes_owner", "APS_MES_OWNER_PASSWORD", "mes")
+    seed_source(uri, start_date=SOURCE_START, days=SOURCE_DAYS, lots=300, seed=11, progress=False)
+    return uri

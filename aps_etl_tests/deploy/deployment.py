@@ -10,13 +10,24 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
+
+from dagster_graphql import DagsterGraphQLClient
+from gql.transport.requests import RequestsHTTPTransport
 
 from aps_etl.env.stack import REPO_ROOT
 
 REPO = REPO_ROOT
 COMPOSE = REPO / "infra" / "docker-compose.yml"
 DEPLOY = REPO / "infra" / "docker" / "deploy"
-IMAGES = ("aps-etl:latest", "aps-etl/postgres:15", "aps-etl/minio:latest", "aps-etl/trino:476")
+IMAGES = (
+    "aps-etl:latest",
+    "aps-etl/postgres:15",
+    "aps-etl/minio:latest",
+    "aps-etl/trino:476",
+    "aps-etl/haproxy:2.6",
+)
+UI_USER = "admin"
 # its own project (so its own network and CA volume): a deployment on the same engine, or
 # another checkout's test, is left alone
 PROJECT = f"aps-etl-test-{os.getpid()}"
@@ -56,9 +67,14 @@ def compose(env_file: Path, *args: str, timeout: float = 900) -> subprocess.Comp
     )
 
 
-def container_of(env_file: Path, service: str) -> str:
-    """The id of a service's container."""
-    ids = compose(env_file, "ps", "-q", service).stdout.split()
+def container_of(service: str) -> str:
+    """The id of a service's container (by compose's labels: one quick docker call, where
+    docker-compose takes seconds to start)."""
+    labels = (
+        f"label=com.docker.compose.project={PROJECT}",
+        f"label=com.docker.compose.service={service}",
+    )
+    ids = docker("ps", "-aq", "--filter", labels[0], "--filter", labels[1]).split()
     assert ids, f"no container for {service}"
     return ids[0]
 
@@ -80,3 +96,28 @@ def wait_for_a_build_in_progress(timeout_s: float = 1800) -> None:
                     f"infra/docker/build still running after {timeout_s} s"
                 )
                 time.sleep(2)
+
+
+def pg_uri(env: dict[str, str], user: str, password_var: str, database: str) -> str:
+    """A PostgreSQL URI of the deployment's database, on its published port."""
+    return (
+        f"postgresql://{user}:{env[password_var]}@127.0.0.1:{env['APS_COMPOSE_PG_PORT']}/{database}"
+    )
+
+
+def ui_url(deployment: dict[str, Any], path: str = "") -> str:
+    """The UI's front: the deployment's only published Dagster port, HTTPS."""
+    return f"https://127.0.0.1:{deployment['env']['APS_COMPOSE_UI_PORT']}{path}"
+
+
+def ui_client(deployment: dict[str, Any]) -> DagsterGraphQLClient:
+    """The webserver's GraphQL API through the UI's front, as an operator's script reaches
+    it: HTTPS verified against the deployment's CA, the admin user's password."""
+    transport = RequestsHTTPTransport(
+        url=ui_url(deployment, "/graphql"),
+        use_json=True,
+        timeout=300,
+        auth=(UI_USER, deployment["env"]["APS_UI_ADMIN_PASSWORD"]),
+        verify=str(deployment["tls"] / "ca.crt"),
+    )
+    return DagsterGraphQLClient("127.0.0.1", transport=transport)

@@ -1,7 +1,8 @@
 """The compose deployment, run for real: images built here (make images), every service of
 infra/docker-compose.yml up and healthy, `aps_daily` for one day launched through the
-webserver's GraphQL API, run in a container of its own, and its target rows equal to the
-contract's reference SQL on the source."""
+webserver's GraphQL API (behind the UI's front), run in a container of its own (started by
+the daemon through the Docker socket proxy), and its target rows equal to the contract's
+reference SQL on the source. The deployment's trust boundaries: test_compose_boundaries.py."""
 
 from __future__ import annotations
 
@@ -18,8 +19,15 @@ import pytest
 import s3fs
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
-from aps_etl.devdata import seed_source
-from aps_etl_tests.deploy.deployment import COMPOSE, PROJECT, REPO, compose, docker
+from aps_etl_tests.deploy.deployment import (
+    COMPOSE,
+    PROJECT,
+    REPO,
+    compose,
+    docker,
+    pg_uri,
+    ui_client,
+)
 from aps_etl_tests.pipeline_harness import (
     DAILY_TABLES,
     JOB,
@@ -31,12 +39,6 @@ from aps_etl_tests.pipeline_harness import (
 pytestmark = pytest.mark.docker
 
 DAY = "2026-11-20"
-
-
-def _uri(env: dict[str, str], user: str, password_var: str, database: str) -> str:
-    return (
-        f"postgresql://{user}:{env[password_var]}@127.0.0.1:{env['APS_COMPOSE_PG_PORT']}/{database}"
-    )
 
 
 def _wait_for_run(client: DagsterGraphQLClient, run_id: str, timeout: float) -> str:
@@ -60,12 +62,12 @@ def _run_logs(run_id: str, deployment: dict[str, Any]) -> str:
     return "\n".join(out) + "\n--- daemon ---\n" + daemon
 
 
-def test_daily_run_in_its_own_container_loads_the_contract(deployment: dict[str, Any]) -> None:
-    env = deployment["env"]
-    source = _uri(env, "mes_owner", "APS_MES_OWNER_PASSWORD", "mes")
-    seed_source(source, start_date=dt.date(2026, 11, 19), days=2, lots=300, seed=11, progress=False)
+def test_daily_run_in_its_own_container_loads_the_contract(
+    deployment: dict[str, Any], mes_source: str
+) -> None:
+    env, source = deployment["env"], mes_source  # seeded once for the package (conftest.py)
 
-    client = DagsterGraphQLClient("127.0.0.1", port_number=int(env["APS_COMPOSE_WEB_PORT"]))
+    client = ui_client(deployment)  # through the UI's front: TLS and the admin's password
     try:
         run_id = client.submit_job_execution(JOB, tags={"dagster/partition": DAY})
     except DagsterGraphQLClientError as e:  # the message says which part was refused
@@ -76,7 +78,10 @@ def test_daily_run_in_its_own_container_loads_the_contract(deployment: dict[str,
     # The run had a container of its own (DockerRunLauncher), not the code location's.
     containers = docker("ps", "-a", "--filter", f"label=dagster/run_id={run_id}", "-q").split()
     assert len(containers) == 1, f"run {run_id}: containers {containers}"
-    run_config = json.loads(docker("inspect", containers[0]))[0]["Config"]
+    inspected = json.loads(docker("inspect", containers[0]))[0]
+    # created through the socket proxy, which answers for this name only
+    assert inspected["Name"] == f"/{PROJECT}-run-{run_id}", inspected["Name"]
+    run_config = inspected["Config"]
     # on the image of the build deploy runs, by its code's commit, not aps-etl:latest
     tag = (REPO / ".docker" / "image-tag").read_text().strip()
     assert run_config["Image"] == f"aps-etl:{tag}", run_config["Image"]
@@ -86,21 +91,22 @@ def test_daily_run_in_its_own_container_loads_the_contract(deployment: dict[str,
     assert not names & {"APS_PG_SUPERUSER_PASSWORD", "APS_MES_OWNER_PASSWORD"}, names
 
     # Every daily table holds exactly the contract's rows for the day.
-    target = _uri(env, "aps_loader", "APS_APS_LOADER_PASSWORD", "aps")
+    target = pg_uri(env, "aps_loader", "APS_APS_LOADER_PASSWORD", "aps")
     day = dt.date.fromisoformat(DAY)
     for table in DAILY_TABLES:
         want = reference_partition(source, table, day)
         assert want, f"{table}: the seeded day has no reference rows"
         assert_rows_equal(table, target_partition(target, table, day), want)
 
-    # The steps' compute logs are in MinIO, where the webserver reads them.
+    # The steps' compute logs are in MinIO's logs bucket, where the webserver reads them with
+    # the logs reader's keys (infra/docker/dagster.yaml: compute_logs).
     fs = s3fs.S3FileSystem(
-        key=env["APS_S3_ACCESS_KEY"],
-        secret=env["APS_S3_SECRET_KEY"],
+        key=env["APS_LOGS_S3_ACCESS_KEY"],
+        secret=env["APS_LOGS_S3_SECRET_KEY"],
         client_kwargs={"endpoint_url": f"http://127.0.0.1:{env['APS_COMPOSE_MINIO_PORT']}"},
         skip_instance_cache=True,
     )
-    logs = fs.find(f"data-lake/_dagster/compute_logs/storage/{run_id}")
+    logs = fs.find(f"dagster-logs/compute_logs/storage/{run_id}")
     assert any(p.endswith((".out", ".err")) for p in logs), logs
 
 
@@ -136,7 +142,7 @@ def test_every_database_connection_is_encrypted(deployment: dict[str, Any]) -> N
     from aps_etl_tests.pipeline_harness import fetch
 
     env = deployment["env"]
-    superuser = _uri(env, "postgres", "APS_PG_SUPERUSER_PASSWORD", "postgres")
+    superuser = pg_uri(env, "postgres", "APS_PG_SUPERUSER_PASSWORD", "postgres")
     rows = fetch(
         superuser + "?sslmode=require",
         "select a.usename, s.ssl from pg_stat_activity a join pg_stat_ssl s using (pid) "
@@ -238,7 +244,8 @@ def test_image_runs_as_non_root_with_no_secret_in_its_layers(images: None) -> No
 def test_postgres_applies_changed_passwords_at_restart_and_serves_without_them(
     deployment: dict[str, Any],
 ) -> None:
-    """Last of the deployment's tests: it recreates the database's container. A password
+    """Last of the deployment's tests (deploy/conftest.py puts it there, whatever the file
+    order): it recreates the database's container. A password
     changed in infra/.env takes effect with the restart (the entry point applies the roles
     and passwords at every start, not only the first), and the server process itself holds
     no password in its environment."""
@@ -287,6 +294,6 @@ def test_postgres_applies_changed_passwords_at_restart_and_serves_without_them(
         ("postgres", "APS_PG_SUPERUSER_PASSWORD", "postgres"),
         ("mes_owner", "APS_MES_OWNER_PASSWORD", "mes"),
     ):
-        assert fetch(_uri(env, user, var, database) + "?sslmode=require", "select 1 as one")
+        assert fetch(pg_uri(env, user, var, database) + "?sslmode=require", "select 1 as one")
         with pytest.raises(Exception, match="password authentication failed"):
-            fetch(_uri(old, user, var, database) + "?sslmode=require", "select 1")
+            fetch(pg_uri(old, user, var, database) + "?sslmode=require", "select 1")

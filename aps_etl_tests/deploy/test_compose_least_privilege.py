@@ -45,7 +45,7 @@ def _pg(env: dict[str, str], role: str, database: str = "aps") -> Any:
 
 
 def _environ(env_file: Any, service: str) -> dict[str, str]:
-    values = json.loads(docker("inspect", container_of(env_file, service)))[0]["Config"]["Env"]
+    values = json.loads(docker("inspect", container_of(service)))[0]["Config"]["Env"]
     return dict(v.split("=", 1) for v in values)
 
 

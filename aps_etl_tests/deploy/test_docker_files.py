@@ -52,6 +52,8 @@ def test_compose_file_resolves_with_every_service(tmp_path: Path) -> None:
         "code-location",
         "webserver",
         "daemon",
+        "docker-api",
+        "ui",
     }
     # Every image is one infra/docker/build makes here (no registry is reachable).
     images = {name: service["image"] for name, service in config["services"].items()}
@@ -63,6 +65,8 @@ def test_compose_file_resolves_with_every_service(tmp_path: Path) -> None:
         "code-location": "aps-etl:latest",
         "webserver": "aps-etl:latest",
         "daemon": "aps-etl:latest",
+        "docker-api": "aps-etl/haproxy:2.6",
+        "ui": "aps-etl/haproxy:2.6",
     }
     build = (REPO / "infra" / "docker" / "build").read_text()
     assert all(f"-t {image} " in build or f"build {image} " in build for image in images.values())
@@ -78,6 +82,95 @@ def test_compose_file_resolves_with_every_service(tmp_path: Path) -> None:
             # compose v1 prints the short syntax "127.0.0.1:55432:5432"
             host_ip = port.get("host_ip") if isinstance(port, dict) else port.split(":")[0]
             assert host_ip == "127.0.0.1", port
+
+
+def _mounts(service: dict) -> list[str]:
+    # compose v1 prints the short syntax "source:target[:mode]"
+    return [
+        v if isinstance(v, str) else f"{v['source']}:{v['target']}"
+        for v in service.get("volumes", [])
+    ]
+
+
+def _networks(service: dict) -> set[str]:
+    networks = service.get("networks") or {"default": None}
+    return set(networks)
+
+
+@pytest.mark.tools
+def test_only_the_socket_proxy_holds_the_docker_socket_and_only_the_front_publishes_the_ui(
+    tmp_path: Path,
+) -> None:
+    """The layout of issue 27: the engine's socket in the proxy alone (the daemon and the
+    webserver reach it each over a network of its own), the webserver unpublished behind the
+    TLS front, the code server's gRPC on a network of its own."""
+    result = _compose_config(_filled_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    services = config["services"]
+    holders = {
+        name for name, service in services.items()
+        if any("docker.sock" in mount for mount in _mounts(service))
+    }  # fmt: skip
+    assert holders == {"docker-api"}
+    assert not services["daemon"].get("group_add")
+    assert services["daemon"]["environment"]["DOCKER_HOST"] == "tcp://docker-api:2375"
+    proxy = services["docker-api"]
+    assert proxy["read_only"] is True and proxy["cap_drop"] == ["ALL"]
+    assert not proxy.get("ports")
+    # who shares which network
+    members = {
+        network: {name for name, service in services.items() if network in _networks(service)}
+        for network in config["networks"]
+    }
+    assert members["docker-api"] == {"daemon", "docker-api"}
+    assert members["docker-stop"] == {"webserver", "docker-api"}
+    assert members["grpc"] == {"code-location", "webserver", "daemon"}
+    assert members["ui"] == {"ui", "webserver"}
+    assert config["networks"]["docker-api"]["internal"] is True
+    assert config["networks"]["docker-stop"]["internal"] is True
+    assert config["networks"]["grpc"]["internal"] is True
+    # the gRPC server and the webserver listen on those networks' addresses alone
+    assert services["code-location"]["command"][3:5] == ["-h", "code-server"]
+    assert services["webserver"]["command"][1:3] == ["-h", "webserver-ui"]
+    # the UI's port is the front's, TLS; nothing else of Dagster's is published
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"postgres", "minio", "trino", "ui"}
+    assert services["ui"]["command"] == ["-f", "/etc/haproxy/ui.cfg", "-f", "/ui-tls/users.cfg"]
+    workspace = yaml.safe_load((REPO / "infra" / "docker" / "workspace.yaml").read_text())
+    assert workspace["load_from"][0]["grpc_server"]["host"] == "code-server"
+
+
+def test_the_ui_front_asks_for_a_password_and_the_proxy_allows_only_runs() -> None:
+    """The two HAProxy configurations, read as text: the front authenticates every request
+    over TLS; the proxy's allow rules name nothing but the runs' containers (by name, under
+    the API version prefix), the hello calls and the checked create, and the webserver's
+    entrance only stopping them."""
+    ui = (REPO / "infra" / "docker" / "haproxy" / "ui.cfg").read_text()
+    assert re.search(r"^\s*bind :8443 ssl crt /ui-tls/ui.pem", ui, re.M)
+    assert "http-request auth" in ui and "http_auth(ui_users)" in ui
+    assert "http-request del-header Authorization" in ui
+    proxy = (REPO / "infra" / "docker" / "haproxy" / "docker-api.cfg").read_text()
+    sections = {
+        section.split(None, 1)[0]: section for section in re.split(r"^frontend ", proxy, flags=re.M)
+    }
+    daemons, webservers = sections["docker_api"], sections["docker_stop"]
+    allows = re.findall(r"^\s*http-request allow if (.*)$", daemons, re.M)
+    assert allows == [
+        "read hello !has_body !old_version",
+        "read run_inspect !has_body !old_version",
+        "post run_action !has_body !old_version",
+        "delete run_container !has_body !old_version",
+        "post create !old_version { lua.docker_create_allowed -m bool }",
+    ]
+    # the webserver's entrance: stop a run's container (the UI's Terminate), nothing else
+    allows = re.findall(r"^\s*http-request allow if (.*)$", webservers, re.M)
+    assert allows == ["read hello !has_body !old_version", "post run_stop !has_body !old_version"]
+    for frontend in (daemons, webservers):
+        assert re.search(r"^\s*http-request return status 403 ", frontend, re.M)
+    run = '"^/containers/${APS_COMPOSE_PROJECT}-run-[0-9a-f-]{36}'
+    for acl in ("run_inspect", "run_action", "run_container", "run_stop"):
+        assert re.search(rf"^\s*acl {acl} var\(txn.path\) -m reg {re.escape(run)}", proxy, re.M)
 
 
 @pytest.mark.tools
@@ -110,6 +203,7 @@ def test_no_secret_value_is_committed_in_the_example_env() -> None:
         "infra/docker/images/postgres.Dockerfile",
         "infra/docker/images/minio.Dockerfile",
         "infra/docker/images/trino.Dockerfile",
+        "infra/docker/images/haproxy.Dockerfile",
     ],
 )
 def test_dockerfile_passes_hadolint(path: str) -> None:
