@@ -142,14 +142,15 @@ def upstreams(settings: Mapping[str, str]) -> dict[str, tuple[str, int]]:
 def fault_proxy(settings: Mapping[str, str], log: Path) -> Iterator[FaultProxy]:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aps-etl"
     binary = server_binary(cache)
+    upstream = upstreams(settings)  # a missing setting fails before anything starts
     port = free_port()
     with log.open("w") as out:
         process = subprocess.Popen(
             [str(binary), "-host", "127.0.0.1", "-port", str(port)],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    proxy = FaultProxy(f"http://127.0.0.1:{port}", process, upstreams(settings))
     try:
+        proxy = FaultProxy(f"http://127.0.0.1:{port}", process, upstream)
         deadline = time.monotonic() + 30
         while True:
             try:
