@@ -243,6 +243,20 @@ def deliver(
     return sent, failed
 
 
+def will_be_run_again(run: dg.DagsterRun) -> bool:
+    """Dagster marked the run for a retry and someone will make it: the daemon (a run it
+    can launch again from its code location) or the command that ran it in process, still
+    alive (aps_etl/cli/run_retry.py). A killed `aps-etl run` retries nothing: alerted."""
+    if run.tags.get(WILL_RETRY_TAG) != "true":
+        return False
+    if run.remote_job_origin is not None:
+        return True
+    from aps_etl.lib.liveness import Owner, alive
+
+    owner = Owner.from_tags(dict(run.tags))
+    return owner is not None and alive(owner) is True
+
+
 def build_alert_sensor(name: str = SENSOR_NAME) -> dg.SensorDefinition:
     """A run-failure sensor over every job of the code location, on by default."""
 
@@ -255,7 +269,7 @@ def build_alert_sensor(name: str = SENSOR_NAME) -> dg.SensorDefinition:
     def run_failure_alerts(context: dg.RunFailureSensorContext, alert_settings: AlertSettings):
         # as stored now: Dagster tags a run it will retry just after its failure event
         run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
-        if run.tags.get(WILL_RETRY_TAG) == "true":
+        if will_be_run_again(run):
             # an infrastructure failure Dagster (or the CLI) runs again: the alert comes if
             # the last attempt fails too (its will_retry is false)
             message = f"run {run.run_id} failed and will be run again: no alert yet"

@@ -9,6 +9,8 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -622,10 +624,14 @@ def test_an_overdue_daily_load_is_checked_and_alerted(
 # --- a failure that will be run again -----------------------------------------------------
 
 
-def _run_failing_with(error: Exception) -> tuple[dg.DagsterInstance, Any]:
+def _run_failing_with(
+    error: Exception, worker: dict[str, str] | None = None
+) -> tuple[dg.DagsterInstance, Any]:
     """A partitioned run of a job with the project's failure hook (defs/retry_hook.py) on an
-    instance whose run retries are on, as the project's dagster.yaml files have them."""
+    instance whose run retries are on, as the project's dagster.yaml files have them, run
+    in process by this test's process (its worker tags, as `aps-etl run` sets them)."""
     from aps_etl.defs.retry_hook import mark_failure_kind
+    from aps_etl.lib.liveness import this_process
 
     @dg.asset(partitions_def=DAILY)
     def extract_orders() -> None:
@@ -637,7 +643,10 @@ def _run_failing_with(error: Exception) -> tuple[dg.DagsterInstance, Any]:
         settings={"run_retries": {"enabled": True, "max_retries": 2}}
     )
     result = defs.resolve_job_def("orders").execute_in_process(
-        partition_key=PARTITION, instance=instance, raise_on_error=False
+        partition_key=PARTITION,
+        instance=instance,
+        raise_on_error=False,
+        tags=worker if worker is not None else this_process().tags(),
     )
     assert not result.success
     return instance, result
@@ -662,6 +671,18 @@ def test_a_run_that_will_be_retried_is_alerted_only_when_retries_are_over(
     assert _invoke_sensor(instance, result, alert_resources_from_env()) is None
     assert len(slack.requests) == 1
 
+    # marked for a retry, but the command that would make it is gone (killed): alerted
+    from aps_etl.lib.liveness import Owner, hostname
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = Owner(hostname(), dead.pid, time.time() - 5).tags()
+    instance, result = _run_failing_with(ConnectionResetError("reset by peer"), worker=gone)
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None and run.tags["dagster/will_retry"] == "true"
+    assert _invoke_sensor(instance, result, alert_resources_from_env()) is None
+    assert len(slack.requests) == 2
+
     # the data's failure: never retried, alerted at once
     instance, result = _run_failing_with(
         dg.Failure(description="42 rows break the contract", allow_retries=False)
@@ -670,4 +691,4 @@ def test_a_run_that_will_be_retried_is_alerted_only_when_retries_are_over(
     assert run is not None and run.tags[FAILURE_KIND_TAG] == "permanent"
     assert run.tags["dagster/will_retry"] == "false"
     assert _invoke_sensor(instance, result, alert_resources_from_env()) is None
-    assert len(slack.requests) == 2
+    assert len(slack.requests) == 3
